@@ -1,0 +1,63 @@
+"""Application factory: one gate per app, every error answered as JSON."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from app.config import Settings
+from app.gate import Gate, UpgradeGate, current_gate
+from app.gate.metrics import registry_for
+from app.gate.web import json_error
+from app.sample.operations import bp as operations_bp
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, gate: Gate | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    gate = gate or Gate()
+    UpgradeGate(gate, token=settings.token, app=app)
+    app.register_blueprint(operations_bp)
+    metrics = registry_for(gate)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        # A pod that is shutting down stops receiving Service traffic; one
+        # that is draining stays ready so that status queries still reach it.
+        if current_gate().status().shutting_down:
+            return json_error(503, "shutting_down")
+        return jsonify({"status": "ready"})
+
+    @app.get("/version")
+    def version() -> Response:
+        return jsonify({"version": settings.version})
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        response = json_error(code, exc.description or exc.name)
+        if code == 405 and (allow := exc.get_headers()):
+            response.headers.update({k: v for k, v in allow if k == "Allow"})
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return json_error(500, "internal_error", message="see the application log")
+
+    return app

@@ -1,0 +1,101 @@
+"""Serve the sample app with gunicorn: one process, many threads.
+
+One worker process is deliberate: the gate's state must be the pod's state,
+and a second process would hold a second, disagreeing gate.
+
+SIGTERM (what Kubernetes sends) does not stop the worker at once: the gate
+refuses new work, the worker keeps answering status queries, and only when
+every operation has finished (or ``shutdown_timeout`` passed) does the worker
+begin gunicorn's own graceful stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from app import logs
+from app.config import Settings
+from app.gate.web import EXTENSION_KEY
+from app.sample import create_app
+
+log = logging.getLogger("app.server")
+
+
+def _install_drain_on_sigterm(worker: Any) -> None:
+    flask_app: Flask = worker.wsgi
+    gate = flask_app.extensions[EXTENSION_KEY].gate
+    bound: float = flask_app.config["SETTINGS"].shutdown_timeout
+    stopping = threading.Event()
+
+    def finish() -> None:
+        started = time.monotonic()
+        running = gate.status().running
+        if running:
+            log.info(
+                "SIGTERM: waiting up to %gs for %d operation(s): %s",
+                bound,
+                len(running),
+                ", ".join(running),
+            )
+        idle = gate.wait_idle(bound)
+        log.info(
+            "SIGTERM: %s after %.1fs, stopping the server",
+            "all operations finished" if idle else "shutdown bound reached",
+            time.monotonic() - started,
+        )
+        worker.handle_exit(signal.SIGTERM, None)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        gate.begin_shutdown()
+        threading.Thread(target=finish, name="shutdown", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+class Server(BaseApplication):  # type: ignore[misc]
+    def __init__(self, host: str, port: int, threads: int, access_log: bool) -> None:
+        self.settings = Settings.from_env()
+        self.options: dict[str, Any] = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": 1,
+            "worker_class": "gthread",
+            "threads": threads,
+            # The master must outwait the worker's drain, or it would SIGKILL
+            # the worker while operations still run.
+            "graceful_timeout": math.ceil(self.settings.shutdown_timeout) + 10,
+            "timeout": 60,
+            "keepalive": 5,
+            "logconfig_dict": logs.dict_config(access_log=access_log),
+            "accesslog": "-" if access_log else None,
+            "post_worker_init": _install_drain_on_sigterm,
+            # Heartbeat files in memory: the root filesystem is read-only.
+            "worker_tmp_dir": "/dev/shm",  # noqa: S108 (a tmpfs, not shared scratch)
+            "proc_name": "upgrade-gate-app",
+            # gunicorn 24+ opens a control socket under $HOME; nothing here uses it.
+            "control_socket_disable": True,
+        }
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            if value is not None:
+                self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app(self.settings)
+
+
+def serve(host: str, port: int, threads: int = 32, access_log: bool = False) -> None:
+    Server(host, port, threads, access_log).run()
