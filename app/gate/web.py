@@ -25,6 +25,9 @@ RETRY_AFTER_SECONDS = 2
 EXTENSION_KEY = "upgrade_gate"
 
 
+MISSING: Any = object()  # a field absent from the body (``null`` is not absent)
+
+
 class InputError(ValueError):
     """Client input that cannot be used; becomes a 400 with ``message``."""
 
@@ -53,8 +56,11 @@ def json_object_body() -> dict[str, Any]:
 def number_in_range(
     value: object, name: str, *, maximum: float, default: float | None = None
 ) -> float:
-    """A finite number with 0 < value <= maximum, or :class:`InputError`."""
-    if value is None and default is not None:
+    """A finite number with 0 < value <= maximum, or :class:`InputError`.
+
+    ``value`` is :data:`MISSING` when the client left the field out.
+    """
+    if value is MISSING and default is not None:
         return default
     # bool is an int in Python, but `true` is not a duration.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -149,7 +155,10 @@ class UpgradeGate:
             return denied
         body = json_object_body()
         ttl = number_in_range(
-            body.get("ttl"), "ttl", maximum=MAX_LEASE_SECONDS, default=DEFAULT_LEASE_SECONDS
+            body.get("ttl", MISSING),
+            "ttl",
+            maximum=MAX_LEASE_SECONDS,
+            default=DEFAULT_LEASE_SECONDS,
         )
         holder = body.get("holder", "anonymous")
         if not isinstance(holder, str) or not 0 < len(holder) <= 253:

@@ -168,7 +168,8 @@ class Waiter:
                         pod, PodClient(pod.base_url, self.options.token), self.clock()
                     )
                     self._pods[name] = state
-                    log.info("gating pod %s at %s:%d", name, pod.host, pod.port)
+                    where = f"{pod.host}:{pod.port}"
+                    log.info("gating pod %s%s", name, "" if where == name else f" at {where}")
                     threading.Thread(
                         target=self._watch, args=(state,), name=f"pod-{name}", daemon=True
                     ).start()

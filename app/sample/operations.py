@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from app.config import Settings
 from app.gate import Operation, current_gate
-from app.gate.web import json_error, json_object_body, number_in_range
+from app.gate.web import MISSING, json_error, json_object_body, number_in_range
 
 bp = Blueprint("operations", __name__)
 
@@ -28,7 +28,7 @@ def start() -> tuple[Response, int]:
     settings: Settings = current_app.config["SETTINGS"]
     body = json_object_body()
     seconds = number_in_range(
-        body.get("seconds"),
+        body.get("seconds", MISSING),
         "seconds",
         maximum=settings.max_seconds,
         default=settings.default_seconds,

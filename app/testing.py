@@ -1,0 +1,183 @@
+"""Run the sample app as a real gunicorn process on loopback, for tests and benchmarks.
+
+``AppProcess`` is what a pod is to the hook: an address that answers the gate
+contract, started with ``python -m app serve`` exactly as the image starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import requests
+
+TOKEN = "test-token"  # noqa: S105 (a loopback test fixture, not a secret)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class AppProcess:
+    """One ``python -m app serve`` process; its log goes to a file for failures."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, threads: int = 32) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self._log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the process)
+            prefix=f"app-{self.port}-", suffix=".log", delete=False
+        )
+        self.log_path = Path(self._log_file.name)
+        self.env = {**os.environ, "UPGRADE_GATE_TOKEN": TOKEN, **(env or {})}
+        self.threads = threads
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.session = requests.Session()
+
+    def start(self, timeout: float = 20.0) -> AppProcess:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--threads",
+                str(self.threads),
+            ],
+            env=self.env,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.05)  # nothing to wait on but the socket itself
+        raise TimeoutError(f"app on port {self.port} not healthy in {timeout}s:\n{self.log()}")
+
+    # -- the contract ---------------------------------------------------------
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.get(self.url + path, timeout=kwargs.pop("timeout", 70), **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.post(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.session.delete(self.url + path, timeout=kwargs.pop("timeout", 10), **kwargs)
+
+    def start_operation(self, seconds: float) -> str:
+        response = self.post("/operations", json={"seconds": seconds})
+        response.raise_for_status()
+        op_id: str = response.json()["id"]
+        return op_id
+
+    def operation(self, op_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.get(f"/operations/{op_id}").json()
+        return body
+
+    def status(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.get("/upgradeable").json()
+        return body
+
+    def drain(self, ttl: float, token: str = TOKEN) -> requests.Response:
+        return self.post("/drain", json={"ttl": ttl}, headers={"Authorization": f"Bearer {token}"})
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL master and worker: the pod vanishes without a word."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        workers = _children(self.proc.pid)
+        self.proc.kill()  # the master first, so that it cannot respawn the worker
+        self.proc.wait(10)
+        for pid in workers:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # gunicorn's quick stop, no drain
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.session.close()
+        self._log_file.close()
+
+    def log(self) -> str:
+        if not self._log_file.closed:
+            self._log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def __enter__(self) -> AppProcess:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+@contextmanager
+def running_apps(count: int, env: Mapping[str, str] | None = None) -> Iterator[list[AppProcess]]:
+    apps = [AppProcess(env) for _ in range(count)]
+    try:
+        for app in apps:
+            app.start()
+        yield apps
+    finally:
+        for app in apps:
+            app.stop()
+
+
+def eventually(
+    predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last value: {value!r})")
+        time.sleep(interval)

@@ -1,0 +1,122 @@
+"""The gate without HTTP: counting, fencing, leases, waiting."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from app.gate import Gate, State, WorkRefusedError
+from app.testing import eventually
+
+
+def test_upgradeable_only_when_the_last_of_overlapping_operations_ends() -> None:
+    gate = Gate()
+    first, second = gate.begin("a"), gate.begin("b")
+    gate.finish(first.id)
+    # The original demo's shared boolean said "upgradeable" here.
+    assert not gate.status().upgradeable
+    assert gate.status().running == (second.id,)
+    gate.finish(second.id)
+    assert gate.status().upgradeable
+
+
+def test_failed_work_is_recorded_and_counted() -> None:
+    gate = Gate()
+    with pytest.raises(RuntimeError), gate.operation("boom"):
+        raise RuntimeError("disk full")
+    (record,) = gate.operations()
+    assert record.state is State.FAILED
+    assert record.error == "disk full"
+    assert gate.counters.failed == 1
+    assert gate.status().upgradeable
+
+
+def test_drain_refuses_new_work_but_lets_running_work_finish() -> None:
+    gate = Gate()
+    running = gate.begin("long")
+    gate.drain(ttl=60, holder="hook")
+    with pytest.raises(WorkRefusedError) as refused:
+        gate.begin("new")
+    assert refused.value.reason == "draining"
+    assert gate.counters.refused == 1
+    gate.finish(running.id)
+    assert gate.status().upgradeable
+    assert gate.status().draining
+
+
+def test_lease_expires_on_its_own_and_work_is_accepted_again() -> None:
+    now = [100.0]
+    gate = Gate(clock=lambda: now[0])
+    gate.drain(ttl=5)
+    now[0] += 4.9
+    assert gate.status().draining
+    now[0] += 0.2
+    assert not gate.status().draining
+    gate.begin("after expiry")
+
+
+def test_renewal_extends_the_lease() -> None:
+    now = [0.0]
+    gate = Gate(clock=lambda: now[0])
+    gate.drain(ttl=5)
+    now[0] += 4
+    gate.drain(ttl=5)
+    now[0] += 4
+    assert gate.status().draining
+    assert gate.status().lease_expires_in == pytest.approx(1.0)
+
+
+def test_lease_timer_expires_without_any_request() -> None:
+    gate = Gate()
+    gate.drain(ttl=0.05)
+    eventually(lambda: not gate._lease, what="the timer clears the lease")
+
+
+def test_undrain_is_idempotent() -> None:
+    gate = Gate()
+    gate.undrain()
+    gate.drain(ttl=60)
+    gate.undrain()
+    gate.undrain()
+    assert gate.status().accepting
+
+
+def test_wait_upgradeable_wakes_when_the_last_operation_ends() -> None:
+    gate = Gate()
+    op = gate.begin("x")
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(gate.wait_upgradeable(30).upgradeable))
+    waiter.start()
+    gate.finish(op.id)
+    waiter.join(10)
+    assert result == [True]
+
+
+def test_wait_upgradeable_gives_up_after_its_timeout() -> None:
+    gate = Gate()
+    gate.begin("x")
+    assert not gate.wait_upgradeable(0.05).upgradeable
+
+
+def test_shutdown_refuses_work_and_wait_idle_is_bounded() -> None:
+    gate = Gate()
+    op = gate.begin("x")
+    gate.begin_shutdown()
+    with pytest.raises(WorkRefusedError) as refused:
+        gate.begin("y")
+    assert refused.value.reason == "shutting down"
+    assert gate.wait_idle(0.05) is False
+    gate.finish(op.id)
+    assert gate.wait_idle(0.05) is True
+
+
+def test_history_is_bounded_but_running_records_are_kept() -> None:
+    gate = Gate(history=3)
+    keep = gate.begin("long")
+    for _ in range(10):
+        with gate.operation("short"):
+            pass
+    records = gate.operations()
+    assert len(records) == 3
+    assert keep.id in {r.id for r in records}

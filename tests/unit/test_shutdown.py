@@ -1,0 +1,54 @@
+"""SIGTERM: refuse new work, let running work finish (up to a bound), exit 0."""
+
+from __future__ import annotations
+
+import signal
+
+from app.testing import eventually
+from tests.unit.conftest import AppFactory
+
+
+def test_sigterm_waits_for_the_running_operation_then_exits_0(make_app: AppFactory) -> None:
+    app = make_app()
+    op_id = app.start_operation(1.5)
+    app.signal(signal.SIGTERM)
+
+    eventually(lambda: app.get("/readyz").status_code == 503, what="readiness drops")
+    refused = app.post("/start", json={"seconds": 1})
+    assert refused.status_code == 503
+    assert refused.json()["error"] == "shutting_down"
+    # Still answering status queries while the operation runs.
+    assert app.operation(op_id)["state"] == "running"
+
+    assert app.wait(timeout=30) == 0
+    log = app.log()
+    assert f"waiting up to 3600s for 1 operation(s): {op_id}" in log
+    assert f"operation succeeded id={op_id}" in log
+    assert log.index(f"operation succeeded id={op_id}") < log.index("stopping the server")
+
+
+def test_sigterm_on_an_idle_pod_exits_at_once(make_app: AppFactory) -> None:
+    app = make_app()
+    app.signal(signal.SIGTERM)
+    assert app.wait(timeout=15) == 0
+    assert "all operations finished" in app.log()
+
+
+def test_shutdown_bound_is_respected(make_app: AppFactory) -> None:
+    app = make_app(SHUTDOWN_TIMEOUT_SECONDS=0.5)
+    op_id = app.start_operation(600)
+    app.signal(signal.SIGTERM)
+    assert app.wait(timeout=30) == 0
+    log = app.log()
+    assert "shutdown bound of 0.5s reached with 1 operation(s) running" in log
+    assert op_id in log
+
+
+def test_long_polls_are_released_by_shutdown(make_app: AppFactory) -> None:
+    app = make_app(SHUTDOWN_TIMEOUT_SECONDS=2)
+    app.start_operation(600)
+    app.signal(signal.SIGTERM)
+    eventually(lambda: app.status()["shutting_down"], what="shutdown begins")
+    response = app.get("/upgradeable", params={"wait": 60}, timeout=10)
+    assert response.status_code == 503
+    assert response.json()["shutting_down"] is True
