@@ -1,0 +1,1 @@
+"""End-to-end harness: cluster providers, images, pinned tools and scenarios."""
