@@ -70,9 +70,9 @@ class AppProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"app exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(f"{self.url}/healthz", timeout=1).ok:
+                if requests.get(f"{self.url}/healthz", timeout=2).ok:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a busy machine
                 time.sleep(0.05)  # nothing to wait on but the socket itself
         raise TimeoutError(f"app on port {self.port} not healthy in {timeout}s:\n{self.log()}")
 

@@ -61,18 +61,19 @@ class Answer:
 class PodClient:
     """HTTP calls to one pod. Not shared between threads: one per pod thread."""
 
-    def __init__(self, base_url: str, token: str | None) -> None:
+    def __init__(self, base_url: str, token: str | None, holder: str = "upgrade-gate-hook") -> None:
         self.base_url = base_url
+        self.holder = holder
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "upgrade-gate-hook"
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
 
-    def fence(self, ttl: float, holder: str) -> Answer:
-        return self._call("POST", "/drain", json={"ttl": ttl, "holder": holder}, read=5.0)
+    def fence(self, ttl: float) -> Answer:
+        return self._call("POST", "/drain", json={"ttl": ttl, "holder": self.holder}, read=5.0)
 
-    def release(self, holder: str) -> Answer:
-        return self._call("DELETE", "/drain", params={"holder": holder}, read=5.0)
+    def release(self) -> Answer:
+        return self._call("DELETE", "/drain", params={"holder": self.holder}, read=5.0)
 
     def upgradeable(self, wait: float = 0.0) -> Answer:
         params = {"wait": f"{wait:.3f}"} if wait > 0 else None

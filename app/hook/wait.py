@@ -1,11 +1,16 @@
 """Hold an upgrade until every pod of the release is idle, or fail safe.
 
-One thread per pod fences it (a drain lease, renewed well before it expires)
-and long-polls ``/upgradeable``; the main thread lists the pods again and
-again, so pods that appear are gated and pods that are gone stop counting, and
-decides. The upgrade may proceed only when a fresh listing shows every pod
-fenced and idle. On the deadline, or SIGTERM, every fence is released so the
-old pods take work again, and the hook fails: Helm then changes nothing.
+One thread per pod fences it (a drain lease, renewed every third of its
+length) and long-polls ``/upgradeable``. A fenced pod that is idle cannot take
+new work, so it stays idle while its lease holds; its thread then swaps the
+short lease for the ``hold`` lease that covers Helm's rollout, and the pod is
+*ready*. The main thread lists the pods again and again, so pods that appear
+are gated too and pods that are gone stop counting, and lets the upgrade
+proceed when a fresh listing shows every pod ready.
+
+On the deadline, or SIGTERM, every fence is released so the old pods take
+work again, and the hook fails: Helm then changes nothing. If the hook itself
+dies, the leases run out on their own.
 """
 
 from __future__ import annotations
@@ -37,12 +42,16 @@ class Exit(IntEnum):
 class Options:
     timeout: float = 300.0
     lease: float = 30.0
-    hold: float = 120.0  # the lease left after success, to cover the rollout
+    hold: float = 120.0  # the lease an idle pod keeps, to cover Helm's rollout
     fence: bool = True
     poll: float = 10.0  # longest single long-poll
     discovery_interval: float = 1.0
     holder: str = "upgrade-gate-hook"
     token: str | None = None
+
+    @property
+    def final_lease(self) -> float:
+        return max(self.lease, self.hold)
 
 
 @dataclass(frozen=True)
@@ -55,15 +64,13 @@ class Outcome:
 class _PodState:
     pod: Pod
     client: PodClient
-    first_seen: float
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
-    fenced: bool = False
+    lease: float = 0.0  # of the last fence that held; 0 while not fenced
     idle: bool = False
     idle_at: float | None = None
     last: Answer | None = None
     fence_refusal: str | None = None
-    held: bool = False  # the confirmation's hold lease is set: no more renewals
 
     def describe_busy(self) -> str:
         pod = self.pod.name
@@ -73,8 +80,7 @@ class _PodState:
             return f"{pod} (no answer yet)"
         if not self.last.reachable:
             return f"{pod} ({self.last.error})"
-        running = self.last.running
-        if running:
+        if running := self.last.running:
             return f"{pod} ({len(running)} active: {', '.join(running)})"
         return f"{pod} ({self.last.describe()})"
 
@@ -89,10 +95,10 @@ class Waiter:
         self.source = source
         self.options = options
         self.clock = clock
+        self.started = clock()
         self._cond = threading.Condition()
         self._pods: dict[str, _PodState] = {}
         self._terminated: str | None = None
-        self._confirmed: list[_PodState] = []
 
     def terminate(self, reason: str) -> None:
         """Ask the wait to end now, releasing fences (safe from a signal handler)."""
@@ -101,20 +107,23 @@ class Waiter:
     # -- the decision loop ---------------------------------------------------
 
     def run(self) -> Outcome:
+        options = self.options
         self.started = self.clock()
-        deadline = self.started + self.options.timeout
+        deadline = self.started + options.timeout
         log.info(
-            "waiting for %s to be idle (deadline %gs, fence %s)",
+            "waiting for %s to be idle (deadline %gs, %s)",
             self.source.description,
-            self.options.timeout,
-            f"lease {self.options.lease:g}s" if self.options.fence else "off",
+            options.timeout,
+            f"fence lease {options.lease:g}s, hold {options.final_lease:g}s"
+            if options.fence
+            else "no fence",
         )
         first_listing = True
         listing_error: str | None = None
         try:
             while True:
                 try:
-                    pods = self.source.list_pods()
+                    pods: list[Pod] | None = self.source.list_pods()
                     listing_error = None
                 except SourceError as exc:
                     if exc.exit_code != Exit.NOT_IDLE:
@@ -122,15 +131,14 @@ class Waiter:
                         return Outcome(Exit(exc.exit_code), str(exc))
                     if listing_error != str(exc):
                         log.warning("%s; retrying", exc)
-                    listing_error = str(exc)
-                    pods = None
+                    listing_error, pods = str(exc), None
                 if pods is not None:
                     self._reconcile(pods)
                     if not pods:
                         return Outcome(Exit.OK, self._no_pods_summary(first_listing))
                     first_listing = False
-                    if self._all_idle() and self._confirm():
-                        return self._succeed()
+                    if self._all_ready() and (options.fence or self._confirm_idle()):
+                        return self._success()
                 if self._terminated:
                     self._release_all()
                     return Outcome(
@@ -140,17 +148,16 @@ class Waiter:
                     )
                 if self.clock() >= deadline:
                     self._release_all()
-                    reason = f"listing failed: {listing_error}" if listing_error else None
+                    reason = f"listing pods failed: {listing_error}" if listing_error else None
                     return Outcome(
                         Exit.NOT_IDLE,
-                        f"deadline of {self.options.timeout:g}s reached, fences released: "
+                        f"deadline of {options.timeout:g}s reached, fences released: "
                         f"{reason or self._busy_summary()}",
                     )
                 with self._cond:
-                    if not self._all_idle_locked():
-                        self._cond.wait(
-                            min(self.options.discovery_interval, max(0.0, deadline - self.clock()))
-                        )
+                    if not self._all_ready_locked():
+                        remaining = max(0.0, deadline - self.clock())
+                        self._cond.wait(min(options.discovery_interval, remaining))
         finally:
             self._stop_all()
 
@@ -158,75 +165,50 @@ class Waiter:
         current = {pod.name: pod for pod in pods}
         with self._cond:
             for name in list(self._pods):
-                if name not in current or current[name] != self._pods[name].pod:
-                    state = self._pods.pop(name)
-                    state.stop.set()
+                if current.get(name) != self._pods[name].pod:
+                    self._pods.pop(name).stop.set()
                     log.info("pod %s is gone: no longer counted", name)
             for name, pod in current.items():
-                if name not in self._pods:
-                    state = _PodState(
-                        pod, PodClient(pod.base_url, self.options.token), self.clock()
-                    )
-                    self._pods[name] = state
-                    where = f"{pod.host}:{pod.port}"
-                    log.info("gating pod %s%s", name, "" if where == name else f" at {where}")
-                    threading.Thread(
-                        target=self._watch, args=(state,), name=f"pod-{name}", daemon=True
-                    ).start()
+                if name in self._pods:
+                    continue
+                state = _PodState(pod, self._client(pod))
+                self._pods[name] = state
+                where = f"{pod.host}:{pod.port}"
+                log.info("gating pod %s%s", name, "" if where == name else f" at {where}")
+                threading.Thread(
+                    target=self._watch, args=(state,), name=f"pod-{name}", daemon=True
+                ).start()
 
-    def _all_idle(self) -> bool:
+    def _ready(self, state: _PodState) -> bool:
+        if not self.options.fence:
+            return state.idle
+        return state.idle and state.lease >= self.options.final_lease
+
+    def _all_ready(self) -> bool:
         with self._cond:
-            return self._all_idle_locked()
+            return self._all_ready_locked()
 
-    def _all_idle_locked(self) -> bool:
-        return bool(self._pods) and all(
-            s.idle and (s.fenced or not self.options.fence) for s in self._pods.values()
-        )
+    def _all_ready_locked(self) -> bool:
+        return bool(self._pods) and all(self._ready(s) for s in self._pods.values())
 
-    def _confirm(self) -> bool:
-        """Ask every pod once more, at the same moment, whether it is idle.
+    def _confirm_idle(self) -> bool:
+        """Without fences a pod can take new work at any moment: ask all at once."""
+        with self._cond:
+            states = list(self._pods.values())
+        answers = self._for_each(states, lambda s: PodClient(s.pod.base_url, None).upgradeable())
+        busy = [(s, a) for s, a in zip(states, answers, strict=True) if not a.upgradeable]
+        with self._cond:
+            for state, answer in busy:
+                state.idle, state.last = False, answer
+        if busy:
+            log.info("confirmation round: busy again: %s", ", ".join(s.pod.name for s, _ in busy))
+        return not busy
 
-        With fencing on, the question is a last ``POST /drain`` with the
-        ``hold`` lease, which keeps the old pods fenced while Helm replaces
-        them (if the rollout stalls, the lease runs out and they take work
-        again) and answers with the pod's status in the same round trip.
-        """
+    def _success(self) -> Outcome:
         with self._cond:
             states = sorted(self._pods.values(), key=lambda s: s.pod.name)
-        options = self.options
-
-        def ask(state: _PodState) -> Answer:
-            if not options.fence:
-                return PodClient(state.pod.base_url, None).upgradeable()
-            with state.lock:
-                if state.stop.is_set():
-                    return Answer(error="gone")
-                state.held = True
-                return state.client.fence(options.hold or options.lease, options.holder)
-
-        answers = self._for_each(states, ask)
-        not_idle = [(s, a) for s, a in zip(states, answers, strict=True) if not a.upgradeable]
-        if not_idle:
-            log.info(
-                "confirmation round: not idle after all: %s",
-                ", ".join(s.pod.name for s, _ in not_idle),
-            )
-            with self._cond:
-                for state in states:
-                    state.held = False
-                for state, answer in not_idle:
-                    state.idle = False
-                    state.last = answer
-            return False
-        for state in states:
-            state.stop.set()
-        self._confirmed = states
-        return True
-
-    def _succeed(self) -> Outcome:
-        states = self._confirmed
         waited = ", ".join(
-            f"{s.pod.name} {((s.idle_at or self.started) - self.started):.1f}s" for s in states
+            f"{s.pod.name} {(s.idle_at or self.started) - self.started:.1f}s" for s in states
         )
         return Outcome(
             Exit.OK,
@@ -241,16 +223,12 @@ class Waiter:
 
     def _busy_summary(self) -> str:
         with self._cond:
-            busy = [
-                s
-                for s in self._pods.values()
-                if not s.idle or (self.options.fence and not s.fenced)
-            ]
+            busy = sorted(
+                (s for s in self._pods.values() if not self._ready(s)), key=lambda s: s.pod.name
+            )
         if not busy:
             return "no pod was busy"
-        return f"{len(busy)} pod(s) not idle: " + "; ".join(
-            s.describe_busy() for s in sorted(busy, key=lambda s: s.pod.name)
-        )
+        return f"{len(busy)} pod(s) not idle: " + "; ".join(s.describe_busy() for s in busy)
 
     # -- one thread per pod --------------------------------------------------
 
@@ -259,36 +237,29 @@ class Waiter:
         backoff = _Backoff()
         renew_at = 0.0
         while not state.stop.is_set():
-            now = self.clock()
-            if options.fence and now >= renew_at:
-                answer = self._with_lock(
-                    state, lambda: state.client.fence(options.lease, options.holder)
-                )
-                if answer is None:  # stopped, or the confirmation round holds the pod
-                    if state.stop.wait(0.05):
-                        return
-                    continue
-                if answer.reachable and answer.status == 200:
-                    if not state.fenced:
-                        log.info("pod %s: fenced (lease %gs)", state.pod.name, options.lease)
-                    self._update(state, fenced=True, refusal=None)
-                    renew_at = now + options.lease / 3
-                    backoff.reset()
-                    if answer.understood:  # /drain answers with the pod's status
-                        self._observe(state, answer)
-                else:
-                    refusal = None if not answer.reachable else answer.describe()
+            if options.fence and (self.clock() >= renew_at or self._wants_hold(state)):
+                ttl = options.final_lease if state.idle else options.lease
+                answer = self._fence(state, ttl)
+                if answer is None:
+                    return
+                if not (answer.status == 200 and answer.understood):
+                    refusal = answer.describe() if answer.reachable else None
                     self._record_failure(state, answer, refusal)
                     state.stop.wait(backoff.next())
                     continue
+                renew_at = self.clock() + options.lease / 3
+                backoff.reset()
+                # /drain answers with the pod's status as of the fence: fresh.
+                self._observe(state, answer, lease=ttl)
+                continue
             if state.idle and options.fence:
-                # Fenced and idle stays idle: sleep until the next renewal.
+                # Fenced and idle stays idle: nothing to ask until the renewal.
                 state.stop.wait(max(0.0, renew_at - self.clock()))
                 continue
             wait = options.poll
             if options.fence:
                 wait = min(wait, max(0.05, renew_at - self.clock()))
-            answer = state.client.upgradeable(wait if not state.idle else 0.0)
+            answer = state.client.upgradeable(0.0 if state.idle else wait)
             if state.stop.is_set():
                 return
             if not answer.understood:
@@ -296,39 +267,58 @@ class Waiter:
                 state.stop.wait(backoff.next())
                 continue
             backoff.reset()
-            self._observe(state, answer)
+            self._observe(state, answer, lease=state.lease)
             if state.idle and not options.fence:
                 state.stop.wait(options.discovery_interval)
 
-    def _observe(self, state: _PodState, answer: Answer) -> None:
+    def _wants_hold(self, state: _PodState) -> bool:
+        return state.idle and state.lease < self.options.final_lease
+
+    @staticmethod
+    def _fence(state: _PodState, ttl: float) -> Answer | None:
+        # Fencing and releasing share a lock, so a renewal already on the wire
+        # cannot land after the release and fence the pod again.
+        with state.lock:
+            if state.stop.is_set():
+                return None
+            return state.client.fence(ttl)
+
+    def _observe(self, state: _PodState, answer: Answer, lease: float) -> None:
         with self._cond:
             was_idle, previous = state.idle, state.last
-            state.last = answer
-            state.idle = answer.upgradeable
+            if lease and not state.lease:
+                log.info("pod %s: fenced (lease %gs)", state.pod.name, lease)
+            state.last, state.idle, state.lease, state.fence_refusal = (
+                answer,
+                answer.upgradeable,
+                lease,
+                None,
+            )
             if state.idle and not was_idle:
                 state.idle_at = self.clock()
                 log.info("pod %s: idle after %.1fs", state.pod.name, state.idle_at - self.started)
-                self._cond.notify_all()
             elif not state.idle and (
                 was_idle
                 or previous is None
-                or previous.running != answer.running
                 or not previous.reachable
+                or previous.running != answer.running
             ):
+                running = answer.running
                 log.info(
                     "pod %s: busy, %s",
                     state.pod.name,
-                    f"{len(answer.running)} operation(s) running: {', '.join(answer.running)}"
-                    if answer.running
+                    f"{len(running)} operation(s) running: {', '.join(running)}"
+                    if running
                     else answer.describe(),
                 )
+            self._cond.notify_all()
 
     def _record_failure(self, state: _PodState, answer: Answer, refusal: str | None) -> None:
         with self._cond:
             previous = state.last
-            state.last = answer
-            state.idle = False
-            state.fence_refusal = refusal
+            # A pod that cannot be fenced or asked might have taken work since
+            # its last answer: it is not idle, whatever it said before.
+            state.last, state.idle, state.lease, state.fence_refusal = (answer, False, 0.0, refusal)
             if previous is None or previous.describe() != answer.describe():
                 if refusal:
                     log.warning(
@@ -340,21 +330,7 @@ class Waiter:
                     log.warning(
                         "pod %s: %s; retrying with backoff", state.pod.name, answer.describe()
                     )
-
-    def _update(self, state: _PodState, *, fenced: bool, refusal: str | None) -> None:
-        with self._cond:
-            state.fenced = fenced
-            state.fence_refusal = refusal
             self._cond.notify_all()
-
-    @staticmethod
-    def _with_lock(state: _PodState, call: Callable[[], Answer]) -> Answer | None:
-        # Fencing and releasing share a lock, so a renewal already on the wire
-        # cannot land after the release and fence the pod again.
-        with state.lock:
-            if state.stop.is_set() or state.held:
-                return None
-            return call()
 
     # -- endings -------------------------------------------------------------
 
@@ -363,25 +339,27 @@ class Waiter:
             states = list(self._pods.values())
         for state in states:
             state.stop.set()
-        fenced = [s for s in states if s.fenced or s.fence_refusal is None]
-        if not self.options.fence or not fenced:
+        if not self.options.fence:
             return
 
         def release(state: _PodState) -> None:
-            with state.lock:
-                answer = PodClient(state.pod.base_url, self.options.token).release(
-                    self.options.holder
-                )
-            if answer.reachable and answer.status == 200:
+            if state.fence_refusal:
+                return
+            with state.lock:  # a fresh client: the pod's own may sit in a long-poll
+                answer = self._client(state.pod).release()
+            if answer.status == 200:
                 log.info("pod %s: fence released", state.pod.name)
-            elif state.fenced:
+            elif state.lease:
                 log.warning(
-                    "pod %s: could not release the fence (%s); its lease expires on its own",
+                    "pod %s: could not release the fence (%s); its lease runs out on its own",
                     state.pod.name,
                     answer.describe(),
                 )
 
-        self._for_each(fenced, release)
+        self._for_each(states, release)
+
+    def _client(self, pod: Pod) -> PodClient:
+        return PodClient(pod.base_url, self.options.token, self.options.holder)
 
     def _stop_all(self) -> None:
         with self._cond:

@@ -1,0 +1,239 @@
+"""The pre-upgrade hook: which objects are hooks, in which order, and what the Job runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.cli import build_parser
+from tests.chart.helm import (
+    NAMESPACE,
+    RELEASE,
+    Helm,
+    Manifest,
+    annotations,
+    chart_copy,
+    container,
+    env,
+    find,
+    flag,
+    hooks,
+    labels,
+    one,
+    pod_template,
+    selector_matches,
+)
+
+pytestmark = pytest.mark.chart
+
+HOOK_KINDS = ["ServiceAccount", "Role", "RoleBinding", "Job"]
+HOOK_NAME = f"{RELEASE}-upgrade-gate-hook"
+
+
+def weight(doc: Manifest) -> int:
+    return int(annotations(doc)["helm.sh/hook-weight"])
+
+
+def test_the_hooks_are_the_job_and_its_rbac(default_render: list[Manifest]) -> None:
+    found = sorted((doc["kind"], doc["metadata"]["name"]) for doc in hooks(default_render))
+    assert found == sorted((kind, HOOK_NAME) for kind in HOOK_KINDS)
+    for doc in hooks(default_render):
+        assert annotations(doc)["helm.sh/hook"] == "pre-upgrade", doc["kind"]
+
+
+def test_rbac_hooks_are_created_before_the_job(default_render: list[Manifest]) -> None:
+    # Helm creates hooks in weight order and runs the Job's pod at once: its
+    # ServiceAccount must exist by then, and the binding before the first API call.
+    ordered = sorted(hooks(default_render), key=weight)
+    assert [doc["kind"] for doc in ordered] == HOOK_KINDS
+    assert len({weight(doc) for doc in ordered}) == len(HOOK_KINDS), "weights must be distinct"
+
+
+def test_hook_weight_value_moves_the_whole_group(helm: Helm) -> None:
+    docs = helm.template({"gate": {"hookWeight": 5}})
+    weights = {doc["kind"]: weight(doc) for doc in hooks(docs)}
+    assert weights["Job"] == 5
+    assert weights["ServiceAccount"] < weights["Role"] < weights["RoleBinding"] < 5
+
+
+def test_no_leftover_can_block_the_next_upgrade(default_render: list[Manifest]) -> None:
+    # Only hook-succeeded/hook-failed would leave an interrupted run's Job in
+    # place, and the next upgrade would fail "already exists".
+    for doc in hooks(default_render):
+        policies = set(annotations(doc)["helm.sh/hook-delete-policy"].split(","))
+        assert policies == {"before-hook-creation", "hook-succeeded"}, doc["kind"]
+
+
+def test_helm_prints_the_hook_log(default_render: list[Manifest]) -> None:
+    job = one(default_render, "Job")
+    policy = set(annotations(job)["helm.sh/hook-output-log-policy"].split(","))
+    assert policy == {"hook-failed", "hook-succeeded"}
+
+
+def test_job_fails_once_within_its_deadline(default_render: list[Manifest]) -> None:
+    job = one(default_render, "Job")
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["activeDeadlineSeconds"] > 0
+    assert pod_template(job)["spec"]["restartPolicy"] == "Never"
+    assert "ttlSecondsAfterFinished" not in job["spec"], "a failed Job is kept for its log"
+
+
+def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> None:
+    rendered = hooks(helm.template({"gate": {"preRollback": True}}))
+    assert len(rendered) == len(HOOK_KINDS)
+    for doc in rendered:
+        assert annotations(doc)["helm.sh/hook"] == "pre-upgrade,pre-rollback", doc["kind"]
+    assert all("rollback" not in annotations(doc)["helm.sh/hook"] for doc in hooks(default_render))
+
+
+def test_gate_off_renders_no_hook_at_all(helm: Helm) -> None:
+    docs = helm.template({"gate": {"enabled": False}})
+    assert hooks(docs) == []
+    assert find(docs, "Job") == find(docs, "Role") == find(docs, "ServiceAccount") == []
+    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "Secret"}
+
+
+def test_no_regular_object_is_a_hook(default_render: list[Manifest]) -> None:
+    regular = [doc for doc in default_render if doc not in hooks(default_render)]
+    assert {doc["kind"] for doc in regular} == {"Deployment", "Service", "Secret"}
+
+
+# -- the command ---------------------------------------------------------------
+
+
+def test_exact_hook_command(default_render: list[Manifest]) -> None:
+    gate = container(one(default_render, "Job"), "gate")
+    assert gate["command"] == ["python3", "-m", "app"]
+    assert gate["args"] == [
+        "wait",
+        "--selector",
+        f"app.kubernetes.io/component=app,app.kubernetes.io/instance={RELEASE},"
+        "app.kubernetes.io/name=upgrade-gate",
+        "--port",
+        "http",
+        "--timeout",
+        "180",
+        "--lease",
+        "30",
+        "--hold",
+        "120",
+        "--poll",
+        "10",
+    ]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        {"gate": {"fence": False, "timeoutSeconds": 45, "holdSeconds": 0, "pollSeconds": 60}},
+        {"gate": {"leaseSeconds": 600, "holdSeconds": 900, "timeoutSeconds": 3000}},
+    ],
+    ids=["defaults", "no-fence", "long"],
+)
+def test_the_hook_program_accepts_the_rendered_arguments(helm: Helm, values: dict[str, object]) -> None:
+    # The same parser the image runs: a flag the chart renders and the hook
+    # does not know would fail every upgrade with exit 2.
+    docs = helm.template(values)
+    gate = container(one(docs, "Job"), "gate")
+    parsed = build_parser().parse_args(gate["args"])
+    gate_values: dict[str, object] = dict(values.get("gate", {}))  # type: ignore[call-overload]
+    assert parsed.command == "wait"
+    assert parsed.port == "http"
+    assert parsed.timeout == gate_values.get("timeoutSeconds", 180)
+    assert parsed.hold == gate_values.get("holdSeconds", 120)
+    assert parsed.poll == gate_values.get("pollSeconds", 10)
+    assert parsed.fence is gate_values.get("fence", True)
+    if parsed.fence:
+        assert parsed.lease > parsed.poll / 2, "the hook refuses a lease shorter than half a poll"
+
+
+def test_hook_runs_the_new_app_image_by_default(helm: Helm) -> None:
+    docs = helm.template({"image": {"repository": "registry.example/app", "tag": "2.0.0"}})
+    gate = container(one(docs, "Job"), "gate")
+    app = container(one(docs, "Deployment"), "app")
+    assert gate["image"] == app["image"] == "registry.example/app:2.0.0"
+    assert gate["imagePullPolicy"] == app["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_hook_image_and_pull_policy_can_differ(helm: Helm) -> None:
+    docs = helm.template(
+        {
+            "image": {"tag": "2.0.0", "pullPolicy": "Never"},
+            "gate": {"image": {"repository": "hook", "digest": "sha256:" + "a" * 64}},
+        }
+    )
+    gate = container(one(docs, "Job"), "gate")
+    assert gate["image"] == f"hook:0.1.0@sha256:{'a' * 64}"
+    assert gate["imagePullPolicy"] == "Never"
+
+
+def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Manifest]) -> None:
+    # A first Argo CD sync runs the hook (PreSync) before the Secret exists;
+    # with no pods there is nothing to fence, so the pod must still start.
+    token = env(container(one(default_render, "Job"), "gate"))["UPGRADE_GATE_TOKEN"]
+    secret = one(default_render, "Secret")
+    assert token["secretKeyRef"] == {
+        "name": secret["metadata"]["name"],
+        "key": "token",
+        "optional": True,
+    }
+    app_token = env(container(one(default_render, "Deployment"), "app"))["UPGRADE_GATE_TOKEN"]
+    assert app_token["secretKeyRef"].get("optional") is not True, "the app must not start unfenceable"
+
+
+# -- what the hook gates -------------------------------------------------------
+
+
+def hook_selector(docs: list[Manifest]) -> str:
+    return flag(container(one(docs, "Job"), "gate")["args"], "--selector")
+
+
+def test_selector_matches_the_app_pods_and_not_the_hook_pod(
+    default_render: list[Manifest],
+) -> None:
+    selector = hook_selector(default_render)
+    app_pod = labels(pod_template(one(default_render, "Deployment")))
+    hook_pod = labels(pod_template(one(default_render, "Job")))
+    assert selector_matches(selector, app_pod)
+    assert not selector_matches(selector, hook_pod), "the hook would wait for itself"
+
+
+def test_service_does_not_route_to_the_hook_pod(default_render: list[Manifest]) -> None:
+    service_selector = one(default_render, "Service")["spec"]["selector"]
+    hook_pod = labels(pod_template(one(default_render, "Job")))
+    app_pod = labels(pod_template(one(default_render, "Deployment")))
+    assert service_selector.items() <= app_pod.items()
+    assert not service_selector.items() <= hook_pod.items()
+
+
+def test_selector_matches_pods_of_the_previous_chart_version(helm: Helm) -> None:
+    # The hook of release N+1 gates the pods of release N: a selector that
+    # includes anything versioned (app.kubernetes.io/version, helm.sh/chart)
+    # would find no pods and let every upgrade through.
+    with chart_copy() as old_chart:
+        chart_yaml = old_chart / "Chart.yaml"
+        text = chart_yaml.read_text()
+        chart_yaml.write_text(
+            text.replace("version: 0.1.0", "version: 0.0.1").replace(
+                'appVersion: "0.1.0"', 'appVersion: "0.0.1"'
+            )
+        )
+        old = helm.template({"image": {"tag": "old"}}, chart=old_chart)
+    new = helm.template({"image": {"tag": "new"}})
+    old_pod = labels(pod_template(one(old, "Deployment")))
+    assert old_pod["app.kubernetes.io/version"] == "0.0.1", "the old chart copy did not take"
+    assert selector_matches(hook_selector(new), old_pod)
+
+
+def test_hook_sees_the_namespace_through_its_service_account(
+    default_render: list[Manifest],
+) -> None:
+    job = one(default_render, "Job")
+    spec = pod_template(job)["spec"]
+    assert spec["serviceAccountName"] == HOOK_NAME
+    assert spec["automountServiceAccountToken"] is True
+    assert "--namespace" not in container(job, "gate")["args"]
+    binding = one(default_render, "RoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": HOOK_NAME, "namespace": NAMESPACE}
+    ]
