@@ -1,0 +1,215 @@
+{{/*
+Names. Every object is named after the release, so two releases in one
+namespace never collide. Names stay within 52 characters, leaving room for the
+longest suffix ("-hook", "-token") and for the pod suffixes Kubernetes adds.
+*/}}
+{{- define "upgrade-gate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+<release>-<name>, or <name> for a release of that very name. Unlike the usual
+"release contains the chart name" rule, this never gives two releases the same
+name (releases "a" and "a-upgrade-gate" would both become "a-upgrade-gate").
+Too long a name is cut and keeps a digest of the whole, so it stays unique.
+*/}}
+{{- define "upgrade-gate.fullname" -}}
+{{- $full := "" }}
+{{- if .Values.fullnameOverride }}
+{{- $full = .Values.fullnameOverride }}
+{{- else }}
+{{- $name := include "upgrade-gate.name" . }}
+{{- $full = ternary $name (printf "%s-%s" .Release.Name $name) (eq .Release.Name $name) }}
+{{- end }}
+{{- if gt (len $full) 52 }}
+{{- $full = printf "%s-%s" ($full | trunc 43 | trimSuffix "-") (sha256sum $full | trunc 8) }}
+{{- end }}
+{{- $full }}
+{{- end }}
+
+{{- define "upgrade-gate.hookName" -}}
+{{- printf "%s-hook" (include "upgrade-gate.fullname" .) }}
+{{- end }}
+
+{{- define "upgrade-gate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels shared by every object. Never part of a selector: version changes. */}}
+{{- define "upgrade-gate.labels" -}}
+helm.sh/chart: {{ include "upgrade-gate.chart" . }}
+{{ include "upgrade-gate.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "upgrade-gate.name" . }}
+{{- end }}
+
+{{- define "upgrade-gate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "upgrade-gate.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+The app pods: the Deployment's and Service's selector, and what the hook
+gates. The component keeps the hook's own pod (component upgrade-gate) out.
+*/}}
+{{- define "upgrade-gate.appSelectorLabels" -}}
+{{ include "upgrade-gate.selectorLabels" . }}
+app.kubernetes.io/component: app
+{{- end }}
+
+{{- define "upgrade-gate.hookLabels" -}}
+{{ include "upgrade-gate.labels" . }}
+app.kubernetes.io/component: upgrade-gate
+{{- end }}
+
+{{/* The same labels as a selector string for `app wait --selector`. */}}
+{{- define "upgrade-gate.appSelector" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "upgrade-gate.appSelectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," (sortAlpha $pairs) }}
+{{- end }}
+
+{{/* Images: repository[:tag][@digest]; the gate defaults to the app's image. */}}
+{{- define "upgrade-gate.imageRef" -}}
+{{- $ref := printf "%s:%s" .repository (.tag | default .default) }}
+{{- if .digest }}
+{{- $ref = printf "%s@%s" $ref .digest }}
+{{- end }}
+{{- $ref }}
+{{- end }}
+
+{{- define "upgrade-gate.image" -}}
+{{- include "upgrade-gate.imageRef" (dict "repository" .Values.image.repository "tag" .Values.image.tag "digest" .Values.image.digest "default" .Chart.AppVersion) }}
+{{- end }}
+
+{{- define "upgrade-gate.gateImage" -}}
+{{- $gate := .Values.gate.image }}
+{{- if $gate.repository }}
+{{- include "upgrade-gate.imageRef" (dict "repository" $gate.repository "tag" $gate.tag "digest" $gate.digest "default" .Chart.AppVersion) }}
+{{- else }}
+{{- include "upgrade-gate.image" . }}
+{{- end }}
+{{- end }}
+
+{{- define "upgrade-gate.gatePullPolicy" -}}
+{{- .Values.gate.image.pullPolicy | default .Values.image.pullPolicy }}
+{{- end }}
+
+{{/* The drain token. */}}
+{{- define "upgrade-gate.tokenSecretName" -}}
+{{- .Values.drainToken.existingSecret | default (printf "%s-token" (include "upgrade-gate.fullname" .)) }}
+{{- end }}
+
+{{/*
+An explicit value wins; else the token already in the cluster (so upgrades keep
+it and the running pods still accept it); else a new one, at install.
+*/}}
+{{- define "upgrade-gate.drainToken" -}}
+{{- if .Values.drainToken.value }}
+{{- .Values.drainToken.value }}
+{{- else }}
+{{- $secret := lookup "v1" "Secret" .Release.Namespace (include "upgrade-gate.tokenSecretName" .) | default dict }}
+{{- $existing := dig "data" .Values.drainToken.key "" $secret }}
+{{- if $existing }}
+{{- $existing | b64dec }}
+{{- else }}
+{{- randAlphaNum 48 }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Rolls the pods when the token's source changes: env vars are read at start, so
+pods left on an old token would refuse the next hook's fence. A generated token
+never changes (lookup keeps it), so only the settings are hashed, not the token.
+*/}}
+{{- define "upgrade-gate.tokenChecksum" -}}
+{{- printf "%s|%s|%s" .Values.drainToken.value .Values.drainToken.existingSecret .Values.drainToken.key | sha256sum }}
+{{- end }}
+
+{{/*
+Timing. The numbers that must agree are derived here, once:
+
+  gate timeout  <  Job activeDeadlineSeconds  <  helm --timeout
+
+The hook must reach its own deadline (release the fences, log why, exit 1)
+before Kubernetes kills its Job, and the Job must fail before helm stops
+waiting, or helm reports only "timed out waiting for the condition" while the
+Job carries on without it. Each margin covers pod scheduling, image pull and
+start-up of the step before.
+*/}}
+{{- define "upgrade-gate.gateTimeoutSeconds" -}}
+{{- int .Values.gate.timeoutSeconds }}
+{{- end }}
+
+{{- define "upgrade-gate.jobDeadlineSeconds" -}}
+{{- $timeout := include "upgrade-gate.gateTimeoutSeconds" . | int }}
+{{- $deadline := add $timeout 60 }}
+{{- if not (kindIs "invalid" .Values.gate.activeDeadlineSeconds) }}
+{{- $deadline = int .Values.gate.activeDeadlineSeconds }}
+{{- end }}
+{{- if le $deadline $timeout }}
+{{- fail (printf "gate.activeDeadlineSeconds (%d) must be longer than gate.timeoutSeconds (%d): Kubernetes would kill the hook before its own deadline, leaving the pods fenced until their lease runs out and helm with no reason. Raise gate.activeDeadlineSeconds or lower gate.timeoutSeconds." $deadline $timeout) }}
+{{- end }}
+{{- $deadline }}
+{{- end }}
+
+{{- define "upgrade-gate.helmTimeoutSeconds" -}}
+{{- $deadline := include "upgrade-gate.jobDeadlineSeconds" . | int }}
+{{- $helm := add $deadline 60 }}
+{{- if not (kindIs "invalid" .Values.gate.helmTimeoutSeconds) }}
+{{- $helm = int .Values.gate.helmTimeoutSeconds }}
+{{- end }}
+{{- if le $helm $deadline }}
+{{- fail (printf "gate.helmTimeoutSeconds (%d) must be longer than the hook Job's activeDeadlineSeconds (%d): helm would give up with \"timed out waiting for the condition\" while the Job still runs. Use a longer helm --timeout, or lower gate.timeoutSeconds." $helm $deadline) }}
+{{- end }}
+{{- $helm }}
+{{- end }}
+
+{{/*
+SIGTERM comes after the preStop sleep; the app then waits up to
+shutdownTimeoutSeconds for work in flight, and gunicorn's master allows the
+worker 10 s more (app/server.py: graceful_timeout). Kubernetes' SIGKILL must
+come after all of it.
+*/}}
+{{- define "upgrade-gate.terminationGracePeriodSeconds" -}}
+{{- add (int .Values.app.preStopSleepSeconds) (int .Values.app.shutdownTimeoutSeconds) 10 (int .Values.app.terminationGraceMarginSeconds) }}
+{{- end }}
+
+{{/* Settings the app or the hook would refuse at start: refuse them at render. */}}
+{{- define "upgrade-gate.validate" -}}
+{{- if gt (int .Values.app.operationDefaultSeconds) (int .Values.app.operationMaxSeconds) }}
+{{- fail (printf "app.operationDefaultSeconds (%d) must not exceed app.operationMaxSeconds (%d): the app refuses to start otherwise." (int .Values.app.operationDefaultSeconds) (int .Values.app.operationMaxSeconds)) }}
+{{- end }}
+{{- if and .Values.gate.enabled .Values.gate.fence (le (mulf .Values.gate.leaseSeconds 2.0) (float64 .Values.gate.pollSeconds)) }}
+{{- fail (printf "gate.leaseSeconds (%d) must exceed half of gate.pollSeconds (%d): the lease would expire during a long-poll, and the hook refuses to start." (int .Values.gate.leaseSeconds) (int .Values.gate.pollSeconds)) }}
+{{- end }}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if and $pdb.enabled (kindIs "invalid" $pdb.minAvailable) (kindIs "invalid" $pdb.maxUnavailable) }}
+{{- fail "podDisruptionBudget is enabled without minAvailable or maxUnavailable: set one of them." }}
+{{- end }}
+{{- end }}
+
+{{/* Both pods mount it: the root filesystem is read-only, Python may still want a /tmp. */}}
+{{- define "upgrade-gate.tmpVolume" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end }}
+
+{{/*
+Hook annotations for the gate's objects; .offset lowers the weight, so the
+ServiceAccount, Role and RoleBinding exist before the Job's pod starts.
+*/}}
+{{- define "upgrade-gate.hookAnnotations" -}}
+{{- $values := .context.Values.gate -}}
+helm.sh/hook: {{ ternary "pre-upgrade,pre-rollback" "pre-upgrade" $values.preRollback }}
+helm.sh/hook-weight: {{ sub (int $values.hookWeight) (int .offset) | quote }}
+{{- /* before-hook-creation: an interrupted run's leftovers never make the next one fail "already exists". */}}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
