@@ -1,0 +1,282 @@
+"""Options and fixtures of the end-to-end harness (e2e/), shared by every test directory.
+
+    pytest e2e --cluster local                  # this machine, built from source
+    pytest e2e --cluster kind --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl
+    pytest e2e --cluster existing --kubeconfig ~/.kube/config --registry localhost:5000
+
+``--keep-cluster``, ``--kubeconfig``, ``--cluster-name``, ``--kind-bin`` and
+``--kind-kubectl-bin`` come from pytest-kind and mean what they mean there.
+
+Fixtures: ``cluster`` (session), ``app_images`` (session: v1 and v2 built and
+loaded), ``kube``, ``helms`` (one per ``--helm-bin``), ``namespace`` (per test,
+Pod Security "restricted"), ``scenario`` (a release in that namespace with a
+timeline recorder). Unit tests do not touch any of them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from e2e.helm import Helm
+    from e2e.images import AppImages
+    from e2e.kube import Kube
+    from e2e.phases import Phases
+    from e2e.providers.base import ClusterProvider
+    from e2e.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parent
+PHASES_KEY = pytest.StashKey["Phases"]()
+FAILED_KEY = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("upgrade-gate e2e")
+    group.addoption(
+        "--cluster",
+        choices=["local", "kind", "existing"],
+        default=os.environ.get("UPGRADE_GATE_CLUSTER", "local"),
+        help="cluster provider (default: $UPGRADE_GATE_CLUSTER or local)",
+    )
+    group.addoption("--registry", help="registry to push the app images to (existing clusters)")
+    group.addoption(
+        "--helm-bin",
+        action="append",
+        type=Path,
+        default=[],
+        help="helm binary to test with; repeat for a matrix (default: pinned helm 3 and 4)",
+    )
+    group.addoption(
+        "--fail-on-skip",
+        action="store_true",
+        help="a skipped test fails the session (CI: a skipped scenario is not a pass)",
+    )
+    group.addoption("--soak-rounds", type=int, default=6, help="rounds of the soak test")
+    group.addoption("--soak-seed", type=int, default=None, help="seed of the soak test")
+    group.addoption(
+        "--artifacts",
+        type=Path,
+        default=ROOT / "artifacts",
+        help="where timelines, logs and events go (default: ./artifacts)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from e2e.phases import Phases
+
+    config.stash[PHASES_KEY] = Phases()
+    config.pluginmanager.register(SkipGuard(config), "upgrade-gate-skip-guard")
+
+
+class SkipGuard:
+    """With --fail-on-skip, a skipped test fails the session: skipped is not passed."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.enabled = bool(config.getoption("--fail-on-skip"))
+        self.skipped: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped:
+            self.skipped.append(report.nodeid)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.enabled and self.skipped:
+            print(
+                f"\n--fail-on-skip: {len(self.skipped)} test(s) skipped: " + ", ".join(self.skipped)
+            )
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    # Fixtures read this at teardown to decide whether to collect artifacts.
+    item.stash.setdefault(FAILED_KEY, False)
+    if report.failed:
+        item.stash[FAILED_KEY] = True
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    phases = config.stash.get(PHASES_KEY, None)
+    if phases is not None and phases.rows:
+        terminalreporter.section("phase timings")
+        terminalreporter.write_line(phases.report())
+
+
+# -- session fixtures ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def phases(pytestconfig: pytest.Config) -> Phases:
+    return pytestconfig.stash[PHASES_KEY]
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProvider]:
+    from e2e.providers import make_provider
+
+    # --kubeconfig, --keep-cluster, --cluster-name, --kind-bin and
+    # --kind-kubectl-bin are pytest-kind's options, used with the same meaning.
+    option = pytestconfig.getoption
+    provider = make_provider(
+        option("--cluster"),
+        kubeconfig=Path(option("kubeconfig")) if option("kubeconfig") else None,
+        registry=option("--registry"),
+        kind_path=Path(option("kind_bin")) if option("kind_bin") else None,
+        kubectl_path=Path(option("kind_kubectl_bin")) if option("kind_kubectl_bin") else None,
+        cluster_name=option("cluster_name"),
+    )
+    with phases.measure(f"cluster up ({provider.name})"):
+        provider.up()
+    yield provider
+    if pytestconfig.getoption("--keep-cluster"):
+        print(f"\ncluster kept; kubeconfig: {provider.kubeconfig}")
+    else:
+        with phases.measure(f"cluster down ({provider.name})"):
+            provider.down()
+
+
+@pytest.fixture(scope="session")
+def app_images(cluster: ClusterProvider, pytestconfig: pytest.Config, phases: Phases) -> AppImages:
+    from e2e.images import build_app_images
+
+    with phases.measure("images: build v1 and v2, load"):
+        return build_app_images(cluster, push_to=pytestconfig.getoption("--registry"))
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: ClusterProvider) -> Kube:
+    from e2e.kube import Kube
+
+    return Kube(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def helms(
+    cluster: ClusterProvider, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> list[Helm]:
+    from e2e.helm import Helm
+
+    binaries = _helm_binaries(pytestconfig)
+    workdir = tmp_path_factory.mktemp("helm")
+    return [Helm(binary, cluster.kubeconfig, workdir) for binary in binaries]
+
+
+@pytest.fixture(scope="session")
+def helm(helms: list[Helm]) -> Helm:
+    """The first ``--helm-bin``: scenarios that are not about Helm versions use it."""
+    return helms[0]
+
+
+# -- per-test fixtures -------------------------------------------------------------------
+
+
+@pytest.fixture
+def artifacts_dir(request: pytest.FixtureRequest) -> Path:
+    base: Path = request.config.getoption("--artifacts")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
+    directory = base / name
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
+    """A fresh namespace that enforces Pod Security "restricted"; gone after the test."""
+    short = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"ug-{short}-{secrets.token_hex(2)}"
+    kube.create_namespace(
+        name,
+        {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "app.kubernetes.io/part-of": "upgrade-gate-e2e",
+        },
+    )
+    yield name
+    failed = request.node.stash.get(FAILED_KEY, False)
+    if failed and request.config.getoption("--keep-cluster"):
+        print(f"\nnamespace {name} kept for inspection")
+    else:
+        kube.delete_namespace(name)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Tests asking for ``each_helm`` run once per --helm-bin (default: helm 3 and 4).
+    if "each_helm" in metafunc.fixturenames:
+        binaries = _helm_binaries(metafunc.config)
+        metafunc.parametrize(
+            "each_helm",
+            binaries,
+            ids=[_helm_id(b) for b in binaries],
+            indirect=True,
+            scope="session",
+        )
+
+
+def _helm_binaries(config: pytest.Config) -> list[Path]:
+    from e2e import tools
+
+    given: list[Path] = config.getoption("--helm-bin")
+    return given or [tools.helm3(), tools.helm4()]
+
+
+def _helm_id(binary: Path) -> str:
+    import subprocess
+
+    version = subprocess.run(
+        [str(binary), "version", "--template", "{{.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout.strip()
+    return f"helm-{version or binary.name}"
+
+
+@pytest.fixture(scope="session")
+def each_helm(
+    request: pytest.FixtureRequest,
+    cluster: ClusterProvider,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Helm:
+    from e2e.helm import Helm
+
+    return Helm(request.param, cluster.kubeconfig, tmp_path_factory.mktemp("helm"))
+
+
+@pytest.fixture
+def scenario(
+    request: pytest.FixtureRequest,
+    kube: Kube,
+    helm: Helm,
+    app_images: AppImages,
+    namespace: str,
+    artifacts_dir: Path,
+    phases: Phases,
+) -> Iterator[Scenario]:
+    """A release in this test's namespace; helm is ``each_helm`` if the test asks for it."""
+    from e2e.artifacts import collect
+    from e2e.scenario import Scenario
+
+    if "each_helm" in request.fixturenames:
+        helm = request.getfixturevalue("each_helm")
+    scenario = Scenario(kube, helm, app_images, namespace, artifacts_dir, phases)
+    try:
+        yield scenario
+    finally:
+        scenario.stop_background()
+        if request.node.stash.get(FAILED_KEY, False):
+            collect(kube, helm, namespace, scenario.release, artifacts_dir)
+            for command in scenario.background:
+                (artifacts_dir / command.log_path.name).write_text(command.output)
+            print(f"\nartifacts: {artifacts_dir}")

@@ -1,0 +1,142 @@
+"""The harness's hands on the cluster: namespaces, pods, and the app through the API server.
+
+The app is reached through the API server's pod proxy
+(``/api/v1/namespaces/NS/pods/NAME:PORT/proxy/...``): it works the same on
+every provider, needs no port-forward, and addresses one pod exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+T = TypeVar("T")
+APP_PORT = 8080
+
+
+class Kube:
+    def __init__(self, kubeconfig: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig)
+        )
+        # Any: the harness reads API objects dynamically, and asserts on what
+        # matters; the client's Optional-everywhere models would only add noise.
+        self.core: Any = client.CoreV1Api(self.api_client)
+        self.batch: Any = client.BatchV1Api(self.api_client)
+
+    # -- namespaces -----------------------------------------------------------
+
+    def create_namespace(self, name: str, labels: dict[str, str]) -> None:
+        body = client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels))
+        self.core.create_namespace(body)
+
+    def delete_namespace(self, name: str) -> None:
+        try:
+            self.core.delete_namespace(name, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    # -- pods -----------------------------------------------------------------
+
+    def app_pods(self, namespace: str, release: str) -> list[Any]:
+        """Running app pods of a release, not terminating, oldest first."""
+        pods = self.core.list_namespaced_pod(
+            namespace,
+            label_selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/component=app",
+        ).items
+        live = [p for p in pods if p.metadata.deletion_timestamp is None]
+        return sorted(live, key=lambda p: p.metadata.creation_timestamp)
+
+    def pod(self, namespace: str, name: str) -> Any:
+        try:
+            return self.core.read_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def hook_jobs(self, namespace: str, release: str) -> list[Any]:
+        return list(
+            self.batch.list_namespaced_job(
+                namespace,
+                label_selector=f"app.kubernetes.io/instance={release},"
+                "app.kubernetes.io/component=upgrade-gate",
+            ).items
+        )
+
+    # -- the app, through the pod proxy ----------------------------------------
+
+    def call(
+        self,
+        namespace: str,
+        pod: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> AppAnswer:
+        resource = f"/api/v1/namespaces/{namespace}/pods/{pod}:{APP_PORT}/proxy{path}"
+        try:
+            response = self.api_client.call_api(
+                resource,
+                method,
+                header_params={"Content-Type": "application/json", **(headers or {})},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+            raw, status = response[0].data, response[1]
+        except ApiException as exc:
+            raw, status = exc.body or b"", exc.status
+        try:
+            parsed = json.loads(raw)
+        except (ValueError, TypeError):
+            parsed = {"raw": raw.decode(errors="replace") if isinstance(raw, bytes) else raw}
+        return AppAnswer(status=int(status), body=parsed if isinstance(parsed, dict) else {})
+
+    def start_operation(self, namespace: str, pod: str, seconds: float) -> str:
+        answer = self.call(namespace, pod, "POST", "/operations", {"seconds": seconds})
+        assert answer.status == 202, f"starting an operation on {pod}: {answer}"
+        op_id: str = answer.body["id"]
+        return op_id
+
+    def operations(self, namespace: str, pod: str) -> list[dict[str, Any]] | None:
+        """The pod's operation records, or None if it does not answer."""
+        answer = self.call(namespace, pod, "GET", "/operations", timeout=5)
+        if answer.status != 200:
+            return None
+        ops: list[dict[str, Any]] = answer.body.get("operations", [])
+        return ops
+
+
+@dataclass(frozen=True)
+class AppAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
+    """Poll ``check`` until it returns a truthy value; fail with ``what`` after ``timeout`` s.
+
+    The deadline is on the monotonic clock, not a count of iterations.
+    """
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = check()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)

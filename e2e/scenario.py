@@ -1,0 +1,175 @@
+"""One upgrade scenario in one namespace: what the tests are written in.
+
+A :class:`Scenario` installs the chart, starts operations on pods, launches
+``helm upgrade`` (or ``rollback``) in the background, and records everything
+on a timeline. Tests say what happens and assert what must hold; the
+mechanics live here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e.helm import BackgroundHelm, Helm
+from e2e.images import AppImages
+from e2e.kube import Kube, wait_for
+from e2e.phases import Phases
+from e2e.timeline import Recorder, Timeline
+
+log = logging.getLogger("e2e.scenario")
+
+# Small numbers for the tests, aligned as the chart requires: the gate's
+# timeout < the Job's deadline < helm's --timeout.
+BASE_VALUES: dict[str, Any] = {
+    "replicaCount": 1,
+    "image": {"pullPolicy": "IfNotPresent"},
+    "app": {
+        "operationMaxSeconds": 600,
+        "shutdownTimeoutSeconds": 120,
+        "preStopSleepSeconds": 1,
+    },
+    "gate": {"timeoutSeconds": 90, "leaseSeconds": 15, "holdSeconds": 120, "pollSeconds": 10},
+    "readinessProbe": {"periodSeconds": 1, "failureThreshold": 1},
+}
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class Scenario:
+    kube: Kube
+    helm: Helm
+    images: AppImages
+    namespace: str
+    artifacts: Path
+    phases: Phases
+    release: str = "demo"
+    values: dict[str, Any] = field(default_factory=dict)
+    recorder: Recorder | None = None
+    background: list[BackgroundHelm] = field(default_factory=list)
+
+    # -- setting up ---------------------------------------------------------------
+
+    def install(self, tag: str = "v1", **overrides: Any) -> None:
+        self.values = merge(merge(BASE_VALUES, overrides), self._image(tag))
+        started = time.monotonic()
+        self.helm.install(self.release, self.namespace, self.values)
+        self.phases.add(f"install ({self.helm.name})", time.monotonic() - started)
+        wait_for(
+            lambda: (
+                len(self.app_pods()) == self.values["replicaCount"]
+                and all(_ready(p) for p in self.app_pods())
+            ),
+            timeout=120,
+            what="app pods Ready after install",
+        )
+
+    def _image(self, tag: str) -> dict[str, Any]:
+        return {"image": {"repository": self.images.repository, "tag": tag}}
+
+    # -- acting -------------------------------------------------------------------
+
+    @contextmanager
+    def recording(self, title: str) -> Iterator[Recorder]:
+        """Record a timeline for the block; the picture is saved whatever happens."""
+        recorder = Recorder(self.kube, self.namespace, self.release)
+        self.recorder = recorder
+        with recorder:
+            try:
+                yield recorder
+            finally:
+                recorder.stop()
+                picture = recorder.save(self.artifacts, title)
+                print(f"\ntimeline: {picture}")
+
+    def upgrade(
+        self, tag: str = "v2", *extra: str, timeout: str = "150s", **overrides: Any
+    ) -> BackgroundHelm:
+        self.values = merge(merge(self.values, overrides), self._image(tag))
+        upgrade = self.helm.upgrade_in_background(
+            self.release, self.namespace, self.values, timeout, *extra
+        )
+        self.background.append(upgrade)
+        if self.recorder:
+            self.recorder.mark("helm upgrade started")
+        return upgrade
+
+    def rollback(self, revision: int, timeout: str = "150s") -> BackgroundHelm:
+        rollback = self.helm.rollback_in_background(self.release, self.namespace, revision, timeout)
+        self.background.append(rollback)
+        if self.recorder:
+            self.recorder.mark("helm rollback started")
+        return rollback
+
+    def finish(self, command: BackgroundHelm, timeout: float = 240, label: str = "") -> int:
+        """Wait for a background helm command; its duration joins the phase table."""
+        code = command.wait(timeout)
+        verb = command.command[1]
+        if self.recorder and command.ended:
+            self.recorder.mark(f"helm {verb} ended")
+        self.phases.add(
+            f"{label or verb} ({self.helm.name})", (command.ended or time.time()) - command.started
+        )
+        log.info("helm %s exited %d:\n%s", verb, code, command.output)
+        return code
+
+    def start_operation(self, pod: str, seconds: float) -> str:
+        return self.kube.start_operation(self.namespace, pod, seconds)
+
+    # -- looking ------------------------------------------------------------------
+
+    def app_pods(self) -> list[Any]:
+        return self.kube.app_pods(self.namespace, self.release)
+
+    def only_pod(self) -> Any:
+        pods = self.app_pods()
+        assert len(pods) == 1, [p.metadata.name for p in pods]
+        return pods[0]
+
+    def status(self) -> str:
+        return self.helm.status(self.release, self.namespace)
+
+    def version_served(self) -> set[str]:
+        """``GET /version`` of every live app pod."""
+        return {
+            str(
+                self.kube.call(self.namespace, p.metadata.name, "GET", "/version").body.get(
+                    "version"
+                )
+            )
+            for p in self.app_pods()
+        }
+
+    def hook_running(self) -> bool:
+        return any(
+            (job.status.active or 0) > 0
+            for job in self.kube.hook_jobs(self.namespace, self.release)
+        )
+
+    def timeline(self) -> Timeline:
+        assert self.recorder is not None, "not recording"
+        return self.recorder.snapshot()
+
+    def stop_background(self) -> None:
+        for command in self.background:
+            command.stop()
+
+
+def _ready(pod: Any) -> bool:
+    return pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])
+    )

@@ -1,0 +1,419 @@
+"""Watch a scenario as it happens and draw it.
+
+The recorder watches Pods and Jobs in the test namespace (Kubernetes watch
+streams) and the app's operations (polled through the API server's pod
+proxy), and takes marks from the scenario (helm started, helm ended). All
+times are wall-clock seconds observed by the harness, so they can be compared
+with the ``started_at``/``finished_at`` that the app records.
+
+``save()`` writes ``timeline.json`` and ``timeline.svg``: operation spans,
+old and new pod lifetimes (created, Ready, terminating, gone), the hook Job,
+and the helm command.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from kubernetes import watch
+from urllib3.exceptions import HTTPError
+
+from e2e.kube import Kube
+
+log = logging.getLogger("e2e.timeline")
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class PodLife:
+    name: str
+    uid: str
+    role: str  # "app" or "hook"
+    image: str
+    created: float
+    ready: float | None = None
+    terminating: float | None = None
+    gone: float | None = None
+
+
+@dataclass
+class JobLife:
+    name: str
+    created: float
+    started: float | None = None
+    completed: float | None = None
+    failed: float | None = None
+
+
+@dataclass
+class Operation:
+    pod: str
+    id: str
+    seconds: float
+    started: float
+    finished: float | None = None
+    state: str = "running"
+    cut_off: bool = False
+
+    @property
+    def planned_end(self) -> float:
+        return self.started + self.seconds
+
+
+@dataclass
+class Timeline:
+    started: float
+    pods: dict[str, PodLife] = field(default_factory=dict)
+    jobs: dict[str, JobLife] = field(default_factory=dict)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    marks: list[tuple[str, float]] = field(default_factory=list)
+
+    def mark_time(self, name: str) -> float:
+        for mark, moment in self.marks:
+            if mark == name:
+                return moment
+        raise KeyError(f"no mark {name!r} in {[m for m, _ in self.marks]}")
+
+    def app_pods(self) -> list[PodLife]:
+        return sorted((p for p in self.pods.values() if p.role == "app"), key=lambda p: p.created)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "marks": [{"name": n, "at": t} for n, t in self.marks],
+            "pods": [asdict(p) for p in self.pods.values()],
+            "jobs": [asdict(j) for j in self.jobs.values()],
+            "operations": [asdict(o) for o in self.operations.values()],
+        }
+
+
+class Recorder:
+    def __init__(self, kube: Kube, namespace: str, release: str, poll: float = 0.25) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.release = release
+        self.poll = poll
+        self.timeline = Timeline(started=time.time())
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Recorder:
+        for target in (self._watch_pods, self._watch_jobs, self._poll_operations):
+            thread = threading.Thread(
+                target=target, name=f"timeline-{target.__name__}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._stop.is_set():
+            return
+        self._poll_once()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._judge_cut_offs()
+
+    def mark(self, name: str) -> float:
+        moment = time.time()
+        with self._lock:
+            self.timeline.marks.append((name, moment))
+        log.info("mark: %s", name)
+        return moment
+
+    def snapshot(self) -> Timeline:
+        with self._lock:
+            return Timeline(
+                started=self.timeline.started,
+                pods={k: PodLife(**asdict(v)) for k, v in self.timeline.pods.items()},
+                jobs={k: JobLife(**asdict(v)) for k, v in self.timeline.jobs.items()},
+                operations={k: Operation(**asdict(v)) for k, v in self.timeline.operations.items()},
+                marks=list(self.timeline.marks),
+            )
+
+    # -- watchers ----------------------------------------------------------------
+
+    def _stream(self, list_call: Any, on_event: Any) -> None:
+        resource_version: str | None = None
+        while not self._stop.is_set():
+            watcher = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                for event in watcher.stream(  # type: ignore[no-untyped-call]
+                    list_call,
+                    self.namespace,
+                    timeout_seconds=5,
+                    resource_version=resource_version,
+                    _request_timeout=10,
+                ):
+                    obj = event["object"]
+                    resource_version = obj.metadata.resource_version
+                    with self._lock:
+                        on_event(event["type"], obj, time.time())
+                    if self._stop.is_set():
+                        break
+            except (HTTPError, OSError) as exc:
+                log.debug("watch interrupted (%s); resuming", exc)
+                self._stop.wait(0.2)
+            except Exception as exc:  # an expired resourceVersion: list again
+                log.debug("watch restarted: %s", exc)
+                resource_version = None
+            finally:
+                watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _watch_pods(self) -> None:
+        self._stream(self.kube.core.list_namespaced_pod, self._on_pod)
+
+    def _watch_jobs(self) -> None:
+        self._stream(self.kube.batch.list_namespaced_job, self._on_job)
+
+    def _on_pod(self, kind: str, pod: Any, now: float) -> None:
+        meta = pod.metadata
+        labels = meta.labels or {}
+        if labels.get("app.kubernetes.io/instance") != self.release:
+            return
+        role = "hook" if labels.get("app.kubernetes.io/component") == "upgrade-gate" else "app"
+        life = self.timeline.pods.get(meta.uid)
+        if life is None:
+            # creationTimestamp has whole seconds: live events carry a finer time.
+            stamp = meta.creation_timestamp.timestamp()
+            created = stamp if stamp < self.timeline.started else now
+            life = PodLife(meta.name, meta.uid, role, pod.spec.containers[0].image, created)
+            self.timeline.pods[meta.uid] = life
+            log.info("pod %s (%s, %s) created", meta.name, role, life.image)
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+        if ready and life.ready is None:
+            life.ready = now
+            log.info("pod %s Ready", meta.name)
+        if meta.deletion_timestamp is not None and life.terminating is None:
+            life.terminating = now
+            log.info("pod %s terminating", meta.name)
+        if kind == "DELETED" and life.gone is None:
+            life.gone = now
+            life.terminating = life.terminating or now
+            log.info("pod %s gone", meta.name)
+
+    def _on_job(self, kind: str, job: Any, now: float) -> None:
+        meta = job.metadata
+        if (meta.labels or {}).get("app.kubernetes.io/instance") != self.release:
+            return
+        key = meta.uid
+        life = self.timeline.jobs.get(key)
+        if life is None:
+            life = JobLife(meta.name, now)
+            self.timeline.jobs[key] = life
+            log.info("job %s created", meta.name)
+        status = job.status
+        if status.start_time and life.started is None:
+            life.started = now
+        if status.succeeded and life.completed is None:
+            life.completed = now
+            log.info("job %s completed", meta.name)
+        failed = any(c.type == "Failed" and c.status == "True" for c in (status.conditions or []))
+        if failed and life.failed is None:
+            life.failed = now
+            log.info("job %s failed", meta.name)
+
+    # -- operations --------------------------------------------------------------
+
+    def _poll_operations(self) -> None:
+        while not self._stop.wait(self.poll):
+            self._poll_once()
+
+    def _poll_once(self) -> None:
+        with self._lock:
+            pods = [p.name for p in self.timeline.pods.values() if p.role == "app" and not p.gone]
+        for pod in pods:
+            try:
+                records = self.kube.operations(self.namespace, pod)
+            except Exception as exc:  # the pod or the API is going away: keep the last view
+                log.debug("operations of %s unavailable: %s", pod, exc)
+                continue
+            if records is None:
+                continue
+            with self._lock:
+                for record in records:
+                    self._merge(pod, record)
+
+    def _merge(self, pod: str, record: dict[str, Any]) -> None:
+        key = f"{pod}/{record['id']}"
+        op = self.timeline.operations.get(key)
+        started = _epoch(record["started_at"]) or time.time()
+        if op is None:
+            op = Operation(pod, record["id"], float(record.get("seconds", 0)), started)
+            self.timeline.operations[key] = op
+        if record["state"] != op.state:
+            op.state = record["state"]
+            op.finished = _epoch(record.get("finished_at"))
+            log.info("operation %s on %s %s", op.id, pod, op.state)
+
+    def _judge_cut_offs(self) -> None:
+        """An operation is cut off if its pod was gone before it could have finished."""
+        gone = {p.name: p.gone for p in self.timeline.pods.values() if p.gone}
+        for op in self.timeline.operations.values():
+            end = gone.get(op.pod)
+            if op.state == "running" and end is not None and end < op.planned_end:
+                op.cut_off = True
+                op.finished = end
+                log.info("operation %s on %s CUT OFF", op.id, op.pod)
+
+    # -- output ------------------------------------------------------------------
+
+    def save(self, directory: Path, title: str) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        timeline = self.snapshot()
+        (directory / "timeline.json").write_text(json.dumps(timeline.to_json(), indent=2))
+        svg = directory / "timeline.svg"
+        svg.write_text(render_svg(timeline, title))
+        return svg
+
+
+# -- the picture ---------------------------------------------------------------
+
+_COLORS = {
+    "helm": "#6c7a89",
+    "hook": "#8e44ad",
+    "starting": "#d6eaf8",
+    "ready": "#2e86c1",
+    "terminating": "#f5b041",
+    "op": "#27ae60",
+    "cut": "#c0392b",
+    "mark": "#7f8c8d",
+}
+
+
+def render_svg(timeline: Timeline, title: str) -> str:
+    t0 = timeline.started
+    moments = [t0] + [t for _, t in timeline.marks]
+    for pod in timeline.pods.values():
+        moments += [t for t in (pod.created, pod.ready, pod.terminating, pod.gone) if t]
+    for job in timeline.jobs.values():
+        moments += [t for t in (job.created, job.completed, job.failed) if t]
+    for op in timeline.operations.values():
+        moments += [op.started, op.finished or op.planned_end]
+    t_end = max(moments) + 1
+    width, left, row_h = 1000, 260, 26
+    scale = (width - left - 20) / max(1.0, t_end - t0)
+
+    def x(moment: float) -> float:
+        return left + (moment - t0) * scale
+
+    rows: list[str] = []
+    y = 50
+
+    def label(text: str) -> None:
+        rows.append(f'<text x="8" y="{y + 16}" font-size="12">{escape(text)}</text>')
+
+    def bar(start: float, end: float, color: str, tip: str, height: int = 14) -> None:
+        w = max(2.0, x(end) - x(start))
+        rows.append(
+            f'<rect x="{x(start):.1f}" y="{y + 4}" width="{w:.1f}" height="{height}" '
+            f'fill="{color}"><title>{escape(tip)}</title></rect>'
+        )
+
+    helm_start = next((t for n, t in timeline.marks if n.endswith("started")), None)
+    helm_end = next((t for n, t in timeline.marks if n.endswith("ended")), None)
+    if helm_start:
+        label("helm " + next(n for n, _ in timeline.marks if n.endswith("started")).split()[1])
+        bar(
+            helm_start,
+            helm_end or t_end,
+            _COLORS["helm"],
+            f"helm: {helm_start - t0:.1f}s to {(helm_end or t_end) - t0:.1f}s",
+        )
+        y += row_h
+    for job in sorted(timeline.jobs.values(), key=lambda j: j.created):
+        label(f"job {job.name}")
+        end = job.completed or job.failed or t_end
+        outcome = "completed" if job.completed else "failed" if job.failed else "running"
+        bar(
+            job.created,
+            end,
+            _COLORS["hook"] if not job.failed else _COLORS["cut"],
+            f"{job.name}: created {job.created - t0:.1f}s, {outcome} {end - t0:.1f}s",
+        )
+        y += row_h
+    for pod in sorted(timeline.pods.values(), key=lambda p: (p.role != "hook", p.created)):
+        tag = pod.image.rsplit(":", 1)[-1]
+        label(f"{pod.role} pod {pod.name[-11:]} ({tag})")
+        end = pod.gone or t_end
+        ready = pod.ready or end
+        bar(pod.created, ready, _COLORS["starting"], f"{pod.name}: starting")
+        if pod.ready:
+            bar(pod.ready, pod.terminating or end, _COLORS["ready"], f"{pod.name}: Ready")
+        if pod.terminating:
+            bar(pod.terminating, end, _COLORS["terminating"], f"{pod.name}: terminating")
+        y += row_h
+        for op in sorted(
+            (o for o in timeline.operations.values() if o.pod == pod.name), key=lambda o: o.started
+        ):
+            label(f"  operation {op.id} ({op.seconds:g}s)")
+            end = op.finished or t_end
+            verdict = "CUT OFF" if op.cut_off else op.state
+            bar(
+                op.started,
+                end,
+                _COLORS["cut"] if op.cut_off else _COLORS["op"],
+                f"operation {op.id}: {verdict}, {op.started - t0:.1f}s to {end - t0:.1f}s",
+                10,
+            )
+            if op.cut_off:
+                rows.append(
+                    f'<text x="{x(end) + 4:.1f}" y="{y + 14}" font-size="11" '
+                    f'fill="{_COLORS["cut"]}">cut off</text>'
+                )
+            y += row_h
+    for name, moment in timeline.marks:
+        rows.append(
+            f'<line x1="{x(moment):.1f}" y1="40" x2="{x(moment):.1f}" y2="{y}" '
+            f'stroke="{_COLORS["mark"]}" stroke-dasharray="3,3"><title>{escape(name)}</title>'
+            "</line>"
+        )
+    ticks = []
+    step = 5 if t_end - t0 <= 120 else 30
+    for second in range(0, int(t_end - t0) + 1, step):
+        ticks.append(
+            f'<text x="{x(t0 + second):.1f}" y="{y + 18}" font-size="10" '
+            f'text-anchor="middle">{second}s</text>'
+        )
+    legend = " ".join(
+        f'<rect x="{left + i * 120}" y="{y + 30}" width="10" height="10" fill="{c}"/>'
+        f'<text x="{left + i * 120 + 14}" y="{y + 39}" font-size="11">{escape(n)}</text>'
+        for i, (n, c) in enumerate(
+            [
+                ("pod starting", _COLORS["starting"]),
+                ("pod Ready", _COLORS["ready"]),
+                ("terminating", _COLORS["terminating"]),
+                ("operation", _COLORS["op"]),
+                ("cut off", _COLORS["cut"]),
+            ]
+        )
+    )
+    height = y + 60
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'font-family="sans-serif">'
+        f'<rect width="100%" height="100%" fill="white"/>'
+        f'<text x="8" y="24" font-size="15" font-weight="bold">{escape(title)}</text>'
+        + "".join(rows)
+        + "".join(ticks)
+        + legend
+        + "</svg>"
+    )
