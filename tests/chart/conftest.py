@@ -12,6 +12,7 @@ import pytest
 from e2e import tools
 from tests.chart.helm import Helm, Manifest
 
+
 @pytest.fixture(scope="session", params=["helm3", "helm4"])
 def helm(request: pytest.FixtureRequest) -> Helm:
     name: str = request.param

@@ -80,7 +80,9 @@ class Helm:
             return exc.stderr
         raise AssertionError(f"{self.name} rendered values it should refuse: {values}")
 
-    def lint(self, values: Values | None = None, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
+    def lint(
+        self, values: Values | None = None, chart: Path = CHART
+    ) -> subprocess.CompletedProcess[str]:
         with _values_file(values) as file:
             args = ["lint", "--strict", str(chart)]
             if file is not None:
@@ -148,16 +150,16 @@ def one(docs: list[Manifest], kind: str, name: str | None = None) -> Manifest:
     return found[0]
 
 
-def annotations(doc: Manifest) -> dict[str, str]:
+def annotations_of(doc: Manifest) -> dict[str, str]:
     return dict(doc["metadata"].get("annotations") or {})
 
 
-def labels(doc: Manifest) -> dict[str, str]:
+def labels_of(doc: Manifest) -> dict[str, str]:
     return dict(doc["metadata"].get("labels") or {})
 
 
 def hooks(docs: list[Manifest]) -> list[Manifest]:
-    return [doc for doc in docs if "helm.sh/hook" in annotations(doc)]
+    return [doc for doc in docs if "helm.sh/hook" in annotations_of(doc)]
 
 
 def pod_template(doc: Manifest) -> Manifest:

@@ -105,7 +105,13 @@ def restricted_violations(pod_spec: dict[str, Any]) -> list[str]:
 def _selinux(sc: dict[str, Any], where: str) -> list[str]:
     options = sc.get("seLinuxOptions") or {}
     problems = []
-    if options.get("type", "") not in ("", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"):
+    if options.get("type", "") not in (
+        "",
+        "container_t",
+        "container_init_t",
+        "container_kvm_t",
+        "container_engine_t",
+    ):
         problems.append(f"{where} SELinux type {options['type']}")
     if options.get("user") or options.get("role"):
         problems.append(f"{where} sets a SELinux user or role")

@@ -10,14 +10,14 @@ from tests.chart.helm import (
     RELEASE,
     Helm,
     Manifest,
-    annotations,
+    annotations_of,
     chart_copy,
     container,
     env,
     find,
     flag,
     hooks,
-    labels,
+    labels_of,
     one,
     pod_template,
     selector_matches,
@@ -30,14 +30,14 @@ HOOK_NAME = f"{RELEASE}-upgrade-gate-hook"
 
 
 def weight(doc: Manifest) -> int:
-    return int(annotations(doc)["helm.sh/hook-weight"])
+    return int(annotations_of(doc)["helm.sh/hook-weight"])
 
 
 def test_the_hooks_are_the_job_and_its_rbac(default_render: list[Manifest]) -> None:
     found = sorted((doc["kind"], doc["metadata"]["name"]) for doc in hooks(default_render))
     assert found == sorted((kind, HOOK_NAME) for kind in HOOK_KINDS)
     for doc in hooks(default_render):
-        assert annotations(doc)["helm.sh/hook"] == "pre-upgrade", doc["kind"]
+        assert annotations_of(doc)["helm.sh/hook"] == "pre-upgrade", doc["kind"]
 
 
 def test_rbac_hooks_are_created_before_the_job(default_render: list[Manifest]) -> None:
@@ -59,13 +59,13 @@ def test_no_leftover_can_block_the_next_upgrade(default_render: list[Manifest]) 
     # Only hook-succeeded/hook-failed would leave an interrupted run's Job in
     # place, and the next upgrade would fail "already exists".
     for doc in hooks(default_render):
-        policies = set(annotations(doc)["helm.sh/hook-delete-policy"].split(","))
+        policies = set(annotations_of(doc)["helm.sh/hook-delete-policy"].split(","))
         assert policies == {"before-hook-creation", "hook-succeeded"}, doc["kind"]
 
 
 def test_helm_prints_the_hook_log(default_render: list[Manifest]) -> None:
     job = one(default_render, "Job")
-    policy = set(annotations(job)["helm.sh/hook-output-log-policy"].split(","))
+    policy = set(annotations_of(job)["helm.sh/hook-output-log-policy"].split(","))
     assert policy == {"hook-failed", "hook-succeeded"}
 
 
@@ -77,12 +77,25 @@ def test_job_fails_once_within_its_deadline(default_render: list[Manifest]) -> N
     assert "ttlSecondsAfterFinished" not in job["spec"], "a failed Job is kept for its log"
 
 
+def test_an_evicted_hook_pod_is_replaced_and_bad_usage_is_final(
+    default_render: list[Manifest],
+) -> None:
+    rules = one(default_render, "Job")["spec"]["podFailurePolicy"]["rules"]
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
+    assert {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "gate", "operator": "In", "values": [2, 3]},
+    } in rules
+
+
 def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> None:
     rendered = hooks(helm.template({"gate": {"preRollback": True}}))
     assert len(rendered) == len(HOOK_KINDS)
     for doc in rendered:
-        assert annotations(doc)["helm.sh/hook"] == "pre-upgrade,pre-rollback", doc["kind"]
-    assert all("rollback" not in annotations(doc)["helm.sh/hook"] for doc in hooks(default_render))
+        assert annotations_of(doc)["helm.sh/hook"] == "pre-upgrade,pre-rollback", doc["kind"]
+    assert all(
+        "rollback" not in annotations_of(doc)["helm.sh/hook"] for doc in hooks(default_render)
+    )
 
 
 def test_gate_off_renders_no_hook_at_all(helm: Helm) -> None:
@@ -122,21 +135,22 @@ def test_exact_hook_command(default_render: list[Manifest]) -> None:
 
 
 @pytest.mark.parametrize(
-    "values",
+    "gate_values",
     [
         {},
-        {"gate": {"fence": False, "timeoutSeconds": 45, "holdSeconds": 0, "pollSeconds": 60}},
-        {"gate": {"leaseSeconds": 600, "holdSeconds": 900, "timeoutSeconds": 3000}},
+        {"fence": False, "timeoutSeconds": 45, "holdSeconds": 0, "pollSeconds": 60},
+        {"leaseSeconds": 600, "holdSeconds": 900, "timeoutSeconds": 3000},
     ],
     ids=["defaults", "no-fence", "long"],
 )
-def test_the_hook_program_accepts_the_rendered_arguments(helm: Helm, values: dict[str, object]) -> None:
+def test_the_hook_program_accepts_the_rendered_arguments(
+    helm: Helm, gate_values: dict[str, object]
+) -> None:
     # The same parser the image runs: a flag the chart renders and the hook
     # does not know would fail every upgrade with exit 2.
-    docs = helm.template(values)
+    docs = helm.template({"gate": gate_values})
     gate = container(one(docs, "Job"), "gate")
     parsed = build_parser().parse_args(gate["args"])
-    gate_values: dict[str, object] = dict(values.get("gate", {}))  # type: ignore[call-overload]
     assert parsed.command == "wait"
     assert parsed.port == "http"
     assert parsed.timeout == gate_values.get("timeoutSeconds", 180)
@@ -178,7 +192,9 @@ def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Man
         "optional": True,
     }
     app_token = env(container(one(default_render, "Deployment"), "app"))["UPGRADE_GATE_TOKEN"]
-    assert app_token["secretKeyRef"].get("optional") is not True, "the app must not start unfenceable"
+    assert app_token["secretKeyRef"].get("optional") is not True, (
+        "the app must not start unfenceable"
+    )
 
 
 # -- what the hook gates -------------------------------------------------------
@@ -192,16 +208,16 @@ def test_selector_matches_the_app_pods_and_not_the_hook_pod(
     default_render: list[Manifest],
 ) -> None:
     selector = hook_selector(default_render)
-    app_pod = labels(pod_template(one(default_render, "Deployment")))
-    hook_pod = labels(pod_template(one(default_render, "Job")))
+    app_pod = labels_of(pod_template(one(default_render, "Deployment")))
+    hook_pod = labels_of(pod_template(one(default_render, "Job")))
     assert selector_matches(selector, app_pod)
     assert not selector_matches(selector, hook_pod), "the hook would wait for itself"
 
 
 def test_service_does_not_route_to_the_hook_pod(default_render: list[Manifest]) -> None:
     service_selector = one(default_render, "Service")["spec"]["selector"]
-    hook_pod = labels(pod_template(one(default_render, "Job")))
-    app_pod = labels(pod_template(one(default_render, "Deployment")))
+    hook_pod = labels_of(pod_template(one(default_render, "Job")))
+    app_pod = labels_of(pod_template(one(default_render, "Deployment")))
     assert service_selector.items() <= app_pod.items()
     assert not service_selector.items() <= hook_pod.items()
 
@@ -220,7 +236,7 @@ def test_selector_matches_pods_of_the_previous_chart_version(helm: Helm) -> None
         )
         old = helm.template({"image": {"tag": "old"}}, chart=old_chart)
     new = helm.template({"image": {"tag": "new"}})
-    old_pod = labels(pod_template(one(old, "Deployment")))
+    old_pod = labels_of(pod_template(one(old, "Deployment")))
     assert old_pod["app.kubernetes.io/version"] == "0.0.1", "the old chart copy did not take"
     assert selector_matches(hook_selector(new), old_pod)
 

@@ -1,0 +1,112 @@
+"""Names are scoped to the release; labels follow app.kubernetes.io/*."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.chart.helm import (
+    Helm,
+    Manifest,
+    container,
+    env,
+    flag,
+    hooks,
+    labels_of,
+    one,
+    pod_template,
+    selector_matches,
+)
+
+pytestmark = pytest.mark.chart
+
+EVERYTHING = {"podDisruptionBudget": {"enabled": True}, "gate": {"preRollback": True}}
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+MAX_RELEASE = "r" * 52 + "a"  # helm refuses release names over 53 characters
+
+
+def names(docs: list[Manifest]) -> set[tuple[str, str]]:
+    return {(doc["kind"], doc["metadata"]["name"]) for doc in docs}
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("alpha", "beta"),
+        # The usual "release contains the chart name" rule maps both to "a-upgrade-gate".
+        ("a", "a-upgrade-gate"),
+        ("upgrade-gate", "upgrade-gate-upgrade-gate"),
+        # Long names are cut; what is cut must not be all that tells them apart.
+        ("r" * 52 + "a", "r" * 52 + "b"),
+    ],
+)
+def test_two_releases_in_one_namespace_share_no_name(helm: Helm, first: str, second: str) -> None:
+    one_release = helm.template(EVERYTHING, release=first)
+    other = helm.template(EVERYTHING, release=second)
+    assert names(one_release).isdisjoint(names(other))
+
+
+def test_two_releases_do_not_gate_each_other(helm: Helm) -> None:
+    alpha = helm.template(release="alpha")
+    beta = helm.template(release="beta")
+    selector = flag(container(one(alpha, "Job"), "gate")["args"], "--selector")
+    assert selector_matches(selector, labels_of(pod_template(one(alpha, "Deployment"))))
+    assert not selector_matches(selector, labels_of(pod_template(one(beta, "Deployment"))))
+    assert one(alpha, "Service")["spec"]["selector"] != one(beta, "Service")["spec"]["selector"]
+
+
+@pytest.mark.parametrize("release", ["rel", MAX_RELEASE])
+def test_names_are_valid_and_leave_room_for_pod_suffixes(helm: Helm, release: str) -> None:
+    for kind, name in names(helm.template(EVERYTHING, release=release)):
+        # A Job's name becomes a pod label value (63 at most) and pods add suffixes.
+        assert len(name) <= 58, (kind, name)
+        assert DNS_LABEL.match(name), (kind, name)
+
+
+def test_references_point_at_rendered_objects(helm: Helm) -> None:
+    docs = helm.template(EVERYTHING)
+    rendered = names(docs)
+    job = one(docs, "Job")
+    assert ("ServiceAccount", pod_template(job)["spec"]["serviceAccountName"]) in rendered
+    assert ("Role", one(docs, "RoleBinding")["roleRef"]["name"]) in rendered
+    for kind in ("Deployment", "Job"):
+        main = pod_template(one(docs, kind))["spec"]["containers"][0]
+        secret = env(main)["UPGRADE_GATE_TOKEN"]["secretKeyRef"]["name"]
+        assert ("Secret", secret) in rendered, kind
+
+
+@pytest.mark.parametrize("release", ["rel", "other"])
+def test_standard_labels_everywhere(helm: Helm, release: str) -> None:
+    docs = helm.template(EVERYTHING, release=release)
+    for doc in docs:
+        found = labels_of(doc)
+        where = (doc["kind"], doc["metadata"]["name"])
+        assert found["app.kubernetes.io/name"] == "upgrade-gate", where
+        assert found["app.kubernetes.io/instance"] == release, where
+        assert found["app.kubernetes.io/managed-by"] == "Helm", where
+        assert found["app.kubernetes.io/version"] == "0.1.0", where
+        assert found["helm.sh/chart"] == "upgrade-gate-0.1.0", where
+    for doc in hooks(docs):
+        assert labels_of(doc)["app.kubernetes.io/component"] == "upgrade-gate", doc["kind"]
+    for kind in ("Deployment", "Service", "PodDisruptionBudget"):
+        assert labels_of(one(docs, kind))["app.kubernetes.io/component"] == "app", kind
+
+
+def test_selectors_use_only_stable_labels(default_render: list[Manifest]) -> None:
+    # Deployment selectors are immutable: a versioned label there breaks every upgrade.
+    selector = one(default_render, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert set(selector) == {
+        "app.kubernetes.io/name",
+        "app.kubernetes.io/instance",
+        "app.kubernetes.io/component",
+    }
+
+
+def test_overrides_rename_everything(helm: Helm) -> None:
+    docs = helm.template({"fullnameOverride": "shop"})
+    assert one(docs, "Deployment")["metadata"]["name"] == "shop"
+    assert one(docs, "Job")["metadata"]["name"] == "shop-hook"
+    docs = helm.template({"nameOverride": "api"}, release="prod")
+    assert one(docs, "Deployment")["metadata"]["name"] == "prod-api"
+    assert labels_of(one(docs, "Deployment"))["app.kubernetes.io/name"] == "api"

@@ -1,0 +1,60 @@
+"""The drain token: generated once, shared by app and hook, rolled into pods when changed."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import pytest
+
+from tests.chart.helm import Helm, Manifest, annotations_of, container, env, find, one, pod_template
+
+pytestmark = pytest.mark.chart
+
+
+def token(docs: list[Manifest]) -> str:
+    secret = one(docs, "Secret")
+    return base64.b64decode(secret["data"]["token"]).decode()
+
+
+def checksum(docs: list[Manifest]) -> str:
+    return annotations_of(pod_template(one(docs, "Deployment")))["checksum/drain-token"]
+
+
+def test_a_strong_token_is_generated(default_render: list[Manifest]) -> None:
+    assert re.fullmatch(r"[A-Za-z0-9]{48}", token(default_render))
+
+
+def test_app_and_hook_read_the_same_secret(default_render: list[Manifest]) -> None:
+    name = one(default_render, "Secret")["metadata"]["name"]
+    for kind, main in (("Deployment", "app"), ("Job", "gate")):
+        ref = env(container(one(default_render, kind), main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (name, "token"), kind
+
+
+def test_an_explicit_token_is_used(helm: Helm) -> None:
+    assert token(helm.template({"drainToken": {"value": "x" * 32}})) == "x" * 32
+
+
+def test_generated_tokens_do_not_roll_the_pods(helm: Helm) -> None:
+    # Without a cluster every render generates a new token; in a cluster lookup
+    # keeps the first. Either way the pod template must not change with it.
+    first, second = helm.template(), helm.template()
+    assert token(first) != token(second)
+    assert checksum(first) == checksum(second)
+
+
+def test_changing_the_token_rolls_the_pods(helm: Helm) -> None:
+    # Env is read at start: pods left on the old token would refuse the next fence.
+    one_token = helm.template({"drainToken": {"value": "a" * 32}})
+    other = helm.template({"drainToken": {"value": "b" * 32}})
+    assert checksum(one_token) != checksum(other)
+    assert "a" * 32 not in checksum(one_token), "a hash, not the token itself"
+
+
+def test_existing_secret_replaces_the_charts(helm: Helm) -> None:
+    docs = helm.template({"drainToken": {"existingSecret": "ops-token", "key": "drain"}})
+    assert find(docs, "Secret") == []
+    for kind, main in (("Deployment", "app"), ("Job", "gate")):
+        ref = env(container(one(docs, kind), main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("ops-token", "drain"), kind

@@ -1,0 +1,159 @@
+"""Both pods pass Pod Security "restricted", and the app's shutdown timing adds up."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.chart.helm import Helm, Manifest, container, env, one, pod_template
+from tests.chart.podsecurity import restricted_violations
+
+pytestmark = pytest.mark.chart
+
+WORKLOADS = ["Deployment", "Job"]
+
+
+@pytest.mark.parametrize("kind", WORKLOADS)
+def test_pods_are_restricted(default_render: list[Manifest], kind: str) -> None:
+    assert restricted_violations(pod_template(one(default_render, kind))["spec"]) == []
+
+
+@pytest.mark.parametrize("kind", WORKLOADS)
+def test_read_only_root_gets_a_writable_tmp(default_render: list[Manifest], kind: str) -> None:
+    doc = one(default_render, kind)
+    spec = pod_template(doc)["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (main,) = spec["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_security_values_merge_key_by_key(helm: Helm) -> None:
+    # Changing one field must not drop the others (Helm merges maps): a user
+    # setting runAsUser keeps seccomp and the dropped capabilities.
+    docs = helm.template(
+        {"podSecurityContext": {"runAsUser": 20000}, "securityContext": {"privileged": False}}
+    )
+    for kind in WORKLOADS:
+        spec = pod_template(one(docs, kind))["spec"]
+        assert spec["securityContext"]["runAsUser"] == 20000
+        assert restricted_violations(spec) == []
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = spec
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
+        node[last] = value
+
+    return mutate
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = spec
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        del node[last]
+
+    return mutate
+
+
+def _both(*mutations: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def mutate(spec: dict[str, Any]) -> None:
+        for mutation in mutations:
+            mutation(spec)
+
+    return mutate
+
+
+BREAKAGES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "privileged": _set("containers.0.securityContext.privileged", True),
+    "escalation": _set("containers.0.securityContext.allowPrivilegeEscalation", True),
+    "escalation unset": _drop("containers.0.securityContext.allowPrivilegeEscalation"),
+    "capabilities kept": _set("containers.0.securityContext.capabilities", {"drop": []}),
+    "capability added": _set("containers.0.securityContext.capabilities.add", ["NET_ADMIN"]),
+    "root allowed": _set("containers.0.securityContext.runAsNonRoot", False),
+    "root allowed everywhere": _both(
+        _drop("securityContext.runAsNonRoot"), _drop("containers.0.securityContext.runAsNonRoot")
+    ),
+    "uid 0": _set("securityContext.runAsUser", 0),
+    "no seccomp": _drop("securityContext.seccompProfile"),
+    "seccomp unconfined": _set(
+        "containers.0.securityContext.seccompProfile", {"type": "Unconfined"}
+    ),
+    "host network": _set("hostNetwork", True),
+    "host path": lambda s: s["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+    "host port": _set("containers.0.ports.0.hostPort", 8080),
+    "writable root": _set("containers.0.securityContext.readOnlyRootFilesystem", False),
+    "unsafe sysctl": _set("securityContext.sysctls", [{"name": "kernel.msgmax", "value": "1"}]),
+}
+
+
+@pytest.mark.parametrize("breakage", sorted(BREAKAGES))
+def test_the_check_catches_a_broken_pod(default_render: list[Manifest], breakage: str) -> None:
+    # The restricted check is ours, not the API server's: prove it can fail.
+    spec = copy.deepcopy(pod_template(one(default_render, "Deployment"))["spec"])
+    BREAKAGES[breakage](spec)
+    assert restricted_violations(spec) != []
+
+
+# -- shutdown timing -------------------------------------------------------------
+
+
+def _grace_parts(docs: list[Manifest]) -> tuple[int, int, int]:
+    spec = pod_template(one(docs, "Deployment"))["spec"]
+    app = container(one(docs, "Deployment"), "app")
+    shutdown = int(env(app)["SHUTDOWN_TIMEOUT_SECONDS"])
+    pre_stop = app.get("lifecycle", {}).get("preStop")
+    sleep = int(pre_stop["exec"]["command"][-1]) if pre_stop else 0
+    return int(spec["terminationGracePeriodSeconds"]), shutdown, sleep
+
+
+@pytest.mark.parametrize(
+    "app_values",
+    [
+        {},
+        {"shutdownTimeoutSeconds": 30, "preStopSleepSeconds": 0},
+        {"shutdownTimeoutSeconds": 3600},
+    ],
+    ids=["defaults", "short-no-prestop", "hour"],
+)
+def test_kill_comes_after_the_drain(helm: Helm, app_values: dict[str, int]) -> None:
+    # SIGKILL at terminationGracePeriodSeconds must come after the preStop, the
+    # app's wait for work in flight and gunicorn's own 10 s, or it cuts work off.
+    grace, shutdown, sleep = _grace_parts(helm.template({"app": app_values}))
+    assert shutdown == app_values.get("shutdownTimeoutSeconds", 300)
+    assert grace >= sleep + shutdown + 10 + 1
+    assert grace == sleep + shutdown + 10 + 5, (
+        "derived in one helper: preStop + drain + 10 + margin"
+    )
+
+
+def test_prestop_sleeps_then_the_app_drains(default_render: list[Manifest]) -> None:
+    app = container(one(default_render, "Deployment"), "app")
+    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+
+
+def test_app_container_contract(default_render: list[Manifest]) -> None:
+    app = container(one(default_render, "Deployment"), "app")
+    assert app["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert app["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert app["args"][:5] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
+    variables = env(app)
+    assert "APP_VERSION" not in variables, "the image's build-time version shows by default"
+    assert variables["LOG_LEVEL"] == "INFO"
+    assert int(variables["OPERATION_DEFAULT_SECONDS"]) <= int(variables["OPERATION_MAX_SECONDS"])
+
+
+def test_app_version_when_given(helm: Helm) -> None:
+    docs = helm.template({"app": {"version": "1.2.3-rc1"}})
+    assert env(container(one(docs, "Deployment"), "app"))["APP_VERSION"] == "1.2.3-rc1"
