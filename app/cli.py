@@ -1,7 +1,8 @@
 """``python -m app``: ``serve`` runs the sample app, ``wait`` is the pre-upgrade hook.
 
 Exit codes of ``wait``: 0 every pod idle (or none exist), 1 not idle by the
-deadline or terminated (fences released), 2 bad usage, 3 forbidden by RBAC.
+deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 143 terminated
+by SIGTERM or SIGINT (fences released; a Job may retry).
 """
 
 from __future__ import annotations

@@ -33,9 +33,13 @@ T = TypeVar("T")
 
 class Exit(IntEnum):
     OK = 0
-    NOT_IDLE = 1  # deadline, SIGTERM or an API failure: the upgrade must not proceed
+    NOT_IDLE = 1  # the deadline passed: the upgrade must not proceed
     USAGE = 2
     FORBIDDEN = 3
+    # Killed from outside (pod deleted or evicted): 128 + SIGTERM, as a shell
+    # reports it, so that a Job's podFailurePolicy can retry this one and
+    # fail at once on the others.
+    TERMINATED = 143
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ class Waiter:
                 if self._terminated:
                     self._release_all()
                     return Outcome(
-                        Exit.NOT_IDLE,
+                        Exit.TERMINATED,
                         f"{self._terminated}: fences released, the upgrade must not proceed; "
                         f"{self._busy_summary()}",
                     )

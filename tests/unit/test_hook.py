@@ -114,7 +114,7 @@ def test_sigterm_releases_the_fences(make_app: AppFactory, hooks: list[Hook]) ->
     hook = run_hook(hooks, "--endpoints", endpoints(app), "--timeout", "120")
     eventually(lambda: app.status()["draining"], what="fenced")
     hook.proc.send_signal(signal.SIGTERM)
-    assert hook.wait() == Exit.NOT_IDLE
+    assert hook.wait() == Exit.TERMINATED
     assert "received SIGTERM: fences released" in hook.last_line
     assert not app.status()["draining"]
     assert app.post("/start", json={"seconds": 0.1}).status_code == 202
