@@ -1,0 +1,76 @@
+"""Bring a test cluster up, take it down, or say how it is.
+
+    python -m e2e.cluster up [--provider local]
+    python -m e2e.cluster status
+    python -m e2e.cluster down
+
+`up` prints one line per phase with its duration, then the kubeconfig path (for the local
+provider: ${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/local/kubeconfig). Daemon logs are under
+${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/local/logs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from e2e.providers import PROVIDERS, make_provider
+from e2e.providers.base import ProviderError
+from e2e.providers.local.cluster import LocalProvider
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.cluster",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="local")
+    parser.add_argument(
+        "--kubeconfig", type=Path, help="existing provider: the cluster's kubeconfig"
+    )
+    parser.add_argument("--registry", help="existing provider: registry that load_images pushes to")
+    parser.add_argument("--kind-path", type=Path, help="kind provider: the kind binary")
+    parser.add_argument("--kubectl-path", type=Path, help="kind provider: the kubectl binary")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every state change")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+        stream=sys.stderr,
+    )
+    provider = make_provider(
+        args.provider,
+        kubeconfig=args.kubeconfig,
+        registry=args.registry,
+        kind_path=args.kind_path,
+        kubectl_path=args.kubectl_path,
+    )
+    try:
+        if args.action == "up":
+            provider.up()
+            print(f"kubeconfig: {provider.kubeconfig}")
+        elif args.action == "down":
+            provider.down()
+        else:
+            if not isinstance(provider, LocalProvider):
+                print(f"{provider.name}: kubeconfig {provider.kubeconfig}")
+                return 0
+            report = provider.status()
+            width = max(len(k) for k in report)
+            for key, value in report.items():
+                print(f"{key:<{width}}  {value}")
+            return 0 if report["node"] == "Ready" else 3
+    except ProviderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Cluster providers behind one interface (see base.py): local, kind, existing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from e2e.providers.base import ClusterProvider, ProviderError
+
+PROVIDERS = ("local", "kind", "existing")
+
+
+def make_provider(
+    name: str,
+    *,
+    kubeconfig: Path | None = None,
+    registry: str | None = None,
+    kind_path: Path | None = None,
+    kubectl_path: Path | None = None,
+    cluster_name: str = "upgrade-gate",
+) -> ClusterProvider:
+    """The provider called name; imports are lazy so each needs only its own tools."""
+    if name == "local":
+        from e2e.providers.local.cluster import LocalProvider
+
+        return LocalProvider()
+    if name == "kind":
+        from e2e.providers.kind import KindProvider
+
+        return KindProvider(cluster_name, kind_path=kind_path, kubectl_path=kubectl_path)
+    if name == "existing":
+        from e2e.providers.existing import ExistingProvider
+
+        if kubeconfig is None:
+            raise ProviderError("the existing provider needs --kubeconfig")
+        return ExistingProvider(kubeconfig, registry=registry)
+    raise ProviderError(f"unknown provider {name!r}; choose one of {PROVIDERS}")
+
+
+__all__ = ["PROVIDERS", "ClusterProvider", "ProviderError", "make_provider"]

@@ -1,0 +1,230 @@
+"""Pod networking on the host, and taking every trace of it away again.
+
+Pods sit on one Linux bridge (CNI bridge + host-local IPAM + portmap). Nothing here sends a
+packet off the machine: pod traffic is not masqueraded, and a mangle-table rule drops anything
+a pod sends that would leave through another interface, so a pod can reach the host, other
+pods and Services, and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import subprocess
+from collections.abc import Iterable
+from pathlib import Path
+
+from e2e.providers.base import ProviderError
+from e2e.providers.local.commands import run
+from e2e.providers.local.settings import (
+    BRIDGE,
+    CHAIN_PREFIXES,
+    CNI_NETWORK,
+    EGRESS_CHAIN,
+    Settings,
+)
+
+log = logging.getLogger("e2e.local.network")
+
+TABLES = ("filter", "nat", "mangle", "raw")
+FAMILIES = {
+    "ipv4": ("iptables-save", "iptables-restore"),
+    "ipv6": ("ip6tables-save", "ip6tables-restore"),
+}
+CNI_CACHE = Path("/var/lib/cni")
+
+
+def write_cni_config(settings: Settings) -> Path:
+    """The conflist containerd's CRI plugin reads; host-local keeps its leases in our state."""
+    settings.cni_conf_dir.mkdir(parents=True, exist_ok=True)
+    conflist = {
+        "cniVersion": "0.4.0",
+        "name": CNI_NETWORK,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                # No masquerade: pods have no business talking to the outside.
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": settings.pod_cidr}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(settings.cni_ipam_dir),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+    path = settings.cni_conf_dir / f"10-{CNI_NETWORK}.conflist"
+    path.write_text(json.dumps(conflist, indent=2) + "\n")
+    return path
+
+
+# --- iptables -------------------------------------------------------------------------------
+def _save(family: str, table: str) -> list[str]:
+    saver = FAMILIES[family][0]
+    done = subprocess.run([saver, "-t", table], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return []
+    return done.stdout.splitlines()
+
+
+def chains(family: str, table: str) -> set[str]:
+    return {line[1:].split()[0] for line in _save(family, table) if line.startswith(":")}
+
+
+def chain_snapshot() -> dict[str, dict[str, list[str]]]:
+    """Every chain per family and table: what existed before us is never ours to remove."""
+    return {
+        family: {table: sorted(chains(family, table)) for table in TABLES} for family in FAMILIES
+    }
+
+
+def _ours(chain: str) -> bool:
+    return chain.startswith(CHAIN_PREFIXES)
+
+
+def our_chains(baseline: dict[str, dict[str, list[str]]]) -> dict[tuple[str, str], list[str]]:
+    found: dict[tuple[str, str], list[str]] = {}
+    for family in FAMILIES:
+        for table in TABLES:
+            before = set(baseline.get(family, {}).get(table, []))
+            mine = sorted(c for c in chains(family, table) if _ours(c) and c not in before)
+            if mine:
+                found[(family, table)] = mine
+    return found
+
+
+def _jumps_to(rule: str, targets: Iterable[str]) -> bool:
+    words = rule.split()
+    for flag in ("-j", "-g"):
+        if flag in words:
+            index = words.index(flag)
+            if index + 1 < len(words) and words[index + 1] in targets:
+                return True
+    return False
+
+
+def remove_chains(baseline: dict[str, dict[str, list[str]]]) -> None:
+    """Delete the rules that jump into our chains, then flush and delete the chains.
+
+    `--noflush` restore changes only what the script names, in one transaction per table,
+    so rules that others (Docker, a VPN) keep in the same tables are left alone.
+    """
+    for (family, table), mine in our_chains(baseline).items():
+        targets = set(mine)
+        script = [f"*{table}"]
+        for line in _save(family, table):
+            if not line.startswith("-A "):
+                continue
+            chain = line.split()[1]
+            if chain not in targets and _jumps_to(line, targets):
+                script.append("-D " + line[3:])
+        script += [f"-F {chain}" for chain in mine]
+        script += [f"-X {chain}" for chain in mine]
+        script.append("COMMIT")
+        restorer = FAMILIES[family][1]
+        log.info("removing %s %s chains: %s", family, table, " ".join(mine))
+        run([restorer, "--noflush"], input_bytes=("\n".join(script) + "\n").encode())
+
+
+def install_egress_guard(settings: Settings) -> None:
+    """Drop whatever a pod sends towards an interface other than the pod bridge.
+
+    mangle/FORWARD runs before filter/FORWARD, where kube-proxy's own ACCEPT rules live.
+    """
+    for family in FAMILIES:
+        binary = "iptables" if family == "ipv4" else "ip6tables"
+        if EGRESS_CHAIN in chains(family, "mangle"):
+            continue
+        try:
+            run([binary, "-t", "mangle", "-N", EGRESS_CHAIN])
+            run(
+                [
+                    binary,
+                    "-t",
+                    "mangle",
+                    "-A",
+                    EGRESS_CHAIN,
+                    "-m",
+                    "comment",
+                    "--comment",
+                    "upgrade-gate: pod traffic stays on this host",
+                    "-j",
+                    "DROP",
+                ]
+            )
+            run(
+                [
+                    binary,
+                    "-t",
+                    "mangle",
+                    "-I",
+                    "FORWARD",
+                    "1",
+                    "-i",
+                    BRIDGE,
+                    "!",
+                    "-o",
+                    BRIDGE,
+                    "-j",
+                    EGRESS_CHAIN,
+                ]
+            )
+        except ProviderError:
+            if family == "ipv4":
+                raise
+            log.warning("no ip6tables mangle table here: IPv6 guard skipped (pods have no IPv6)")
+
+
+def iptables_leftovers(baseline: dict[str, dict[str, list[str]]]) -> list[str]:
+    return [
+        f"{family} {table} chain {chain}"
+        for (family, table), mine in our_chains(baseline).items()
+        for chain in mine
+    ]
+
+
+# --- interfaces -------------------------------------------------------------------------------
+def _links(*selector: str) -> list[dict[str, object]]:
+    done = subprocess.run(
+        ["ip", "-j", "link", "show", *selector], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0 or not done.stdout.strip():
+        return []
+    links: list[dict[str, object]] = json.loads(done.stdout)
+    return links
+
+
+def our_interfaces() -> list[str]:
+    names = [str(link["ifname"]) for link in _links("master", BRIDGE)]
+    if _links("dev", BRIDGE):
+        names.append(BRIDGE)
+    return names
+
+
+def remove_interfaces() -> None:
+    for name in our_interfaces():
+        log.info("deleting interface %s", name)
+        run(["ip", "link", "delete", name], check=False)
+
+
+# --- CNI's own cache (containerd 1.6 keeps it in /var/lib/cni whatever we configure) ---------
+def cni_cache_files() -> list[Path]:
+    results = CNI_CACHE / "results"
+    if not results.is_dir():
+        return []
+    return sorted(results.glob(f"{CNI_NETWORK}-*"))
+
+
+def remove_cni_cache(created_dirs: Iterable[str]) -> None:
+    for path in cni_cache_files():
+        path.unlink(missing_ok=True)
+    # Directories that did not exist before our first `up` go too, deepest first.
+    for directory in sorted((Path(d) for d in created_dirs), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):
+            directory.rmdir()
