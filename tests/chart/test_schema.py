@@ -21,6 +21,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"service": {"type": "Ingress"}}, "/service/type"),
     ({"service": {"port": 70000}}, "/service/port"),
     ({"app": {"logLevel": "verbose"}}, "/app/logLevel"),
+    ({"app": {"operationDefaultSeconds": 0}}, "/app/operationDefaultSeconds"),
     ({"app": {"shutdownTimeoutSeconds": 0}}, "/app/shutdownTimeoutSeconds"),
     ({"app": {"shutdownTimeoutSeconds": "5m"}}, "/app/shutdownTimeoutSeconds"),
     ({"app": {"preStopSleepSeconds": -1}}, "/app/preStopSleepSeconds"),
