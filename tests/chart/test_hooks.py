@@ -69,22 +69,22 @@ def test_helm_prints_the_hook_log(default_render: list[Manifest]) -> None:
     assert policy == {"hook-failed", "hook-succeeded"}
 
 
-def test_job_fails_once_within_its_deadline(default_render: list[Manifest]) -> None:
+def test_job_retries_only_within_its_deadline(default_render: list[Manifest]) -> None:
     job = one(default_render, "Job")
-    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] > 0
     assert pod_template(job)["spec"]["restartPolicy"] == "Never"
     assert "ttlSecondsAfterFinished" not in job["spec"], "a failed Job is kept for its log"
 
 
-def test_an_evicted_hook_pod_is_replaced_and_bad_usage_is_final(
+def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
     default_render: list[Manifest],
 ) -> None:
     rules = one(default_render, "Job")["spec"]["podFailurePolicy"]["rules"]
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
     assert {
         "action": "FailJob",
-        "onExitCodes": {"containerName": "gate", "operator": "In", "values": [2, 3]},
+        "onExitCodes": {"containerName": "gate", "operator": "In", "values": [1, 2, 3]},
     } in rules
 
 
