@@ -82,12 +82,25 @@ def ensure_packages(progress: Progress, log_file: Path) -> None:
         return
     progress.line(f"host-prerequisites: installing {' '.join(missing)} with apt-get")
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    run(["apt-get", "update"], env=env, log_file=log_file)
-    run(
-        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-        env=env,
-        log_file=log_file,
-    )
+    # The packages' init scripts would start a system etcd, containerd and dockerd (with its
+    # bridge and NAT rules); the cluster runs its own, so forbid service starts meanwhile.
+    policy = Path("/usr/sbin/policy-rc.d")
+    placed = not policy.exists()
+    if placed:
+        policy.write_text(
+            "#!/bin/sh\n# upgrade-gate: installing packages starts no service\nexit 101\n"
+        )
+        policy.chmod(0o755)
+    try:
+        run(["apt-get", "update"], env=env, log_file=log_file)
+        run(
+            ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+            env=env,
+            log_file=log_file,
+        )
+    finally:
+        if placed:
+            policy.unlink(missing_ok=True)
     still = missing_packages()
     if still:
         raise ProviderError(f"apt-get left these packages uninstalled: {still}; see {log_file}")

@@ -1,0 +1,71 @@
+"""Provider plumbing that needs no cluster: choosing a provider, refusing what it cannot do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from e2e.providers import make_provider
+from e2e.providers.base import ClusterProvider, ProviderError
+from e2e.providers.existing import ExistingProvider
+from e2e.providers.local.binaries import staging_replacements
+from e2e.providers.local.cluster import LocalProvider
+from e2e.providers.local.images import normalize
+
+pytestmark = pytest.mark.smoke
+
+
+def test_local_provider_offers_the_interface() -> None:
+    local = make_provider("local")
+    assert isinstance(local, LocalProvider)
+    assert isinstance(local, ClusterProvider)
+    assert local.kubeconfig.name == "kubeconfig"
+    assert local.base_image == "upgrade-gate/debian-python:bookworm"
+
+
+def test_kind_provider_never_downloads_a_missing_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UPGRADE_GATE_KIND", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ProviderError, match="no kind binary"):
+        make_provider("kind")
+
+
+def test_existing_provider_needs_a_registry_to_load_images(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("{}")
+    provider = make_provider("existing", kubeconfig=kubeconfig)
+    assert isinstance(provider, ExistingProvider)
+    with pytest.raises(ProviderError, match="without a registry"):
+        provider.load_images(["upgrade-gate-app:v1"])
+    with pytest.raises(ProviderError, match="needs --kubeconfig"):
+        make_provider("existing")
+
+
+@pytest.mark.parametrize(
+    ("ref", "normalized"),
+    [
+        ("upgrade-gate-app:v1", "docker.io/library/upgrade-gate-app:v1"),
+        ("upgrade-gate/debian-python:bookworm", "docker.io/upgrade-gate/debian-python:bookworm"),
+        ("upgrade-gate.local/pause:3.10.1", "upgrade-gate.local/pause:3.10.1"),
+        ("localhost:5000/app", "localhost:5000/app:latest"),
+    ],
+)
+def test_image_names_match_what_containerd_and_kubelet_use(ref: str, normalized: str) -> None:
+    assert normalize(ref) == normalized
+
+
+def test_staging_modules_are_replaced_by_their_published_versions() -> None:
+    go_mod = (
+        "replace (\n"
+        "\tk8s.io/api => ./staging/src/k8s.io/api\n"
+        "\tk8s.io/client-go => ./staging/src/k8s.io/client-go\n"
+        "\tgithub.com/other/thing => ./vendor/thing\n"
+        ")\n"
+    )
+    assert staging_replacements(go_mod, "34", "v1.34.4") == [
+        "\tk8s.io/api => k8s.io/api v0.34.4",
+        "\tk8s.io/client-go => k8s.io/client-go v0.34.4",
+    ]
