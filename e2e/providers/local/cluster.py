@@ -40,7 +40,7 @@ from e2e.providers.local.ledger import (
     our_processes,
 )
 from e2e.providers.local.pki import ClusterPki, load_pki, make_pki, write_kubeconfig
-from e2e.providers.local.processes import Daemon, ProcessTable, proc_start_time, stop_pid
+from e2e.providers.local.processes import Daemon, ProcessTable, stop_all
 from e2e.providers.local.settings import CGROUP_ROOT, NODE_NAME, Settings, node_ip
 
 log = logging.getLogger("e2e.local")
@@ -364,16 +364,18 @@ class LocalProvider:
 
         with progress.phase("daemons"):
             for name in reversed(DAEMONS):
-                self.table.stop(name)
+                # The API server drains in-flight requests first; with a dead kubelet some
+                # never end, and its state goes with `down` anyway.
+                self.table.stop(name, grace=10 if name == "kube-apiserver" else 20)
             if self.table.get(DOCKERD) is not None:
                 self.table.stop(DOCKERD, grace=30)
             for name in self.table.recorded():
                 self.table.stop(name)
             # containerd's shims outlive it; they carry our socket in their command line.
-            for pid, argv in our_processes(s):
-                started = proc_start_time(pid)
-                if started is not None:
-                    stop_pid(pid, started, Path(argv[0]).name, grace=5)
+            stop_all({pid for pid, _argv in our_processes(s)}, "leftover shims", grace=5)
+            # A container whose shim died with containerd is orphaned, not stopped; its
+            # processes are still in our cgroups, and nothing else of the host is.
+            stop_all(mounts.cgroup_tasks(CGROUP_ROOT), "orphaned container processes", grace=2)
 
         with progress.phase("mounts"):
             mounts.unmount_under(mount_roots(s))
@@ -381,7 +383,7 @@ class LocalProvider:
         with progress.phase("network"):
             network.remove_interfaces()
             network.remove_chains(ledger.chains if ledger else {})
-            network.remove_cni_cache(ledger.absent_dirs if ledger else [])
+            network.remove_cni_cache(ledger.cni_cache if ledger else [])
 
         with progress.phase("cgroups"):
             mounts.remove_cgroups(CGROUP_ROOT)

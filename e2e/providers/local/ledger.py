@@ -32,6 +32,7 @@ class Ledger:
     sysctls: dict[str, str] = field(default_factory=dict)
     chains: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     absent_dirs: list[str] = field(default_factory=list)
+    cni_cache: list[str] = field(default_factory=list)
 
     @classmethod
     def record(cls) -> Ledger:
@@ -39,6 +40,7 @@ class Ledger:
             sysctls=hostprep.snapshot_sysctls(),
             chains=network.chain_snapshot(),
             absent_dirs=[d for d in HOST_DIRS if not Path(d).exists()],
+            cni_cache=network.cni_cache_names(),
         )
 
     def save(self, path: Path) -> None:
@@ -102,7 +104,7 @@ def leftovers(settings: Settings, ledger: Ledger | None) -> list[str]:
             if now != value:
                 found.append(f"sysctl {name}={now} (was {value})")
         found += [f"directory {d}" for d in ledger.absent_dirs if Path(d).exists()]
-    found += [f"file {p}" for p in network.cni_cache_files()]
+    found += [f"file {p}" for p in network.cni_cache_files(ledger.cni_cache if ledger else [])]
     found += [f"file {p}" for p in container_log_links(settings)]
     for path in (settings.data_dir, settings.run_dir, settings.kubeconfig):
         if path.exists():

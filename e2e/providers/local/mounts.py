@@ -7,6 +7,7 @@ them live under our state and runtime directories, so "ours" is "under one of th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -86,6 +87,16 @@ def create_cgroup_root(name: str) -> None:
             own = path / knob
             if own.exists() and not own.read_text().strip():
                 own.write_text((hierarchy / knob).read_text())
+
+
+def cgroup_tasks(name: str) -> set[int]:
+    """PIDs in any cgroup under /<name>: containers whose runtime died before stopping them."""
+    pids: set[int] = set()
+    for root in [h / name for h in hierarchies()]:
+        for procs in root.rglob("cgroup.procs") if root.is_dir() else []:
+            with contextlib.suppress(OSError):
+                pids |= {int(line) for line in procs.read_text().split()}
+    return pids
 
 
 def cgroup_leftovers(name: str) -> list[Path]:

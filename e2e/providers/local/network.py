@@ -8,7 +8,6 @@ pods and Services, and nothing else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import subprocess
@@ -214,17 +213,27 @@ def remove_interfaces() -> None:
 
 
 # --- CNI's own cache (containerd 1.6 keeps it in /var/lib/cni whatever we configure) ---------
-def cni_cache_files() -> list[Path]:
+def cni_cache_names() -> list[str]:
     results = CNI_CACHE / "results"
-    if not results.is_dir():
-        return []
-    return sorted(results.glob(f"{CNI_NETWORK}-*"))
+    return sorted(p.name for p in results.iterdir()) if results.is_dir() else []
 
 
-def remove_cni_cache(created_dirs: Iterable[str]) -> None:
-    for path in cni_cache_files():
+def cni_cache_files(before: Iterable[str]) -> list[Path]:
+    """Cache entries of our network, and loopback entries that appeared since the ledger.
+
+    Each pod sandbox leaves `ugate-<id>-eth0` and `cni-loopback-<id>-lo` here; CNI DEL removes
+    them, but a runtime that died first does not get to.
+    """
+    known = set(before)
+    return [
+        CNI_CACHE / "results" / name
+        for name in cni_cache_names()
+        if name.startswith(f"{CNI_NETWORK}-")
+        or (name.startswith("cni-loopback-") and name not in known)
+    ]
+
+
+def remove_cni_cache(before: Iterable[str]) -> None:
+    for path in cni_cache_files(before):
+        log.info("removing CNI cache entry %s", path.name)
         path.unlink(missing_ok=True)
-    # Directories that did not exist before our first `up` go too, deepest first.
-    for directory in sorted((Path(d) for d in created_dirs), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):
-            directory.rmdir()

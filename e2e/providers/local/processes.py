@@ -175,6 +175,29 @@ def stop_pid(pid: int, start_time: int, name: str, grace: float) -> None:
     raise ProviderError(f"{name} (PID {pid}) survived SIGKILL")
 
 
+def stop_all(pids: set[int], why: str, grace: float = 5.0) -> None:
+    """SIGTERM every PID at once, SIGKILL whatever is left after the grace period."""
+    started = {pid: t for pid in pids if (t := proc_start_time(pid)) is not None}
+    if not started:
+        return
+    log.info("stopping %d %s: %s", len(started), why, sorted(started))
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid, start_time in started.items():
+            if proc_start_time(pid) == start_time:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signum)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            for pid in started:
+                reap(pid)
+            if all(proc_start_time(pid) != t for pid, t in started.items()):
+                return
+            time.sleep(0.05)
+    left = [pid for pid, t in started.items() if proc_start_time(pid) == t]
+    if left:
+        raise ProviderError(f"{why} survived SIGKILL: {left}")
+
+
 def processes_matching(predicate: Callable[[int, list[str]], bool]) -> list[tuple[int, list[str]]]:
     """Live processes whose (pid, argv) satisfy predicate."""
     found = []
