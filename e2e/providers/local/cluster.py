@@ -8,12 +8,14 @@ image is built on this machine (see images.py) and imported into containerd.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +152,24 @@ class LocalProvider:
         api = f"https://127.0.0.1:{self.settings.ports.apiserver}/readyz"
         return self._https_ok(api, pki) and self.node_ready()
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up` or `down` at a time on this machine: both start and stop the same daemons."""
+        lock_path = self.settings.run_dir.parent / f"{self.settings.run_dir.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another up/down on this machine (%s)", lock_path)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self) -> None:
+        with self._exclusive():
+            self._up_locked()
+
+    def _up_locked(self) -> None:
         progress = Progress("up")
         if self.healthy():
             self._ensure_docker()
@@ -159,7 +178,7 @@ class LocalProvider:
             return
         if self.table.alive() or self.settings.data_dir.exists():
             progress.line("found a partial or stopped cluster: taking it down first")
-            self.down()
+            self._down_locked()
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         for old in self.settings.logs_dir.glob("*.log"):
             old.unlink()
@@ -339,6 +358,10 @@ class LocalProvider:
 
     # --- down ----------------------------------------------------------------------------
     def down(self) -> None:
+        with self._exclusive():
+            self._down_locked()
+
+    def _down_locked(self) -> None:
         s = self.settings
         progress = Progress("down")
         ledger = Ledger.load(s.ledger)
