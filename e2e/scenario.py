@@ -96,20 +96,24 @@ class Scenario:
                 picture = recorder.save(self.artifacts, title)
                 print(f"\ntimeline: {picture}")
 
-    def upgrade(
-        self, tag: str = "v2", *extra: str, timeout: str = "150s", **overrides: Any
-    ) -> BackgroundHelm:
+    def helm_timeout(self) -> str:
+        """The chart's own rule: gate deadline + 60 s (Job) + 60 s (helm)."""
+        return f"{int(self.values['gate']['timeoutSeconds']) + 120}s"
+
+    def upgrade(self, tag: str = "v2", *extra: str, **overrides: Any) -> BackgroundHelm:
         self.values = merge(merge(self.values, overrides), self._image(tag))
         upgrade = self.helm.upgrade_in_background(
-            self.release, self.namespace, self.values, timeout, *extra
+            self.release, self.namespace, self.values, self.helm_timeout(), *extra
         )
         self.background.append(upgrade)
         if self.recorder:
             self.recorder.mark("helm upgrade started")
         return upgrade
 
-    def rollback(self, revision: int, timeout: str = "150s") -> BackgroundHelm:
-        rollback = self.helm.rollback_in_background(self.release, self.namespace, revision, timeout)
+    def rollback(self, revision: int) -> BackgroundHelm:
+        rollback = self.helm.rollback_in_background(
+            self.release, self.namespace, revision, self.helm_timeout()
+        )
         self.background.append(rollback)
         if self.recorder:
             self.recorder.mark("helm rollback started")
