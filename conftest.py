@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -186,7 +187,8 @@ def artifacts_dir(request: pytest.FixtureRequest) -> Path:
     base: Path = request.config.getoption("--artifacts")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
     directory = base / name
-    directory.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(directory, ignore_errors=True)  # only this run's files, never a stale log
+    directory.mkdir(parents=True)
     return directory
 
 

@@ -184,7 +184,7 @@ def _run(command: list[str], what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from e2e.providers import get_provider  # type: ignore[attr-defined]
+    from e2e.providers import make_provider
 
     parser = argparse.ArgumentParser(prog="python -m e2e.images", description=__doc__)
     parser.add_argument("--provider", default="local", choices=["local", "kind", "existing"])
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push", metavar="REGISTRY", help="push to REGISTRY instead of loading")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    provider = get_provider(args.provider)
+    provider = make_provider(args.provider, registry=args.push)
     images = build_app_images(provider, args.tags or TAGS, push_to=args.push)
     for ref in images.refs:
         print(ref)

@@ -7,13 +7,13 @@ every provider, needs no port-forward, and addresses one pod exactly.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -31,6 +31,7 @@ class Kube:
         # matters; the client's Optional-everywhere models would only add noise.
         self.core: Any = client.CoreV1Api(self.api_client)
         self.batch: Any = client.BatchV1Api(self.api_client)
+        self._session, self._proxy_base = _proxy_session(self.api_client.configuration)
 
     # -- namespaces -----------------------------------------------------------
 
@@ -85,25 +86,20 @@ class Kube:
         headers: dict[str, str] | None = None,
         timeout: float = 10,
     ) -> AppAnswer:
-        resource = f"/api/v1/namespaces/{namespace}/pods/{pod}:{APP_PORT}/proxy{path}"
+        url = f"{self._proxy_base}/namespaces/{namespace}/pods/{pod}:{APP_PORT}/proxy{path}"
         try:
-            response = self.api_client.call_api(
-                resource,
-                method,
-                header_params={"Content-Type": "application/json", **(headers or {})},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout,
+            response = self._session.request(
+                method, url, json=body, headers=headers, timeout=timeout
             )
-            raw, status = response[0].data, response[1]
-        except ApiException as exc:
-            raw, status = exc.body or b"", exc.status
+        except requests.RequestException as exc:
+            return AppAnswer(status=0, body={"error": f"unreachable: {exc}"})
         try:
-            parsed = json.loads(raw)
-        except (ValueError, TypeError):
-            parsed = {"raw": raw.decode(errors="replace") if isinstance(raw, bytes) else raw}
-        return AppAnswer(status=int(status), body=parsed if isinstance(parsed, dict) else {})
+            parsed = response.json()
+        except ValueError:
+            parsed = {"raw": response.text}
+        return AppAnswer(
+            status=response.status_code, body=parsed if isinstance(parsed, dict) else {}
+        )
 
     def start_operation(self, namespace: str, pod: str, seconds: float) -> str:
         answer = self.call(namespace, pod, "POST", "/operations", {"seconds": seconds})
@@ -124,6 +120,28 @@ class Kube:
 class AppAnswer:
     status: int
     body: dict[str, Any]
+
+
+def _proxy_session(cfg: Any) -> tuple[requests.Session, str]:
+    """A requests session holding the kubeconfig's credentials, for the pod proxy.
+
+    The client's own request plumbing changed shape between releases; its
+    Configuration (host, CA, client certificate, bearer token) did not.
+    """
+    session = requests.Session()
+    # Not the environment's CA bundle or proxies: this is the cluster's own
+    # API server, with the kubeconfig's CA (requests lets the environment
+    # override a session's verify otherwise).
+    session.trust_env = False
+    session.verify = cfg.ssl_ca_cert if cfg.verify_ssl and cfg.ssl_ca_cert else cfg.verify_ssl
+    if cfg.cert_file:
+        session.cert = (cfg.cert_file, cfg.key_file)
+    token = cfg.get_api_key_with_prefix("authorization") or cfg.get_api_key_with_prefix(
+        "BearerToken"
+    )
+    if token:
+        session.headers["Authorization"] = token
+    return session, f"{cfg.host.rstrip('/')}/api/v1"
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:

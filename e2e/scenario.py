@@ -9,10 +9,12 @@ mechanics live here.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,12 @@ from e2e.phases import Phases
 from e2e.timeline import Recorder, Timeline
 
 log = logging.getLogger("e2e.scenario")
+
+# The hook's last line, as helm prints the hook's log (hook-output-log-policy).
+HOOK_VERDICT = re.compile(
+    r"(?P<at>\d{4}-\d\d-\d\dT[\d:.]+Z) INFO +upgrade_gate\.cli: all (?P<pods>\d+) pod\(s\) "
+    r"idle after (?P<after>[\d.]+)s; upgrade may proceed"
+)
 
 # Small numbers for the tests, aligned as the chart requires: the gate's
 # timeout < the Job's deadline < helm's --timeout.
@@ -130,6 +138,20 @@ class Scenario:
         )
         log.info("helm %s exited %d:\n%s", verb, code, command.output)
         return code
+
+    def hook_verdict(self, command: BackgroundHelm) -> tuple[int, float]:
+        """(pods, moment) of the hook's "upgrade may proceed" line in helm's output.
+
+        The hook's own timestamp says when the gate opened; the Job's completion
+        comes later by Kubernetes' bookkeeping (kubelet's 1 s relist, the Job
+        controller's 1 s batching), which the gate does not control.
+        """
+        match = HOOK_VERDICT.search(command.output)
+        assert match, f"the hook's verdict is not in helm's output:\n{command.output}"
+        moment = datetime.fromisoformat(match["at"].replace("Z", "+00:00")).timestamp()
+        if self.recorder:
+            self.recorder.mark_at("hook: upgrade may proceed", moment)
+        return int(match["pods"]), moment
 
     def start_operation(self, pod: str, seconds: float) -> str:
         return self.kube.start_operation(self.namespace, pod, seconds)

@@ -139,6 +139,11 @@ class Recorder:
         log.info("mark: %s", name)
         return moment
 
+    def mark_at(self, name: str, moment: float) -> None:
+        with self._lock:
+            self.timeline.marks.append((name, moment))
+            self.timeline.marks.sort(key=lambda mark: mark[1])
+
     def snapshot(self) -> Timeline:
         with self._lock:
             return Timeline(
@@ -198,9 +203,14 @@ class Recorder:
             life = PodLife(meta.name, meta.uid, role, pod.spec.containers[0].image, created)
             self.timeline.pods[meta.uid] = life
             log.info("pod %s (%s, %s) created", meta.name, role, life.image)
-        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-        if ready and life.ready is None:
-            life.ready = now
+        ready = next(
+            (c for c in (pod.status.conditions or []) if c.type == "Ready" and c.status == "True"),
+            None,
+        )
+        if ready is not None and life.ready is None:
+            # Ready before the recording began: the condition's own time says when.
+            since = ready.last_transition_time.timestamp() if ready.last_transition_time else now
+            life.ready = since if since < self.timeline.started else now
             log.info("pod %s Ready", meta.name)
         if meta.deletion_timestamp is not None and life.terminating is None:
             life.terminating = now
@@ -313,10 +323,11 @@ def render_svg(timeline: Timeline, title: str) -> str:
     scale = (width - left - 20) / max(1.0, t_end - t0)
 
     def x(moment: float) -> float:
-        return left + (moment - t0) * scale
+        # Whatever began before the recording starts at its left edge.
+        return left + max(0.0, moment - t0) * scale
 
     rows: list[str] = []
-    y = 50
+    y = 40 + 14 * len(timeline.marks)
 
     def label(text: str) -> None:
         rows.append(f'<text x="8" y="{y + 16}" font-size="12">{escape(text)}</text>')
@@ -352,7 +363,7 @@ def render_svg(timeline: Timeline, title: str) -> str:
         y += row_h
     for pod in sorted(timeline.pods.values(), key=lambda p: (p.role != "hook", p.created)):
         tag = pod.image.rsplit(":", 1)[-1]
-        label(f"{pod.role} pod {pod.name[-11:]} ({tag})")
+        label(f"{pod.role} pod …{pod.name[-5:]} ({tag})")
         end = pod.gone or t_end
         ready = pod.ready or end
         bar(pod.created, ready, _COLORS["starting"], f"{pod.name}: starting")
@@ -380,11 +391,19 @@ def render_svg(timeline: Timeline, title: str) -> str:
                     f'fill="{_COLORS["cut"]}">cut off</text>'
                 )
             y += row_h
-    for name, moment in timeline.marks:
+    for i, (name, moment) in enumerate(timeline.marks):
+        top = 44 + 14 * i
         rows.append(
-            f'<line x1="{x(moment):.1f}" y1="40" x2="{x(moment):.1f}" y2="{y}" '
+            f'<line x1="{x(moment):.1f}" y1="{top - 10}" x2="{x(moment):.1f}" y2="{y}" '
             f'stroke="{_COLORS["mark"]}" stroke-dasharray="3,3"><title>{escape(name)}</title>'
             "</line>"
+            + (
+                f'<text x="{x(moment) + 3:.1f}" y="{top}" font-size="10" fill="#555">'
+                if x(moment) < width * 0.7
+                else f'<text x="{x(moment) - 3:.1f}" y="{top}" font-size="10" fill="#555" '
+                'text-anchor="end">'
+            )
+            + f"{escape(name)} ({moment - t0:.1f}s)</text>"
         )
     ticks = []
     step = 5 if t_end - t0 <= 120 else 30

@@ -6,17 +6,12 @@ Scenario 1 (idle), 2 (the core, with Helm 3 and Helm 4: scenario 8) and 3
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from e2e.kube import wait_for
-from e2e.scenario import Scenario
+from e2e.scenario import HOOK_VERDICT, Scenario
 
 pytestmark = pytest.mark.e2e
-
-# The hook's summary line, as helm prints the hook's log (hook-output-log-policy).
-HOOK_SUMMARY = re.compile(r"all (\d+) pod\(s\) idle after ([\d.]+)s; upgrade may proceed")
 
 
 def test_idle_upgrade_passes_the_gate_at_once(scenario: Scenario) -> None:
@@ -26,9 +21,9 @@ def test_idle_upgrade_passes_the_gate_at_once(scenario: Scenario) -> None:
         assert scenario.finish(upgrade, timeout=120, label="idle upgrade, gated") == 0, (
             upgrade.output
         )
-    summary = HOOK_SUMMARY.search(upgrade.output)
-    assert summary, f"the hook's summary is not in helm's output:\n{upgrade.output}"
-    assert float(summary.group(2)) <= 2.0
+    pods, _ = scenario.hook_verdict(upgrade)
+    assert pods == 1
+    assert float(HOOK_VERDICT.search(upgrade.output)["after"]) <= 2.0  # type: ignore[index]
     assert scenario.version_served() == {"v2"}
 
     # Side by side in the session's phase table: the same idle upgrade
@@ -81,6 +76,7 @@ def test_upgrade_waits_for_the_operation_in_flight(scenario: Scenario, each_helm
         assert upgrade.running()
 
         assert scenario.finish(upgrade, timeout=seconds + 120) == 0, upgrade.output
+        _, gate_opened = scenario.hook_verdict(upgrade)
         wait_for(
             lambda: (
                 scenario.timeline().pods.get(old_uid) and scenario.timeline().pods[old_uid].gone
@@ -96,8 +92,9 @@ def test_upgrade_waits_for_the_operation_in_flight(scenario: Scenario, each_helm
     assert op.state == "succeeded"
     assert not op.cut_off
     assert op.finished is not None
+    assert op.finished <= gate_opened <= op.finished + 2.0
     assert job.completed is not None
-    assert op.finished <= job.completed <= op.finished + 2.0
+    assert gate_opened <= job.completed
     assert old_life.terminating is not None
     assert job.completed <= old_life.terminating
     assert op.finished < old_life.terminating
@@ -113,6 +110,7 @@ def test_three_replicas_wait_for_the_longest_operation(scenario: Scenario) -> No
     with scenario.recording("three replicas: the longest operation decides"):
         upgrade = scenario.upgrade("v2")
         assert scenario.finish(upgrade, timeout=180) == 0, upgrade.output
+        pods_gated, gate_opened = scenario.hook_verdict(upgrade)
 
     timeline = scenario.timeline()
     ops = {o.id: o for o in timeline.operations.values()}
@@ -120,17 +118,16 @@ def test_three_replicas_wait_for_the_longest_operation(scenario: Scenario) -> No
     assert ops[short].finished is not None
     last_end = ops[long].finished
     assert last_end is not None
+    assert pods_gated == 3
+    assert last_end <= gate_opened <= last_end + 2.0
     (job,) = timeline.jobs.values()
     assert job.completed is not None
-    assert last_end <= job.completed <= last_end + 2.0
+    assert gate_opened <= job.completed
     old = [p for p in timeline.app_pods() if p.name in pods]
     assert len(old) == 3
     # No old pod began terminating before the last operation ended.
     assert all(p.terminating is None or p.terminating > last_end for p in old)
     assert not any(o.cut_off for o in timeline.operations.values())
-    summary = HOOK_SUMMARY.search(upgrade.output)
-    assert summary
-    assert summary.group(1) == "3"
     assert scenario.version_served() == {"v2"}
 
 
