@@ -15,6 +15,7 @@ timeline recorder). Unit tests do not touch any of them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
@@ -73,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
     from e2e.phases import Phases
 
     config.stash[PHASES_KEY] = Phases()
+    # pyhelm3 logs every helm command it runs at INFO; the scenarios say more.
+    logging.getLogger("pyhelm3").setLevel(logging.WARNING)
     config.pluginmanager.register(SkipGuard(config), "upgrade-gate-skip-guard")
 
 
@@ -137,7 +140,10 @@ def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProv
         kubectl_path=Path(option("kind_kubectl_bin")) if option("kind_kubectl_bin") else None,
         cluster_name=option("cluster_name"),
     )
-    with phases.measure(f"cluster up ({provider.name})"):
+    # Bringing a cluster up can take minutes (a first local build: about 15):
+    # its progress lines go to the terminal as they happen, not to the capture.
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with phases.measure(f"cluster up ({provider.name})"), capture.global_and_fixture_disabled():
         provider.up()
     yield provider
     if pytestconfig.getoption("--keep-cluster"):

@@ -27,13 +27,24 @@ from app.testing import TOKEN, AppProcess
 def trial(apps: list[AppProcess], pool: ThreadPoolExecutor) -> float:
     n = len(apps)
     base = 1.0 + n * 0.02  # time enough for the hook to start and fence every pod
-    ops = list(pool.map(lambda ia: ia[1].start_operation(base + 0.3 * ia[0] / n),
-                        enumerate(apps)))
+    ops = list(pool.map(lambda ia: ia[1].start_operation(base + 0.3 * ia[0] / n), enumerate(apps)))
     hook = subprocess.Popen(
-        [sys.executable, "-m", "app", "wait", "--endpoints", ",".join(a.endpoint for a in apps),
-         "--timeout", "120", "--hold", "0"],
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "wait",
+            "--endpoints",
+            ",".join(a.endpoint for a in apps),
+            "--timeout",
+            "120",
+            "--hold",
+            "0",
+        ],
         env={**os.environ, "UPGRADE_GATE_TOKEN": TOKEN, "LOG_LEVEL": "WARNING"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     code = hook.wait()
     exited = datetime.now(UTC)
@@ -44,8 +55,7 @@ def trial(apps: list[AppProcess], pool: ThreadPoolExecutor) -> float:
     fenced_in_time = all(parse_time(r["started_at"]) < last for r in records)
     assert fenced_in_time
     # Release the fences left by the hook, so the next trial's work is accepted.
-    list(pool.map(lambda a: a.delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"}),
-                  apps))
+    list(pool.map(lambda a: a.delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"}), apps))
     return (exited - last).total_seconds()
 
 
@@ -64,8 +74,9 @@ def main() -> None:
             try:
                 with ThreadPoolExecutor(max_workers=4) as starter:  # 2 cores: start gently
                     list(starter.map(lambda a: a.start(timeout=120), apps))
-                print(f"{n} app process(es) up in {time.monotonic() - started:.1f}s",
-                      file=sys.stderr)
+                print(
+                    f"{n} app process(es) up in {time.monotonic() - started:.1f}s", file=sys.stderr
+                )
                 trial(apps, pool)  # warm-up
                 times = [trial(apps, pool) for _ in range(args.trials)]
             finally:

@@ -50,14 +50,18 @@ def main() -> None:
         ):
             # Operation lengths vary so that the end falls anywhere in a poll period.
             latencies = [trial(app, 0.02 + (i % 17) * 0.013, poll_every) for i in range(count)]
-            rows.append([
-                name, str(count), ms(percentile(latencies, 50)), ms(percentile(latencies, 99)),
-                ms(max(latencies)),
-            ])
+            rows.append(
+                [
+                    name,
+                    str(count),
+                    ms(percentile(latencies, 50)),
+                    ms(percentile(latencies, 99)),
+                    ms(max(latencies)),
+                ]
+            )
     print("Long-poll release latency (last operation ends -> client has HTTP 200), loopback")
     print(table(rows))
-    print("target: long-poll p50 <= 20 ms, p99 <= 100 ms "
-         )
+    print("target: long-poll p50 <= 20 ms, p99 <= 100 ms")
 
 
 if __name__ == "__main__":

@@ -45,14 +45,19 @@ def verdict(artifacts: Path, helm_major: int) -> tuple[bool, str]:
     old = next(p for p in app_pods if p["name"] == op["pod"])
     new = [p for p in app_pods if p is not old]
     marks = {m["name"]: m["at"] for m in timeline["marks"]}
-    lines = [
-        f"helm upgrade started          {at(marks.get('helm upgrade started'))}",
-        f"operation {op['id']} ({op['seconds']:g}s) {op['state']:<9} {at(op['finished'])}",
-        f"hook Job completed            {at(jobs[0]['completed'])}",
-        f"old pod {old['name']} terminating {at(old['terminating'])}, gone {at(old['gone'])}",
-        *(f"new pod {p['name']} Ready     {at(p['ready'])}" for p in new),
-        f"helm upgrade ended            {at(marks.get('helm upgrade ended'))}",
+    rows = [
+        ("helm upgrade started", at(marks.get("helm upgrade started"))),
+        (f"operation {op['id']} ({op['seconds']:g}s) {op['state']}", at(op["finished"])),
+        ("the hook: upgrade may proceed", at(marks.get("hook: upgrade may proceed"))),
+        ("hook Job completed", at(jobs[0]["completed"])),
+        (f"old pod {old['name']} terminating", at(old["terminating"])),
+        (f"old pod {old['name']} gone", at(old["gone"])),
+        *((f"new pod {p['name']} Ready", at(p["ready"])) for p in new),
+        ("helm upgrade ended", at(marks.get("helm upgrade ended"))),
     ]
+    rows.sort(key=lambda row: float(row[1][1:-1]) if row[1] != "never" else float("inf"))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{label:<{width}}  {moment:>8}" for label, moment in rows]
     survived = (
         op["state"] == "succeeded"
         and not op["cut_off"]

@@ -136,7 +136,10 @@ class Scenario:
         self.phases.add(
             f"{label or verb} ({self.helm.name})", (command.ended or time.time()) - command.started
         )
-        log.info("helm %s exited %d:\n%s", verb, code, command.output)
+        took = (command.ended or time.time()) - command.started
+        log.info("helm %s exited %d after %.1fs", verb, code, took)
+        for line in command.output.splitlines():
+            log.debug("helm| %s", line)
         return code
 
     def hook_verdict(self, command: BackgroundHelm) -> tuple[int, float]:

@@ -110,6 +110,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._following: set[str] = set()
 
     def __enter__(self) -> Recorder:
         for target in (self._watch_pods, self._watch_jobs, self._poll_operations):
@@ -212,6 +213,11 @@ class Recorder:
             since = ready.last_transition_time.timestamp() if ready.last_transition_time else now
             life.ready = since if since < self.timeline.started else now
             log.info("pod %s Ready", meta.name)
+        if role == "hook" and pod.status.phase == "Running" and meta.uid not in self._following:
+            self._following.add(meta.uid)
+            threading.Thread(
+                target=self._follow_log, args=(meta.name,), name=f"log-{meta.name}", daemon=True
+            ).start()
         if meta.deletion_timestamp is not None and life.terminating is None:
             life.terminating = now
             log.info("pod %s terminating", meta.name)
@@ -240,6 +246,20 @@ class Recorder:
         if failed and life.failed is None:
             life.failed = now
             log.info("job %s failed", meta.name)
+
+    def _follow_log(self, pod: str) -> None:
+        """The hook's log, line by line as it happens: the gate's side of the story."""
+        try:
+            stream = self.kube.core.read_namespaced_pod_log(
+                pod, self.namespace, follow=True, _preload_content=False
+            )
+            for raw in stream.stream():
+                for line in raw.decode(errors="replace").splitlines():
+                    log.info("hook| %s", line.split(" ", 1)[-1].strip())
+                if self._stop.is_set():
+                    break
+        except Exception as exc:  # the pod went away: its log ends with it
+            log.debug("log of %s ended: %s", pod, exc)
 
     # -- operations --------------------------------------------------------------
 
