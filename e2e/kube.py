@@ -31,6 +31,7 @@ class Kube:
         # matters; the client's Optional-everywhere models would only add noise.
         self.core: Any = client.CoreV1Api(self.api_client)
         self.batch: Any = client.BatchV1Api(self.api_client)
+        self.rbac: Any = client.RbacAuthorizationV1Api(self.api_client)
         self._session, self._proxy_base = _proxy_session(self.api_client.configuration)
 
     # -- namespaces -----------------------------------------------------------

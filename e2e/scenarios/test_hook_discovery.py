@@ -1,0 +1,149 @@
+"""The hook's pod discovery against a real API server, and its answer to missing RBAC."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from app.hook.pods import KubernetesSource
+from e2e.kube import wait_for
+from e2e.scenario import Scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def _selector(release: str) -> str:
+    return (
+        "app.kubernetes.io/component=app,app.kubernetes.io/instance="
+        f"{release},app.kubernetes.io/name=upgrade-gate"
+    )
+
+
+def test_discovery_finds_the_release_pods_and_skips_terminating_ones(
+    scenario: Scenario,
+) -> None:
+    scenario.install("v1", replicaCount=2)
+    kubeconfig = str(scenario.kube.kubeconfig)
+    source = KubernetesSource(_selector("demo"), "http", scenario.namespace, kubeconfig)
+    found = source.list_pods()
+    pods = scenario.app_pods()
+    assert sorted(p.name for p in found) == sorted(p.metadata.name for p in pods)
+    assert {p.port for p in found} == {8080}  # the port named "http", resolved from the spec
+    assert {p.host for p in found} == {p.status.pod_ip for p in pods}
+
+    # A pod that is terminating (held by its operation in flight) does not count.
+    doomed = pods[0].metadata.name
+    scenario.start_operation(doomed, 120)
+    scenario.kube.core.delete_namespaced_pod(doomed, scenario.namespace)
+    wait_for(
+        lambda: scenario.kube.pod(scenario.namespace, doomed).metadata.deletion_timestamp,
+        timeout=30,
+        what="the pod terminating",
+    )
+    names = {p.name for p in source.list_pods()}
+    assert doomed not in names
+    assert pods[1].metadata.name in names
+
+
+def test_another_release_in_the_namespace_is_not_gated(scenario: Scenario) -> None:
+    scenario.install("v1")
+    other = Scenario(
+        scenario.kube,
+        scenario.helm,
+        scenario.images,
+        scenario.namespace,
+        scenario.artifacts,
+        scenario.phases,
+        release="other",
+    )
+    other.install("v1")
+    source = KubernetesSource(
+        _selector("demo"), "http", scenario.namespace, str(scenario.kube.kubeconfig)
+    )
+    assert [p.name for p in source.list_pods()] == [scenario.only_pod().metadata.name]
+
+
+@pytest.mark.parametrize("verbs", [[], ["get"]], ids=["no-role", "get-only"])
+def test_missing_rbac_exits_3_naming_the_verb_and_resource(
+    scenario: Scenario, tmp_path: Path, verbs: list[str]
+) -> None:
+    kube, namespace = scenario.kube, scenario.namespace
+    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+    if verbs:
+        rbac = kube.rbac
+        rbac.create_namespaced_role(
+            namespace,
+            {
+                "metadata": {"name": "too-little"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": verbs}],
+            },
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": "too-little"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "too-little",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "nobody", "namespace": namespace}],
+            },
+        )
+    token = kube.core.create_namespaced_service_account_token(
+        "nobody", namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
+    config = _kubeconfig_with_token(kube.kubeconfig, token, tmp_path / "nobody.kubeconfig")
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "wait",
+            "--selector",
+            _selector("demo"),
+            "--namespace",
+            namespace,
+            "--kubeconfig",
+            str(config),
+            "--timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot list pods" in last
+    assert "needs verb 'list' on resource 'pods'" in last
+    assert "system:serviceaccount:" in last  # the API server's own words
+    assert "Traceback" not in result.stderr
+
+
+def _kubeconfig_with_token(admin: Path, token: str, path: Path) -> Path:
+    source = yaml.safe_load(admin.read_text())
+    cluster = source["clusters"][0]["cluster"]
+    if "certificate-authority" in cluster:
+        ca = Path(cluster["certificate-authority"]).read_bytes()
+        cluster = {**cluster, "certificate-authority-data": base64.b64encode(ca).decode()}
+        del cluster["certificate-authority"]
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "nobody", "user": {"token": token}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "nobody"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
