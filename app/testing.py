@@ -13,14 +13,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import requests
 
+T = TypeVar("T")
 TOKEN = "test-token"  # noqa: S105 (a loopback test fixture, not a secret)
 
 
@@ -170,14 +171,21 @@ def running_apps(count: int, env: Mapping[str, str] | None = None) -> Iterator[l
 
 
 def eventually(
-    predicate: Any, timeout: float = 10.0, interval: float = 0.02, what: str = "condition"
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    predicate: Callable[[], T | Literal[False] | None],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    Fails after ``timeout`` seconds on the monotonic clock (not a count of
+    tries), saying ``what`` was awaited and the last value seen.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not met within {timeout}s (last value: {value!r})")
+            raise AssertionError(f"{what} not met within {timeout:g}s (last value: {value!r})")
         time.sleep(interval)

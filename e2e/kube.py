@@ -7,15 +7,16 @@ every provider, needs no port-forward, and addresses one pod exactly.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from app.testing import eventually
 
 T = TypeVar("T")
 APP_PORT = 8080
@@ -145,17 +146,6 @@ def _proxy_session(cfg: Any) -> tuple[requests.Session, str]:
     return session, f"{cfg.host.rstrip('/')}/api/v1"
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll ``check`` until it returns a truthy value; fail with ``what`` after ``timeout`` s.
-
-    The deadline is on the monotonic clock, not a count of iterations.
-    """
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while True:
-        last = check()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+def wait_for(check: Callable[[], T | Literal[False] | None], timeout: float, what: str) -> T:
+    """:func:`app.testing.eventually` at the pace of a cluster: each try is an API call."""
+    return eventually(check, timeout=timeout, interval=0.25, what=what)

@@ -22,7 +22,7 @@ from e2e.helm import BackgroundHelm, Helm
 from e2e.images import AppImages
 from e2e.kube import Kube, wait_for
 from e2e.phases import Phases
-from e2e.timeline import Recorder, Timeline
+from e2e.timeline import Operation, PodLife, Recorder, Timeline
 
 log = logging.getLogger("e2e.scenario")
 
@@ -155,6 +155,30 @@ class Scenario:
         if self.recorder:
             self.recorder.mark_at("hook: upgrade may proceed", moment)
         return int(match["pods"]), moment
+
+    def wait_gone(self, uid: str, timeout: float = 60) -> None:
+        """Until the recorder has seen the pod with this UID deleted."""
+        wait_for(
+            lambda: (life := self.timeline().pods.get(uid)) is not None and life.gone,
+            timeout=timeout,
+            what=f"pod {uid} gone",
+        )
+
+    def survived(self, op_id: str, pod_uid: str) -> tuple[Operation, PodLife]:
+        """Check that the operation finished before its pod began terminating.
+
+        The promise, as the timeline shows it: succeeded, not cut off, and
+        its end before the old pod's termination.
+        """
+        timeline = self.timeline()
+        (op,) = [o for o in timeline.operations.values() if o.id == op_id]
+        pod = timeline.pods[pod_uid]
+        assert op.state == "succeeded", op
+        assert not op.cut_off, op
+        assert op.finished is not None
+        assert pod.terminating is not None, f"{pod.name} was never replaced"
+        assert op.finished < pod.terminating, (op, pod)
+        return op, pod
 
     def start_operation(self, pod: str, seconds: float) -> str:
         return self.kube.start_operation(self.namespace, pod, seconds)

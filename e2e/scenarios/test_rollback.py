@@ -32,18 +32,7 @@ def test_rollback_waits_for_the_operation_in_flight(scenario: Scenario) -> None:
         assert pod.metadata.deletion_timestamp is None
         assert rollback.running()
         assert scenario.finish(rollback, timeout=150) == 0, rollback.output
-        wait_for(
-            lambda: scenario.timeline().pods[current.metadata.uid].gone,
-            timeout=60,
-            what="the v2 pod gone",
-        )
+        scenario.wait_gone(current.metadata.uid)
 
-    timeline = scenario.timeline()
-    (op,) = [o for o in timeline.operations.values() if o.id == op_id]
-    assert op.state == "succeeded"
-    assert not op.cut_off
-    v2 = timeline.pods[current.metadata.uid]
-    assert op.finished is not None
-    assert v2.terminating is not None
-    assert op.finished < v2.terminating
+    scenario.survived(op_id, current.metadata.uid)
     assert scenario.version_served() == {"v1"}

@@ -66,11 +66,7 @@ def test_without_the_gate_the_operation_is_cut_off(scenario: Scenario) -> None:
     with scenario.recording("bypass: --no-hooks cuts the operation off"):
         upgrade = scenario.upgrade("v2", "--no-hooks")
         assert scenario.finish(upgrade, timeout=120, label="in-flight upgrade, --no-hooks") == 0
-        wait_for(
-            lambda: scenario.timeline().pods[old.metadata.uid].gone,
-            timeout=60,
-            what="the old pod gone",
-        )
+        scenario.wait_gone(old.metadata.uid)
 
     timeline = scenario.timeline()
     (op,) = [o for o in timeline.operations.values() if o.id == op_id]
@@ -103,21 +99,10 @@ def test_a_killed_hook_pod_is_replaced_and_the_promise_holds(scenario: Scenario)
         assert second != first
         assert upgrade.running()
         assert scenario.finish(upgrade, timeout=150) == 0, upgrade.output
-        wait_for(
-            lambda: scenario.timeline().pods[old.metadata.uid].gone,
-            timeout=60,
-            what="the old pod gone",
-        )
+        scenario.wait_gone(old.metadata.uid)
 
-    timeline = scenario.timeline()
-    (op,) = [o for o in timeline.operations.values() if o.id == op_id]
-    assert op.state == "succeeded"
-    assert not op.cut_off
-    old_life = timeline.pods[old.metadata.uid]
-    assert op.finished is not None
-    assert old_life.terminating is not None
-    assert op.finished < old_life.terminating
-    hook_pods = [p for p in timeline.pods.values() if p.role == "hook"]
+    scenario.survived(op_id, old.metadata.uid)
+    hook_pods = [p for p in scenario.timeline().pods.values() if p.role == "hook"]
     assert len(hook_pods) >= 2
     assert scenario.version_served() == {"v2"}
 
