@@ -175,11 +175,13 @@ def eventually(
     timeout: float = 10.0,
     interval: float = 0.02,
     what: str = "condition",
+    describe: Callable[[], str] | None = None,
 ) -> T:
     """Poll ``predicate`` until it returns something truthy, and return that.
 
     Fails after ``timeout`` seconds on the monotonic clock (not a count of
-    tries), saying ``what`` was awaited and the last value seen.
+    tries), saying ``what`` was awaited and the last value seen, or what
+    ``describe`` reports when the predicate's own value says too little.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -187,5 +189,6 @@ def eventually(
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not met within {timeout:g}s (last value: {value!r})")
+            seen = describe() if describe is not None else f"last value: {value!r}"
+            raise AssertionError(f"{what} not met within {timeout:g}s ({seen})")
         time.sleep(interval)

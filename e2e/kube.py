@@ -146,6 +146,11 @@ def _proxy_session(cfg: Any) -> tuple[requests.Session, str]:
     return session, f"{cfg.host.rstrip('/')}/api/v1"
 
 
-def wait_for(check: Callable[[], T | Literal[False] | None], timeout: float, what: str) -> T:
+def wait_for(
+    check: Callable[[], T | Literal[False] | None],
+    timeout: float,
+    what: str,
+    describe: Callable[[], str] | None = None,
+) -> T:
     """:func:`app.testing.eventually` at the pace of a cluster: each try is an API call."""
-    return eventually(check, timeout=timeout, interval=0.25, what=what)
+    return eventually(check, timeout=timeout, interval=0.25, what=what, describe=describe)

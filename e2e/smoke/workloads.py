@@ -7,7 +7,7 @@ from typing import Any
 
 from kubernetes import client, utils
 
-from e2e.smoke.waits import wait_for
+from e2e.kube import wait_for
 
 PORT = 8080
 Manifest = dict[str, Any]
