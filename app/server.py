@@ -24,15 +24,22 @@ from gunicorn.app.base import BaseApplication
 
 from app import logs
 from app.config import Settings
+from app.gate import Gate
 from app.gate.web import EXTENSION_KEY
 from app.sample import create_app
 
 log = logging.getLogger("app.server")
 
 
+def _gate(worker: Any) -> Gate:
+    flask_app: Flask = worker.wsgi
+    gate: Gate = flask_app.extensions[EXTENSION_KEY].gate
+    return gate
+
+
 def _install_drain_on_sigterm(worker: Any) -> None:
     flask_app: Flask = worker.wsgi
-    gate = flask_app.extensions[EXTENSION_KEY].gate
+    gate = _gate(worker)
     bound: float = flask_app.config["SETTINGS"].shutdown_timeout
     stopping = threading.Event()
 
@@ -64,6 +71,12 @@ def _install_drain_on_sigterm(worker: Any) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
+def _release_long_polls_on_quick_stop(worker: Any) -> None:
+    # SIGINT/SIGQUIT stop the worker at once, but the interpreter's exit joins
+    # the request threads: a long-poll would hold the exit for up to its wait.
+    _gate(worker).begin_shutdown()
+
+
 class Server(BaseApplication):  # type: ignore[misc]
     def __init__(self, host: str, port: int, threads: int, access_log: bool) -> None:
         self.settings = Settings.from_env()
@@ -80,6 +93,7 @@ class Server(BaseApplication):  # type: ignore[misc]
             "logconfig_dict": logs.dict_config(access_log=access_log),
             "accesslog": "-" if access_log else None,
             "post_worker_init": _install_drain_on_sigterm,
+            "worker_int": _release_long_polls_on_quick_stop,
             # Heartbeat files in memory: the root filesystem is read-only.
             "worker_tmp_dir": "/dev/shm",  # noqa: S108 (a tmpfs, not shared scratch)
             "proc_name": "upgrade-gate-app",

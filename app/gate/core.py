@@ -130,6 +130,7 @@ class Gate:
         self._lease_generation = itertools.count()
         self._current_generation = -1
         self._shutting_down = False
+        self._long_polls = 0
         self.counters = _Counters()
 
     # -- work ---------------------------------------------------------------
@@ -232,6 +233,12 @@ class Gate:
             self._expire_lease_locked()
             return self._status_locked()
 
+    @property
+    def long_polls(self) -> int:
+        """Callers blocked in :meth:`wait_upgradeable` now (hooks waiting on this pod)."""
+        with self._cond:
+            return self._long_polls
+
     def operations(self) -> list[Operation]:
         with self._cond:
             return list(self._records.values())
@@ -244,11 +251,15 @@ class Gate:
         """Block until nothing runs (or shutdown begins), at most ``timeout`` s."""
         deadline = self._clock() + timeout
         with self._cond:
-            while self._running and not self._shutting_down:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    break
-                self._cond.wait(remaining)
+            self._long_polls += 1
+            try:
+                while self._running and not self._shutting_down:
+                    remaining = deadline - self._clock()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+            finally:
+                self._long_polls -= 1
             self._expire_lease_locked()
             return self._status_locked()
 

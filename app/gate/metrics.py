@@ -33,6 +33,11 @@ class GateCollector(Collector):
             "1 when this pod can be replaced without cutting work off.",
             value=int(status.upgradeable),
         )
+        yield GaugeMetricFamily(
+            "upgrade_gate_long_polls",
+            "Long-polls on /upgradeable waiting in this pod now (hooks waiting on it).",
+            value=self.gate.long_polls,
+        )
         outcomes = CounterMetricFamily(
             "upgrade_gate_operations",
             "Operations finished or refused, by outcome.",

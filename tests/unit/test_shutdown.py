@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import threading
+
+import requests
 
 from app.testing import eventually
 from tests.unit.conftest import AppFactory
@@ -52,3 +55,24 @@ def test_long_polls_are_released_by_shutdown(make_app: AppFactory) -> None:
     response = app.get("/upgradeable", params={"wait": 60}, timeout=10)
     assert response.status_code == 503
     assert response.json()["shutting_down"] is True
+
+
+def test_a_quick_stop_does_not_wait_for_long_polls(make_app: AppFactory) -> None:
+    """SIGINT (gunicorn's quick stop) must not sit out a pending ``?wait=60``."""
+    app = make_app()
+    app.start_operation(600)
+    answers: list[int | str] = []
+
+    def long_poll() -> None:
+        try:
+            answers.append(app.get("/upgradeable", params={"wait": 60}, timeout=70).status_code)
+        except requests.RequestException as exc:
+            answers.append(type(exc).__name__)
+
+    poller = threading.Thread(target=long_poll)
+    poller.start()
+    eventually(lambda: "upgrade_gate_long_polls 1.0" in app.get("/metrics").text, what="poll waits")
+    app.signal(signal.SIGINT)
+    assert app.wait(timeout=5) == 0
+    poller.join(timeout=5)
+    assert answers == [503]
