@@ -280,7 +280,8 @@ def scenario(
         helm = request.getfixturevalue("each_helm")
     scenario = Scenario(kube, helm, app_images, namespace, artifacts_dir, phases)
     try:
-        yield scenario
+        with phases.group(request.node.name):
+            yield scenario
     finally:
         scenario.stop_background()
         if request.node.stash.get(FAILED_KEY, False):
