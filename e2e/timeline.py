@@ -45,6 +45,8 @@ class PodLife:
     image: str
     created: float
     ready: float | None = None
+    exited: float | None = None  # when the API server first showed the container terminated
+    exit_code: int | None = None
     terminating: float | None = None
     gone: float | None = None
 
@@ -218,6 +220,13 @@ class Recorder:
             threading.Thread(
                 target=self._follow_log, args=(meta.name,), name=f"log-{meta.name}", daemon=True
             ).start()
+        terminated = next(
+            (c.state.terminated for c in pod.status.container_statuses or [] if c.state.terminated),
+            None,
+        )
+        if terminated is not None and life.exited is None:
+            life.exited, life.exit_code = now, terminated.exit_code
+            log.info("pod %s exited %s", meta.name, terminated.exit_code)
         if meta.deletion_timestamp is not None and life.terminating is None:
             life.terminating = now
             log.info("pod %s terminating", meta.name)
@@ -323,6 +332,7 @@ _COLORS = {
     "starting": "#d6eaf8",
     "ready": "#2e86c1",
     "terminating": "#f5b041",
+    "exited": "#bfc9ca",
     "op": "#27ae60",
     "cut": "#c0392b",
     "mark": "#7f8c8d",
@@ -333,7 +343,7 @@ def render_svg(timeline: Timeline, title: str) -> str:
     t0 = timeline.started
     moments = [t0] + [t for _, t in timeline.marks]
     for pod in timeline.pods.values():
-        moments += [t for t in (pod.created, pod.ready, pod.terminating, pod.gone) if t]
+        moments += [t for t in (pod.created, pod.ready, pod.exited, pod.terminating, pod.gone) if t]
     for job in timeline.jobs.values():
         moments += [t for t in (job.created, job.completed, job.failed) if t]
     for op in timeline.operations.values():
@@ -387,10 +397,20 @@ def render_svg(timeline: Timeline, title: str) -> str:
         end = pod.gone or t_end
         ready = pod.ready or end
         bar(pod.created, ready, _COLORS["starting"], f"{pod.name}: starting")
+        # Ready, then terminating and exited in whichever order they came: a
+        # hook pod exits before it is deleted, an app pod is deleted first.
+        stop = min(t for t in (pod.exited, pod.terminating, end) if t is not None)
         if pod.ready:
-            bar(pod.ready, pod.terminating or end, _COLORS["ready"], f"{pod.name}: Ready")
-        if pod.terminating:
-            bar(pod.terminating, end, _COLORS["terminating"], f"{pod.name}: terminating")
+            bar(pod.ready, stop, _COLORS["ready"], f"{pod.name}: Ready")
+        if pod.terminating and (pod.exited is None or pod.exited > pod.terminating):
+            bar(
+                pod.terminating,
+                pod.exited or end,
+                _COLORS["terminating"],
+                f"{pod.name}: terminating",
+            )
+        if pod.exited:
+            bar(pod.exited, end, _COLORS["exited"], f"{pod.name}: exited {pod.exit_code}")
         y += row_h
         for op in sorted(
             (o for o in timeline.operations.values() if o.pod == pod.name), key=lambda o: o.started
@@ -440,6 +460,7 @@ def render_svg(timeline: Timeline, title: str) -> str:
                 ("pod starting", _COLORS["starting"]),
                 ("pod Ready", _COLORS["ready"]),
                 ("terminating", _COLORS["terminating"]),
+                ("exited", _COLORS["exited"]),
                 ("operation", _COLORS["op"]),
                 ("cut off", _COLORS["cut"]),
             ]
