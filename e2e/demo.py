@@ -49,6 +49,11 @@ def verdict(artifacts: Path, helm_major: int) -> tuple[bool, str]:
         ("helm upgrade started", at(marks.get("helm upgrade started"))),
         (f"operation {op['id']} ({op['seconds']:g}s) {op['state']}", at(op["finished"])),
         ("the hook: upgrade may proceed", at(marks.get("hook: upgrade may proceed"))),
+        *(
+            (f"hook pod exited {p['exit_code']}", at(p["exited"]))
+            for p in timeline["pods"]
+            if p["role"] == "hook"
+        ),
         ("hook Job completed", at(jobs[0]["completed"])),
         (f"old pod {old['name']} terminating", at(old["terminating"])),
         (f"old pod {old['name']} gone", at(old["gone"])),
