@@ -86,6 +86,10 @@ def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
         "action": "FailJob",
         "onExitCodes": {"containerName": "gate", "operator": "In", "values": [1, 2, 3]},
     } in rules
+    assert {
+        "action": "Ignore",
+        "onExitCodes": {"containerName": "gate", "operator": "In", "values": [143]},
+    } in rules
 
 
 def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> None:
