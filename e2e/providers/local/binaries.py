@@ -42,6 +42,7 @@ KUBERNETES_COMMANDS = (
 CRI_SWEEP = "cri-sweep"
 CRI_SWEEP_SOURCE = Path(__file__).with_name("crisweep") / "main.go"
 COREDNS_MODULE = "github.com/coredns/coredns"
+REGISTRY_MODULE = "github.com/distribution/distribution/v3"
 
 _STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[\w.\-/]+)\s+=>\s+\./staging/", re.MULTILINE)
 
@@ -107,6 +108,8 @@ class GoBinaries:
             return f"{self.settings.kubernetes_version}+{source}"
         if name == "coredns":
             return self.settings.coredns_version
+        if name == "registry":
+            return self.settings.registry_version
         return self.settings.kubernetes_version
 
     def _stamp(self, name: str) -> Path:
@@ -236,19 +239,40 @@ class GoBinaries:
         log.info("built %s -> %s", name, target)
 
     def ensure_coredns(self) -> None:
-        """Build CoreDNS with `go install module@version`; its go.mod has no replaces."""
-        if self.is_current("coredns"):
-            return
-        version = self.settings.coredns_version
-        workdir = self.settings.coredns_bin.parent
+        if not self.is_current("coredns"):
+            self._go_install(
+                "coredns",
+                f"{COREDNS_MODULE}@{self.settings.coredns_version}",
+                COREDNS_MODULE,
+                commit_variable=f"{COREDNS_MODULE}/coremain.GitCommit",
+            )
+
+    def ensure_registry(self) -> Path:
+        """The CNCF distribution registry, for tests of the paths that push images."""
+        if not self.is_current("registry"):
+            self._go_install(
+                "registry",
+                f"{REGISTRY_MODULE}@{self.settings.registry_version}",
+                f"{REGISTRY_MODULE}/cmd/registry",
+            )
+        return self.settings.binary("registry")
+
+    def _go_install(
+        self, name: str, module: str, package: str, commit_variable: str | None = None
+    ) -> None:
+        """`go install package@version` of a module whose go.mod needs no replaces."""
+        path, version = module.split("@")
+        workdir = self.settings.binary(name).parent
         workdir.mkdir(parents=True, exist_ok=True)
-        with self.progress.phase("build coredns", f"{COREDNS_MODULE}@{version}"):
-            module = download_module(COREDNS_MODULE, version, workdir, self.log_file)
-            ldflags = f"-s -w -X {COREDNS_MODULE}/coremain.GitCommit={module.commit[:12]}"
+        with self.progress.phase(f"build {name}", module):
+            info = download_module(path, version, workdir, self.log_file)
+            ldflags = "-s -w"
+            if commit_variable:
+                ldflags += f" -X {commit_variable}={info.commit[:12]}"
             # `go install` ignores any go.mod around it; GOFLAGS=-mod=mod would be refused.
             self._go_build(
-                "coredns",
-                ["go", "install", "-trimpath", "-ldflags", ldflags, f"{COREDNS_MODULE}@{version}"],
+                name,
+                ["go", "install", "-trimpath", "-ldflags", ldflags, f"{package}@{version}"],
                 cwd=workdir,
                 extra_env={"GOBIN": "{outdir}", "GOFLAGS": ""},
             )

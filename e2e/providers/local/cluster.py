@@ -43,6 +43,7 @@ from e2e.providers.local.ledger import (
 )
 from e2e.providers.local.pki import ClusterPki, load_pki, make_pki, write_kubeconfig
 from e2e.providers.local.processes import Daemon, ProcessTable, stop_all
+from e2e.providers.local.registry import LocalRegistry
 from e2e.providers.local.settings import CGROUP_ROOT, NODE_NAME, Settings, node_ip
 
 log = logging.getLogger("e2e.local")
@@ -141,6 +142,11 @@ class LocalProvider:
         """DOCKER_HOST of the daemon images are built with (ours, or the one that answered)."""
         docker = self._ensure_docker()
         return dict(docker.env)
+
+    def registry(self) -> LocalRegistry:
+        """An OCI registry on loopback that this node pulls from (built on first use; unstarted)."""
+        binary = GoBinaries(self.settings, Progress("registry")).ensure_registry()
+        return LocalRegistry(binary)
 
     # --- up ----------------------------------------------------------------------------------
     def healthy(self) -> bool:

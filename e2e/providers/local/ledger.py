@@ -70,6 +70,7 @@ def our_processes(settings: Settings) -> list[tuple[int, list[str]]]:
         str(settings.data_dir),
         str(settings.kubernetes_bin),
         str(settings.coredns_bin),
+        str(settings.registry_bin),
     )
     me = os.getpid()
 

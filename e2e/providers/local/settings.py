@@ -16,6 +16,8 @@ from e2e.providers.base import cache_root
 KUBERNETES_VERSION = "v1.34.4"
 # The CoreDNS release kubeadm pairs with Kubernetes 1.34 (cmd/kubeadm/app/constants).
 COREDNS_VERSION = "v1.12.1"
+# The CNCF distribution registry, for the paths that push images (smoke-tested here).
+REGISTRY_VERSION = "v3.0.0"
 # The tag upstream gives the pause image built from the same tree (build/pause/Makefile).
 PAUSE_VERSION = "3.10.1"
 
@@ -50,6 +52,7 @@ class Settings:
 
     kubernetes_version: str = KUBERNETES_VERSION
     coredns_version: str = COREDNS_VERSION
+    registry_version: str = REGISTRY_VERSION
     pause_version: str = PAUSE_VERSION
     cache: Path = field(default_factory=cache_root)
     # Sockets must fit in 108 bytes whatever XDG_CACHE_HOME is, so runtime files live in /run.
@@ -76,6 +79,10 @@ class Settings:
         return self.cache / "coredns" / self.coredns_version / "bin"
 
     @property
+    def registry_bin(self) -> Path:
+        return self.cache / "registry" / self.registry_version / "bin"
+
+    @property
     def images_dir(self) -> Path:
         return self.cache / "images"
 
@@ -86,6 +93,8 @@ class Settings:
     def binary(self, name: str) -> Path:
         if name == "coredns":
             return self.coredns_bin / name
+        if name == "registry":
+            return self.registry_bin / name
         return self.kubernetes_bin / name
 
     @property

@@ -1,0 +1,110 @@
+"""A real OCI registry on loopback (CNCF distribution), for the paths that push images.
+
+Clusters this project does not run get their images through a registry: ``--cluster
+existing --registry HOST:PORT`` and ``python -m e2e.images --push HOST:PORT``. containerd
+pulls from a registry on a loopback address over plain HTTP with no configuration, and
+Docker pushes to one the same way, so the local cluster can stand in for such a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+from e2e.providers.base import ProviderError
+
+log = logging.getLogger("e2e.local.registry")
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalRegistry:
+    """``registry serve`` on 127.0.0.1, its storage in a temporary directory of its own."""
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = binary
+        self.address = f"127.0.0.1:{_free_loopback_port()}"
+        self._dir = Path(tempfile.mkdtemp(prefix="upgrade-gate-registry-"))
+        self.log_path = self._dir / "registry.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> LocalRegistry:
+        config = {
+            "version": 0.1,
+            "storage": {"filesystem": {"rootdirectory": str(self._dir / "data")}},
+            "http": {"addr": self.address},
+            # Info level logs each request with its user agent: who pulled what.
+            "log": {"level": "info", "formatter": "json"},
+        }
+        config_path = self._dir / "config.yml"
+        config_path.write_text(json.dumps(config))  # JSON is YAML
+        with self.log_path.open("wb") as sink:
+            self._proc = subprocess.Popen(
+                [str(self.binary), "serve", str(config_path)],
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise ProviderError(f"registry exited with {self._proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(f"http://{self.address}/v2/", timeout=2).status_code == 200:
+                    log.info("registry serving at %s (pid %d)", self.address, self._proc.pid)
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.1)  # not listening yet: nothing to wait on but the socket
+        raise ProviderError(f"registry at {self.address} not serving in {timeout:g}s")
+
+    def pulls(self, repository: str) -> list[str]:
+        """User agents of the manifest GETs for ``repository`` (who pulled it)."""
+        agents = []
+        for line in self.log().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if (
+                entry.get("http.request.method") == "GET"
+                and f"/v2/{repository}/manifests/" in entry.get("http.request.uri", "")
+                and entry.get("http.response.status") == 200
+            ):
+                agents.append(str(entry.get("http.request.useragent", "")))
+        return agents
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+            log.info("registry at %s stopped", self.address)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> LocalRegistry:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
