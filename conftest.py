@@ -49,6 +49,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--registry", help="registry to push the app images to (existing clusters)")
     group.addoption(
+        "--base-image",
+        help="base of the app image (default: the provider's own, else the Dockerfile's)",
+    )
+    group.addoption(
         "--helm-bin",
         action="append",
         type=Path,
@@ -158,7 +162,11 @@ def app_images(cluster: ClusterProvider, pytestconfig: pytest.Config, phases: Ph
     from e2e.images import build_app_images
 
     with phases.measure("images: build v1 and v2, load"):
-        return build_app_images(cluster, push_to=pytestconfig.getoption("--registry"))
+        return build_app_images(
+            cluster,
+            push_to=pytestconfig.getoption("--registry"),
+            base_image=pytestconfig.getoption("--base-image"),
+        )
 
 
 @pytest.fixture(scope="session")

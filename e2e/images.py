@@ -53,10 +53,11 @@ def build_app_images(
     tags: Sequence[str] = TAGS,
     repository: str = REPOSITORY,
     push_to: str | None = None,
+    base_image: str | None = None,
 ) -> AppImages:
     """Build ``repository:tag`` for each tag (APP_VERSION = tag), then load or push them."""
     env = _docker_env(provider)
-    base = provider.base_image or _dockerfile_default_base()
+    base = base_image or provider.base_image or _dockerfile_default_base()
     python_tag = _python_tag(base, env)
     _prepare_wheelhouse(python_tag)
     for tag in tags:
@@ -190,10 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--provider", default="local", choices=["local", "kind", "existing"])
     parser.add_argument("--tag", action="append", dest="tags", help="default: v1 and v2")
     parser.add_argument("--push", metavar="REGISTRY", help="push to REGISTRY instead of loading")
+    parser.add_argument("--kubeconfig", type=Path, help="the existing provider's cluster")
+    parser.add_argument("--base-image", help="default: the provider's own, else the Dockerfile's")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    provider = make_provider(args.provider, registry=args.push)
-    images = build_app_images(provider, args.tags or TAGS, push_to=args.push)
+    provider = make_provider(args.provider, registry=args.push, kubeconfig=args.kubeconfig)
+    images = build_app_images(
+        provider, args.tags or TAGS, push_to=args.push, base_image=args.base_image
+    )
     for ref in images.refs:
         print(ref)
     return 0
