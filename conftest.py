@@ -144,7 +144,7 @@ def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProv
         kubectl_path=Path(option("kind_kubectl_bin")) if option("kind_kubectl_bin") else None,
         cluster_name=option("cluster_name"),
     )
-    # Bringing a cluster up can take minutes (a first local build: about 15):
+    # Bringing a cluster up can take minutes (a first local build: 7 to 14):
     # its progress lines go to the terminal as they happen, not to the capture.
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     with phases.measure(f"cluster up ({provider.name})"), capture.global_and_fixture_disabled():
