@@ -25,49 +25,51 @@ CORE = "e2e/scenarios/test_in_flight.py::test_upgrade_waits_for_the_operation_in
 
 
 def verdict(artifacts: Path, helm_major: int) -> tuple[bool, str]:
+    from e2e.timeline import Timeline
+
     found = sorted(artifacts.glob(f"test_upgrade_waits_for_the_operation_in_flight*v{helm_major}*"))
     if not found or not (found[-1] / "timeline.json").exists():
         return False, "no timeline was recorded: see the test output above"
     directory = found[-1]
-    timeline = json.loads((directory / "timeline.json").read_text())
-    t0 = timeline["started"]
+    timeline = Timeline.from_json(json.loads((directory / "timeline.json").read_text()))
+    t0 = timeline.started
 
     def at(moment: float | None) -> str:
         return "never" if moment is None else f"+{moment - t0:.1f}s"
 
-    (op,) = timeline["operations"][:1] or [None]
-    jobs = timeline["jobs"]
-    app_pods = sorted(
-        (p for p in timeline["pods"] if p["role"] == "app"), key=lambda p: p["created"]
-    )
-    if op is None or not jobs or not app_pods:
+    ops = list(timeline.operations.values())
+    jobs = list(timeline.jobs.values())
+    app_pods = timeline.app_pods()
+    if not ops or not jobs or not app_pods:
         return False, f"incomplete timeline in {directory}"
-    old = next(p for p in app_pods if p["name"] == op["pod"])
+    op = ops[0]
+    old = next(p for p in app_pods if p.name == op.pod)
     new = [p for p in app_pods if p is not old]
-    marks = {m["name"]: m["at"] for m in timeline["marks"]}
+    marks = dict(timeline.marks)
     rows = [
         ("helm upgrade started", at(marks.get("helm upgrade started"))),
-        (f"operation {op['id']} ({op['seconds']:g}s) {op['state']}", at(op["finished"])),
+        (f"operation {op.id} ({op.seconds:g}s) {op.state}", at(op.finished)),
         ("the hook: upgrade may proceed", at(marks.get("hook: upgrade may proceed"))),
         *(
-            (f"hook pod exited {p['exit_code']}", at(p["exited"]))
-            for p in timeline["pods"]
-            if p["role"] == "hook"
+            (f"hook pod exited {p.exit_code}", at(p.exited))
+            for p in timeline.pods.values()
+            if p.role == "hook"
         ),
-        ("hook Job completed", at(jobs[0]["completed"])),
-        (f"old pod {old['name']} terminating", at(old["terminating"])),
-        (f"old pod {old['name']} gone", at(old["gone"])),
-        *((f"new pod {p['name']} Ready", at(p["ready"])) for p in new),
+        ("hook Job completed", at(jobs[0].completed)),
+        (f"old pod {old.name} terminating", at(old.terminating)),
+        (f"old pod {old.name} gone", at(old.gone)),
+        *((f"new pod {p.name} Ready", at(p.ready)) for p in new),
         ("helm upgrade ended", at(marks.get("helm upgrade ended"))),
     ]
     rows.sort(key=lambda row: float(row[1][1:-1]) if row[1] != "never" else float("inf"))
     width = max(len(label) for label, _ in rows)
     lines = [f"{label:<{width}}  {moment:>8}" for label, moment in rows]
     survived = (
-        op["state"] == "succeeded"
-        and not op["cut_off"]
-        and old["terminating"] is not None
-        and op["finished"] < old["terminating"]
+        op.state == "succeeded"
+        and not op.cut_off
+        and old.terminating is not None
+        and op.finished is not None
+        and op.finished < old.terminating
     )
     lines.append(f"timeline picture: {directory / 'timeline.svg'}")
     return survived, "\n".join(lines)
