@@ -37,8 +37,8 @@ class Exit(IntEnum):
     USAGE = 2
     FORBIDDEN = 3
     # Killed from outside (pod deleted or evicted): 128 + SIGTERM, as a shell
-    # reports it, so that a Job's podFailurePolicy can retry this one and
-    # fail at once on the others.
+    # reports it, so that the chart's podFailurePolicy retries this one
+    # without counting it, and fails the Job at once on the others.
     TERMINATED = 143
 
 
