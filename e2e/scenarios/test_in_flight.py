@@ -84,11 +84,12 @@ def test_upgrade_waits_for_the_operation_in_flight(scenario: Scenario, each_helm
     assert op.finished <= gate_opened <= op.finished + 2.0
     # The hook program has exited 0 within 2 s of the operation's end, as the
     # API server reports it (kubelet notices an exit within its 1 s relist).
-    (hook_pod,) = [p for p in scenario.timeline().pods.values() if p.role == "hook"]
+    timeline = scenario.timeline()
+    (hook_pod,) = [p for p in timeline.pods.values() if p.role == "hook"]
     assert hook_pod.exit_code == 0
     assert hook_pod.exited is not None
     assert hook_pod.exited <= op.finished + 2.0, hook_pod.exited - op.finished
-    (job,) = scenario.timeline().jobs.values()
+    (job,) = timeline.jobs.values()
     assert job.completed is not None
     assert gate_opened <= job.completed
     assert old_life.terminating is not None

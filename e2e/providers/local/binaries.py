@@ -242,7 +242,8 @@ class GoBinaries:
         if not self.is_current("coredns"):
             self._go_install(
                 "coredns",
-                f"{COREDNS_MODULE}@{self.settings.coredns_version}",
+                COREDNS_MODULE,
+                self.settings.coredns_version,
                 COREDNS_MODULE,
                 commit_variable=f"{COREDNS_MODULE}/coremain.GitCommit",
             )
@@ -252,20 +253,25 @@ class GoBinaries:
         if not self.is_current("registry"):
             self._go_install(
                 "registry",
-                f"{REGISTRY_MODULE}@{self.settings.registry_version}",
+                REGISTRY_MODULE,
+                self.settings.registry_version,
                 f"{REGISTRY_MODULE}/cmd/registry",
             )
         return self.settings.binary("registry")
 
     def _go_install(
-        self, name: str, module: str, package: str, commit_variable: str | None = None
+        self,
+        name: str,
+        module: str,
+        version: str,
+        package: str,
+        commit_variable: str | None = None,
     ) -> None:
         """`go install package@version` of a module whose go.mod needs no replaces."""
-        path, version = module.split("@")
         workdir = self.settings.binary(name).parent
         workdir.mkdir(parents=True, exist_ok=True)
-        with self.progress.phase(f"build {name}", module):
-            info = download_module(path, version, workdir, self.log_file)
+        with self.progress.phase(f"build {name}", f"{module}@{version}"):
+            info = download_module(module, version, workdir, self.log_file)
             ldflags = "-s -w"
             if commit_variable:
                 ldflags += f" -X {commit_variable}={info.commit[:12]}"

@@ -11,25 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 
 import requests
 
+from app.testing import eventually, free_port
 from e2e.providers.base import ProviderError
 
 log = logging.getLogger("e2e.local.registry")
-
-
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class LocalRegistry:
@@ -37,7 +29,7 @@ class LocalRegistry:
 
     def __init__(self, binary: Path) -> None:
         self.binary = binary
-        self.address = f"127.0.0.1:{_free_loopback_port()}"
+        self.address = f"127.0.0.1:{free_port()}"
         self._dir = Path(tempfile.mkdtemp(prefix="upgrade-gate-registry-"))
         self.log_path = self._dir / "registry.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -59,17 +51,22 @@ class LocalRegistry:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise ProviderError(f"registry exited with {self._proc.returncode}:\n{self.log()}")
+        proc = self._proc
+
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise ProviderError(f"registry exited with {proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(f"http://{self.address}/v2/", timeout=2).status_code == 200:
-                    log.info("registry serving at %s (pid %d)", self.address, self._proc.pid)
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.1)  # not listening yet: nothing to wait on but the socket
-        raise ProviderError(f"registry at {self.address} not serving in {timeout:g}s")
+                return requests.get(f"http://{self.address}/v2/", timeout=2).status_code == 200
+            except requests.ConnectionError:  # not listening yet
+                return False
+
+        try:
+            eventually(serving, timeout=timeout, interval=0.1, what=f"registry at {self.address}")
+        except AssertionError as timed_out:
+            raise ProviderError(str(timed_out)) from None
+        log.info("registry serving at %s (pid %d)", self.address, proc.pid)
+        return self
 
     def pulls(self, repository: str) -> list[str]:
         """User agents of the manifest GETs for ``repository`` (who pulled it)."""
