@@ -56,6 +56,6 @@ def test_a_scenario_runs_on_an_existing_cluster_through_a_registry(
         )
         assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
         assert "1 passed" in run.stdout
-        # The node pulled the pushed image from the registry: nothing was imported.
+        # The node resolved the pushed tag at the registry; nothing of that name was imported.
         pullers = registry.pulls("upgrade-gate-app")
         assert any(agent.startswith("containerd/") for agent in pullers), registry.log()[-3000:]

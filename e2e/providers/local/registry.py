@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
@@ -47,6 +48,8 @@ class LocalRegistry:
         with self.log_path.open("wb") as sink:
             self._proc = subprocess.Popen(
                 [str(self.binary), "serve", str(config_path)],
+                # v3 exports traces to localhost:4318 by default; nothing listens there.
+                env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -69,7 +72,11 @@ class LocalRegistry:
         return self
 
     def pulls(self, repository: str) -> list[str]:
-        """User agents of the manifest GETs for ``repository`` (who pulled it)."""
+        """User agents that resolved a tag of ``repository`` here (who pulled it).
+
+        A HEAD of the manifest is a pull too: a node that already holds the
+        content by digest resolves the tag and fetches nothing more.
+        """
         agents = []
         for line in self.log().splitlines():
             try:
@@ -77,7 +84,7 @@ class LocalRegistry:
             except ValueError:
                 continue
             if (
-                entry.get("http.request.method") == "GET"
+                entry.get("http.request.method") in ("GET", "HEAD")
                 and f"/v2/{repository}/manifests/" in entry.get("http.request.uri", "")
                 and entry.get("http.response.status") == 200
             ):
