@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by ci/test and ci/demo: a Python with tox, in .venv, made from nothing
 # but python3 (>= 3.11) and PyPI. Everything else (Debian packages, Kubernetes
 # built from Go modules, helm, kubectl, images) the tox envs install
@@ -15,4 +16,5 @@ if [ ! -x .venv/bin/tox ]; then
     "$python" -m venv .venv
     .venv/bin/python -m pip install --quiet --disable-pip-version-check 'tox>=4.20'
 fi
+# shellcheck disable=SC2034 # used by ci/test and ci/demo, which source this file
 tox=.venv/bin/tox

@@ -1,0 +1,180 @@
+"""Pinned Go tools, built from their Go modules: actionlint (``tox -e lint``) and kind (CI).
+
+``go install <package>@<version>`` with ``GOBIN`` in a hidden staging folder, then renamed
+to ``${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/go-tools/<name>-<version>/<name>``: a folder
+with the final name is always complete, and a tool is built once per version. The sources
+come from the Go module proxy, checked against the checksum database (``GOSUMDB``), so no
+release binary is downloaded and nothing unverified is built. A file lock serializes
+concurrent builders. ``$UPGRADE_GATE_<NAME>`` (e.g. ``UPGRADE_GATE_ACTIONLINT``) names your
+own binary instead.
+
+    python -m e2e.gotools path kind            # build if needed, print the path
+    python -m e2e.gotools run actionlint -- -color
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from e2e.providers.base import cache_root
+
+PROBE_TIMEOUT = 30.0
+
+
+class GoToolError(RuntimeError):
+    """A tool cannot be built or run; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class GoTool:
+    name: str
+    package: str
+    version: str
+    version_args: tuple[str, ...]
+
+    @property
+    def env(self) -> str:
+        return f"UPGRADE_GATE_{self.name.upper()}"
+
+    @property
+    def dirname(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+ACTIONLINT = GoTool(
+    "actionlint", "github.com/rhysd/actionlint/cmd/actionlint", "v1.7.12", ("-version",)
+)
+# kind v0.31.0: its release notes publish the kindest/node images the CI matrix pins
+# (1.33.7, 1.34.3, 1.35.0).
+KIND = GoTool("kind", "sigs.k8s.io/kind", "v0.31.0", ("version",))
+TOOLS = {tool.name: tool for tool in (ACTIONLINT, KIND)}
+
+
+def tools_dir() -> Path:
+    return cache_root() / "go-tools"
+
+
+def path(name: str, root: Path | None = None) -> Path:
+    """The tool's binary, built first if it is not there yet."""
+    tool = _tool(name)
+    override = os.environ.get(tool.env)
+    if override:
+        found = shutil.which(override)
+        if found is None:
+            raise GoToolError(f"{tool.env}={override}: not an executable")
+        return Path(found)
+    root = root or tools_dir()
+    binary = root / tool.dirname / tool.name
+    if _usable(tool, binary):
+        return binary
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        if not _usable(tool, binary):  # another builder may have finished meanwhile
+            _build(tool, root)
+    return binary
+
+
+def _build(tool: GoTool, root: Path) -> None:
+    go = shutil.which("go")
+    if go is None:
+        raise GoToolError(f"{tool.name}: `go` is not on PATH (Go 1.24 or newer builds it)")
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{tool.dirname}-"))
+    try:
+        staging.chmod(0o755)
+        env = {
+            **os.environ,
+            "GOBIN": str(staging),
+            "CGO_ENABLED": "0",
+            "GOFLAGS": "-trimpath",
+            "GOWORK": "off",
+        }
+        print(f"building {tool.package}@{tool.version}", file=sys.stderr, flush=True)
+        result = subprocess.run(
+            [go, "install", "-ldflags=-s -w", f"{tool.package}@{tool.version}"],
+            cwd=staging,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise GoToolError(
+                f"go install {tool.package}@{tool.version} failed:\n{result.stderr[-3000:]}"
+            )
+        if not _usable(tool, staging / tool.name):
+            raise GoToolError(f"{tool.name} built, but does not report {tool.version}")
+        final = root / tool.dirname
+        shutil.rmtree(final, ignore_errors=True)
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _usable(tool: GoTool, binary: Path) -> bool:
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        return False
+    try:
+        result = subprocess.run(
+            [str(binary), *tool.version_args],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0 and tool.version in result.stdout
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    with (root / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _tool(name: str) -> GoTool:
+    try:
+        return TOOLS[name]
+    except KeyError:
+        raise GoToolError(f"unknown tool {name!r}; known: {', '.join(TOOLS)}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.gotools", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    path_cmd = sub.add_parser("path", help="build the tool if needed, print its path")
+    path_cmd.add_argument("tool", choices=sorted(TOOLS))
+    run_cmd = sub.add_parser("run", help="build the tool if needed, run it with the arguments")
+    run_cmd.add_argument("tool", choices=sorted(TOOLS))
+    run_cmd.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        binary = path(args.tool)
+    except GoToolError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "path":
+        print(binary)
+        return 0
+    extra = args.args[1:] if args.args[:1] == ["--"] else args.args
+    return subprocess.run([str(binary), *extra], check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
