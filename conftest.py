@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from e2e.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parent
+# Scenario files (*.scenario.yaml) collected as tests: e2e/playbook/plugin.py.
+pytest_plugins = ("e2e.playbook.plugin",)
 PHASES_KEY = pytest.StashKey["Phases"]()
 FAILED_KEY = pytest.StashKey[bool]()
 

@@ -67,6 +67,36 @@ class Kube:
                 return None
             raise
 
+    def exec(
+        self, namespace: str, pod: str, command: list[str], timeout: float = 30
+    ) -> tuple[int, str]:
+        """Run ``command`` in the pod's first container (kubectl exec): exit code, output."""
+        from kubernetes.stream import stream
+
+        # Its own client: stream() swaps the client's transport while it runs,
+        # which would hijack the recorder's watches on the shared one.
+        api = client.CoreV1Api(
+            config.new_client_from_config(config_file=str(self.kubeconfig))  # type: ignore[no-untyped-call]
+        )
+        session = stream(
+            api.connect_get_namespaced_pod_exec,
+            pod,
+            namespace,
+            command=command,
+            stdout=True,
+            stderr=True,
+            stdin=False,
+            tty=False,
+            _preload_content=False,
+        )
+        try:
+            session.run_forever(timeout=timeout)
+            output = str(session.read_stdout() or "") + str(session.read_stderr() or "")
+            code = session.returncode
+        finally:
+            session.close()
+        return (-1 if code is None else int(code)), output
+
     def hook_jobs(self, namespace: str, release: str) -> list[Any]:
         return list(
             self.batch.list_namespaced_job(

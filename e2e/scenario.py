@@ -9,7 +9,9 @@ mechanics live here.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from kubernetes import client
 
 from e2e.helm import BackgroundHelm, Helm
 from e2e.images import AppImages
@@ -118,9 +122,9 @@ class Scenario:
             self.recorder.mark("helm upgrade started")
         return upgrade
 
-    def rollback(self, revision: int) -> BackgroundHelm:
+    def rollback(self, revision: int, *extra: str) -> BackgroundHelm:
         rollback = self.helm.rollback_in_background(
-            self.release, self.namespace, revision, self.helm_timeout()
+            self.release, self.namespace, revision, self.helm_timeout(), *extra
         )
         self.background.append(rollback)
         if self.recorder:
@@ -183,6 +187,57 @@ class Scenario:
     def start_operation(self, pod: str, seconds: float) -> str:
         return self.kube.start_operation(self.namespace, pod, seconds)
 
+    # -- disturbing (the events of scenario files) ---------------------------------
+
+    def mark(self, name: str) -> None:
+        if self.recorder:
+            self.recorder.mark(name)
+
+    def delete_pod(self, name: str, force: bool = False) -> None:
+        """Delete a pod; ``force``: grace period 0, as ``kubectl delete --force``."""
+        self.kube.core.delete_namespaced_pod(
+            name, self.namespace, grace_period_seconds=0 if force else None
+        )
+        self.mark(f"pod {name} deleted{' (force)' if force else ''}")
+
+    def kill_app(self, pod: str, signal_name: str = "KILL") -> str:
+        """Signal the app's gunicorn worker in the pod (PID 1, the master, starts a new one)."""
+        code, output = self.kube.exec(
+            self.namespace, pod, ["python3", "-c", _SIGNAL_WORKERS, signal_name]
+        )
+        assert code == 0, f"signalling the app in {pod}: exit {code}: {output}"
+        self.mark(f"app in {pod} sent SIG{signal_name}")
+        return output.strip()
+
+    def kill_helm(self, command: BackgroundHelm, signal_name: str = "TERM") -> None:
+        os.killpg(command.proc.pid, getattr(signal, f"SIG{signal_name}"))
+        self.mark(f"helm {command.command[1]} sent SIG{signal_name}")
+
+    def scale(self, replicas: int) -> None:
+        """``kubectl scale`` the release's Deployment."""
+        apps: Any = client.AppsV1Api(self.kube.api_client)
+        (deployment,) = apps.list_namespaced_deployment(
+            self.namespace,
+            label_selector=f"app.kubernetes.io/instance={self.release},"
+            "app.kubernetes.io/component=app",
+        ).items
+        apps.patch_namespaced_deployment_scale(
+            deployment.metadata.name, self.namespace, {"spec": {"replicas": replicas}}
+        )
+        self.mark(f"scaled to {replicas}")
+
+    def running_hook_pod(self) -> str | None:
+        """The name of a running hook pod that is not terminating, if any."""
+        pods = self.kube.core.list_namespaced_pod(
+            self.namespace,
+            label_selector=f"app.kubernetes.io/instance={self.release},"
+            "app.kubernetes.io/component=upgrade-gate",
+        ).items
+        for pod in pods:
+            if pod.status.phase == "Running" and pod.metadata.deletion_timestamp is None:
+                return str(pod.metadata.name)
+        return None
+
     # -- looking ------------------------------------------------------------------
 
     def app_pods(self) -> list[Any]:
@@ -220,6 +275,24 @@ class Scenario:
     def stop_background(self) -> None:
         for command in self.background:
             command.stop()
+
+
+# Run in the app's container by kill_app: signal the children of PID 1 (gunicorn's
+# master): its one worker, which holds the gate and the work. An exec'd process
+# is no child of PID 1, and PID 1 itself ignores SIGKILL from inside its namespace.
+_SIGNAL_WORKERS = """
+import os, signal, sys
+def parent(pid):
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+sig = getattr(signal, "SIG" + sys.argv[1])
+workers = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+workers = [p for p in workers if parent(p) == 1]
+for pid in workers:
+    os.kill(pid, sig)
+print("signalled", *workers)
+sys.exit(0 if workers else 1)
+"""
 
 
 def _ready(pod: Any) -> bool:

@@ -1,0 +1,341 @@
+"""The named checks of scenario files: conditions during a run and expectations at its end.
+
+A ``check`` step's conditions (:data:`CONDITIONS`) look at the cluster as it is
+now; ``spec.expect`` (:data:`EXPECTATIONS`) judges what the whole run recorded
+(:class:`Outcome`). Each is a plain Python function, looked up by the file's key:
+no expression language. A new check is a new function in one of the two dicts
+(and a property in scenario.schema.json).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from e2e.timeline import Operation, PodLife, Timeline
+
+if TYPE_CHECKING:
+    from e2e.playbook.engine import Run
+
+
+@dataclass
+class Row:
+    """One line of the verdict table."""
+
+    name: str
+    expected: str
+    observed: str
+    held: bool
+    figure: float | None = None  # a delay in seconds, for --repeat's spread
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    """What a run saw, for the expectations."""
+
+    timeline: Timeline
+    main_code: int | None  # None: still running at the end of the run
+    main_output: str
+    main_started: float
+    main_ended: float | None
+    originals: dict[str, str]  # uid -> name: the app pods when the run began
+    gate: tuple[int, float, float] | None  # (pods, moment, the hook's own wait) from helm's output
+    accepts_after: float | None  # None: never measured; inf: never accepted
+    release: tuple[str, int] | None  # (status, revision) at the end
+    served: set[str] = field(default_factory=set)
+    probes: set[str] = field(default_factory=set)  # ids of the operations acceptsWork started
+
+    def work(self) -> list[Operation]:
+        return [o for o in self.timeline.operations.values() if o.id not in self.probes]
+
+    def last_end(self) -> float | None:
+        """When the last operation running under the gate ended (None: none ran)."""
+        if self.gate is None:
+            return None
+        _, opened, _ = self.gate
+        ends = [o.finished or opened for o in self.work() if o.started < opened]
+        return max(ends) if ends else None
+
+    def hook_pods(self) -> list[PodLife]:
+        return sorted(
+            (p for p in self.timeline.pods.values() if p.role == "hook"), key=lambda p: p.created
+        )
+
+
+def at(outcome: Outcome, moment: float | None) -> str:
+    return "never" if moment is None else f"+{moment - outcome.timeline.started:.1f}s"
+
+
+# -- conditions of check steps: (run, expected) -> (held, observed) -----------------------------
+
+
+def _release(run: Run, expected: str) -> tuple[bool, str]:
+    status = run.scenario.status()
+    return status == expected, status
+
+
+def _hook_running(run: Run, expected: bool) -> tuple[bool, str]:
+    running = run.scenario.hook_running()
+    return running == expected, "running" if running else "not running"
+
+
+def _helm_running(run: Run, expected: bool) -> tuple[bool, str]:
+    running = run.main_command.running() if run.main_command else False
+    return running == expected, "running" if running else "ended"
+
+
+def _fenced(run: Run, expected: Any) -> tuple[bool, str]:
+    seen = {}
+    for pod in run.resolve(expected):
+        seen[pod] = bool(
+            run.scenario.kube.call(run.scenario.namespace, pod, "GET", "/upgradeable").body.get(
+                "draining"
+            )
+        )
+    return bool(seen) and all(seen.values()), _names(seen, "fenced", "not fenced")
+
+
+def _refuses_work(run: Run, expected: Any) -> tuple[bool, str]:
+    kube, namespace = run.scenario.kube, run.scenario.namespace
+    seen: dict[str, str] = {}
+    for pod in run.resolve(expected):
+        if pod in run.accepted:  # work was started on it once: never try again
+            seen[pod] = f"accepted {run.accepted[pod]}"
+            continue
+        if not kube.call(namespace, pod, "GET", "/upgradeable").body.get("draining"):
+            seen[pod] = "not fenced yet"
+            continue
+        answer = kube.call(namespace, pod, "POST", "/operations", {"seconds": 1})
+        if answer.status == 202:
+            run.accepted[pod] = str(answer.body.get("id"))
+            run.probes.add(run.accepted[pod])
+        seen[pod] = f"{answer.status} {answer.body.get('error', answer.body.get('id', ''))}"
+    held = bool(seen) and all(v == "503 draining" for v in seen.values())
+    return held, ", ".join(f"{pod}: {v}" for pod, v in seen.items())
+
+
+def _pods_untouched(run: Run, expected: bool) -> tuple[bool, str]:
+    changed = []
+    for uid, name in run.originals.items():
+        pod = run.scenario.kube.pod(run.scenario.namespace, name)
+        if pod is None or pod.metadata.uid != uid:
+            changed.append(f"{name} gone")
+        elif pod.metadata.deletion_timestamp is not None:
+            changed.append(f"{name} terminating")
+    untouched = not changed
+    return untouched == expected, ", ".join(changed) or f"{len(run.originals)} untouched"
+
+
+def _operations_running(run: Run, expected: bool) -> tuple[bool, str]:
+    timeline = run.scenario.timeline()
+    now = time.time()
+    due = [
+        o
+        for o in timeline.operations.values()
+        if o.id not in run.probes and o.planned_end > now + 0.5
+    ]
+    stopped = [f"{o.id} {o.state}" for o in due if o.state != "running"]
+    running = bool(due) and not stopped
+    return running == expected, ", ".join(stopped) or f"{len(due)} running"
+
+
+def _hook_job_failures(run: Run, expected: int) -> tuple[bool, str]:
+    jobs = run.scenario.kube.hook_jobs(run.scenario.namespace, run.scenario.release)
+    failed = sum(int(job.status.failed or 0) for job in jobs)
+    return bool(jobs) and failed == expected, f"{failed} failed pod(s) in {len(jobs)} Job(s)"
+
+
+def _serves_now(run: Run, expected: str) -> tuple[bool, str]:
+    served = run.scenario.version_served()
+    return served == {expected}, ", ".join(sorted(served)) or "no pod"
+
+
+def _names(seen: dict[str, bool], yes: str, no: str) -> str:
+    return ", ".join(f"{pod} {yes if ok else no}" for pod, ok in seen.items()) or "no pod"
+
+
+Condition = Callable[["Run", Any], tuple[bool, str]]
+CONDITIONS: dict[str, Condition] = {
+    "release": _release,
+    "hookRunning": _hook_running,
+    "helmRunning": _helm_running,
+    "fenced": _fenced,
+    "refusesWork": _refuses_work,
+    "podsUntouched": _pods_untouched,
+    "operationsRunning": _operations_running,
+    "hookJobFailures": _hook_job_failures,
+    "serves": _serves_now,
+}
+
+
+# -- expectations: (outcome, expected) -> Row ------------------------------------------------------
+
+
+def _helm(o: Outcome, expected: str) -> Row:
+    if o.main_code is None:
+        observed = "still running at the end of the run"
+    else:
+        observed = "succeeded" if o.main_code == 0 else f"failed (exit {o.main_code})"
+    return Row("helm", expected, observed, observed.split()[0] == expected)
+
+
+def _helm_output(o: Outcome, expected: list[str]) -> Row:
+    missing = [text for text in expected if text not in o.main_output]
+    observed = "all found" if not missing else "missing: " + "; ".join(map(repr, missing))
+    return Row("helmOutput", "; ".join(map(repr, expected)), observed, not missing)
+
+
+def _failure_names_busy(o: Outcome, expected: bool) -> Row:
+    end = o.main_ended or o.timeline.started
+    busy = [
+        op.id for op in o.work() if op.started < end and (op.finished is None or op.finished > end)
+    ]
+    unnamed = [op for op in busy if op not in o.main_output]
+    named = not unnamed
+    observed = (
+        f"names {', '.join(busy)}"
+        if busy and named
+        else f"does not name {', '.join(unnamed)}"
+        if unnamed
+        else "no operation was running"
+    )
+    return Row("failureNamesBusyOperations", str(expected).lower(), observed, named == expected)
+
+
+def _no_cut_off(o: Outcome, expected: bool) -> Row:
+    problems = []
+    for op in o.work():
+        pod = next((p for p in o.timeline.pods.values() if p.name == op.pod), None)
+        if op.cut_off:
+            problems.append(f"{op.id} on {op.pod} cut off at {at(o, op.finished)}")
+        elif op.state != "succeeded":
+            problems.append(f"{op.id} on {op.pod} {op.state}")
+        elif pod and pod.terminating and op.finished and op.finished >= pod.terminating:
+            problems.append(f"{op.id} ended after {op.pod} began terminating")
+    none_cut = not problems
+    observed = (
+        f"{len(o.work())} operation(s), each ended before its pod was replaced"
+        if none_cut
+        else "; ".join(problems)
+    )
+    return Row("noOperationCutOff", str(expected).lower(), observed, none_cut == expected)
+
+
+def _pods_replaced(o: Outcome, expected: bool) -> Row:
+    kept = [
+        name
+        for uid, name in o.originals.items()
+        if (life := o.timeline.pods.get(uid)) is None or life.terminating is None
+    ]
+    replaced = not kept
+    observed = f"all {len(o.originals)} replaced" if replaced else f"kept: {', '.join(kept)}"
+    return Row("podsReplaced", str(expected).lower(), observed, replaced == expected)
+
+
+def _gated_pods(o: Outcome, expected: int) -> Row:
+    observed = "no verdict in helm's output" if o.gate is None else f"{o.gate[0]} pod(s)"
+    return Row("gatedPods", str(expected), observed, o.gate is not None and o.gate[0] == expected)
+
+
+def _gate_opened_within(o: Outcome, limit: float) -> Row:
+    name, expected = "gateOpenedWithin", f"<= {limit:g}s after the last operation's end"
+    if o.gate is None:
+        return Row(name, expected, "no verdict in helm's output", False)
+    _, opened, waited = o.gate
+    running = [op.id for op in o.work() if op.started < opened and (op.finished or 1e18) > opened]
+    if running:
+        return Row(name, expected, f"opened at {at(o, opened)} while {running} ran", False)
+    last = o.last_end()
+    if last is None:
+        return Row(
+            name, expected, f"no operation; the hook waited {waited:.2f}s", waited <= limit, waited
+        )
+    delay = opened - last
+    return Row(name, expected, f"{delay:.3f}s after (at {at(o, opened)})", delay <= limit, delay)
+
+
+def _hook_exits(o: Outcome, expected: list[int]) -> Row:
+    exits = [p.exit_code for p in o.hook_pods()]
+    observed = str(exits) if exits else "no hook pod"
+    return Row("hookExits", str(expected), observed, exits == expected)
+
+
+def _hook_exited_within(o: Outcome, limit: float) -> Row:
+    name, expected = "hookExitedWithin", f"<= {limit:g}s after the last operation's end"
+    pods = [p for p in o.hook_pods() if p.exited is not None]
+    reference = o.last_end() or (o.gate[1] if o.gate else None)
+    if not pods or reference is None:
+        return Row(name, expected, "no hook exit or no verdict seen", False)
+    delay = pods[-1].exited - reference  # type: ignore[operator]
+    observed = f"{delay:.2f}s after, exit {pods[-1].exit_code}"
+    return Row(name, expected, observed, delay <= limit and pods[-1].exit_code == 0, delay)
+
+
+def _rollout_after_gate(o: Outcome, expected: bool) -> Row:
+    name = "rolloutAfterGate"
+    jobs = [j for j in o.timeline.jobs.values() if j.created >= o.main_started - 1]
+    completed = [j.completed for j in jobs if j.completed is not None]
+    if o.gate is None or not completed:
+        return Row(name, str(expected).lower(), "no verdict or no completed hook Job", not expected)
+    done = min(completed)
+    early = [
+        life.name
+        for uid in o.originals
+        if (life := o.timeline.pods.get(uid)) and life.terminating and life.terminating < done
+    ]
+    ordered = o.gate[1] <= done and not early
+    observed = (
+        f"gate {at(o, o.gate[1])}, Job complete {at(o, done)}, then the old pods"
+        if ordered
+        else f"gate {at(o, o.gate[1])}, Job complete {at(o, done)}, terminating before: {early}"
+    )
+    return Row(name, str(expected).lower(), observed, ordered == expected)
+
+
+def _release_at_end(o: Outcome, expected: dict[str, Any]) -> Row:
+    if o.release is None:
+        return Row("release", str(expected), "no release", False)
+    status, revision = o.release
+    held = (
+        expected.get("status", status) == status and expected.get("revision", revision) == revision
+    )
+    wanted = ", ".join(f"{k} {v}" for k, v in expected.items())
+    return Row("release", wanted, f"status {status}, revision {revision}", held)
+
+
+def _accepts_work_within(o: Outcome, limit: float) -> Row:
+    name, expected = "acceptsWorkWithin", f"<= {limit:g}s after helm ended"
+    if o.accepts_after is None:
+        return Row(name, expected, "not measured (helm did not end)", False)
+    if o.accepts_after == float("inf"):
+        return Row(name, expected, "some pod still refused work", False)
+    held = o.accepts_after <= limit
+    return Row(name, expected, f"{o.accepts_after:.2f}s after", held, o.accepts_after)
+
+
+def _serves(o: Outcome, expected: str) -> Row:
+    observed = ", ".join(sorted(o.served)) or "no pod answered"
+    return Row("serves", expected, observed, o.served == {expected})
+
+
+Expectation = Callable[[Outcome, Any], Row]
+EXPECTATIONS: dict[str, Expectation] = {
+    "helm": _helm,
+    "helmOutput": _helm_output,
+    "failureNamesBusyOperations": _failure_names_busy,
+    "noOperationCutOff": _no_cut_off,
+    "podsReplaced": _pods_replaced,
+    "gatedPods": _gated_pods,
+    "gateOpenedWithin": _gate_opened_within,
+    "hookExits": _hook_exits,
+    "hookExitedWithin": _hook_exited_within,
+    "rolloutAfterGate": _rollout_after_gate,
+    "release": _release_at_end,
+    "acceptsWorkWithin": _accepts_work_within,
+    "serves": _serves,
+}

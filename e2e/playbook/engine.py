@@ -1,0 +1,540 @@
+"""Play a scenario file on a cluster: the one engine behind pytest and ``python -m e2e.reproduce``.
+
+The file's steps (``spec.upgrade`` and ``spec.events``) are dispatched by action
+through :data:`STEPS` to functions that call :class:`~e2e.scenario.Scenario`'s
+methods; the work (``spec.work``) arrives from its own thread; each helm command
+is watched by a thread that marks its end. Then the expectations
+(:data:`~e2e.playbook.checks.EXPECTATIONS`) judge what the run recorded.
+
+Times are seconds from t0, the moment the recording starts (the release is
+installed by then). Steps run one after another: at the same time, in file
+order, after the work due by then; a step that waits delays the ones after it.
+One line per state change goes to the ``e2e.playbook`` logger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from e2e.helm import BackgroundHelm, Helm
+from e2e.kube import wait_for
+from e2e.playbook.checks import CONDITIONS, EXPECTATIONS, Outcome, Row
+from e2e.playbook.load import Play, Step, Work
+from e2e.scenario import HOOK_VERDICT, Scenario, _ready
+
+log = logging.getLogger("e2e.playbook")
+
+# How long a step may wait for what it needs, per action; a step's `timeout` wins.
+DEFAULT_TIMEOUTS: dict[str, float] = {
+    "check": 30.0,
+    "deleteHookPod": 60.0,
+    "deletePod": 30.0,
+    "killApp": 30.0,
+    "scale": 30.0,
+    "killHelm": 10.0,
+}
+PROBE_SECONDS = 0.1  # the operation acceptsWorkWithin starts on each pod
+SETTLE_SECONDS = 90.0  # after the run: terminating pods gone, operations over
+VERDICT_FILE = "verdict.json"
+
+
+@dataclass
+class Verdict:
+    """Every check step's conditions and every expectation, with what was seen."""
+
+    scenario: str
+    file: str
+    helm: str
+    directory: str
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def held(self) -> bool:
+        return bool(self.rows) and all(row.held for row in self.rows)
+
+    def failures(self) -> list[Row]:
+        return [row for row in self.rows if not row.held]
+
+    def table(self) -> str:
+        width = max(len(row.name) for row in self.rows)
+        wide = max(len(row.expected) for row in self.rows)
+        lines = [
+            f"{'PASS' if row.held else 'FAIL'}  {row.name:<{width}}  "
+            f"{row.expected:<{wide}}  {row.observed}"
+            for row in self.rows
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario,
+            "file": self.file,
+            "helm": self.helm,
+            "directory": self.directory,
+            "held": self.held,
+            "rows": [row.to_json() for row in self.rows],
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verdict:
+        return cls(
+            scenario=data["scenario"],
+            file=data["file"],
+            helm=data["helm"],
+            directory=data["directory"],
+            rows=[Row(**row) for row in data["rows"]],
+            notes=list(data.get("notes", [])),
+        )
+
+
+def play(
+    scenario_file: Play, scenario: Scenario, helm_binary: Path | None, workdir: Path
+) -> Verdict:
+    """Play the file in the scenario's namespace; the verdict also goes to verdict.json."""
+    if helm_binary is not None and helm_binary != scenario.helm.binary:
+        scenario.helm = Helm(helm_binary, scenario.kube.kubeconfig, workdir)
+    verdict = Run(scenario_file, scenario).go()
+    (scenario.artifacts / VERDICT_FILE).write_text(json.dumps(verdict.to_json(), indent=2))
+    return verdict
+
+
+class Run:
+    """One play of one file: the steps, the work, the helm commands, and what they saw."""
+
+    def __init__(self, file: Play, scenario: Scenario) -> None:
+        self.file = file
+        self.scenario = scenario
+        self.rows: list[Row] = []
+        self.notes: list[str] = []
+        self.commands: dict[str, BackgroundHelm] = {}
+        self.ended: dict[str, float] = {}  # name -> seconds from t0
+        self.main_command: BackgroundHelm | None = None
+        self.originals: dict[str, str] = {}  # uid -> name of the app pods at t0
+        self.accepted: dict[str, str] = {}  # pod -> operation started by a refusesWork try
+        self.probes: set[str] = set()  # operations started by checks, not by the file's work
+        self.accepts_after: float | None = None
+        self.t0 = time.monotonic()
+        self._changed = threading.Event()  # a helm command ended
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._work_done = 0
+        self._work_progress = threading.Condition(self._lock)
+        self._spread = 0
+        self._watchers: list[threading.Thread] = []
+
+    # -- the run --------------------------------------------------------------------------
+
+    def go(self) -> Verdict:
+        self._set_up()
+        with self.scenario.recording(f"{self.file.name} ({self.scenario.helm.name})") as recorder:
+            self.t0 = time.monotonic() - (time.time() - recorder.timeline.started)
+            self.say(
+                f"run starts: {len(self.originals)} pod(s) of {self.file.image}, "
+                f"{self.scenario.helm.name} {self.scenario.helm.version}"
+            )
+            worker = threading.Thread(target=self._work, name="playbook-work", daemon=True)
+            worker.start()
+            try:
+                self._steps()
+            except Exception as exc:  # a step could not do its part: skip the rest, still judge
+                log.exception("step failed")
+                self.rows.append(Row("steps", "all done", f"{type(exc).__name__}: {exc}", False))
+            self._wait_for_commands()
+            self._stop.set()
+            worker.join(timeout=15)
+            self._settle()
+            release, served = self._final_state()
+        main = self.main_command
+        outcome = Outcome(
+            timeline=self.scenario.timeline(),
+            main_code=main.proc.returncode if main and not main.running() else None,
+            main_output=main.output if main else "",
+            main_started=main.started if main else 0.0,
+            main_ended=main.ended if main else None,
+            originals=self.originals,
+            gate=_gate(main.output) if main else None,
+            accepts_after=self.accepts_after,
+            release=release,
+            served=served,
+            probes=self.probes,
+        )
+        rows = [EXPECTATIONS[key](outcome, value) for key, value in self.file.expect.items()]
+        if main and main.ended:
+            for row in rows:
+                if row.name == "helm":
+                    row.figure = main.ended - main.started
+        return Verdict(
+            scenario=self.file.name,
+            file=str(self.file.path),
+            helm=f"{self.scenario.helm.name} {self.scenario.helm.version}",
+            directory=str(self.scenario.artifacts),
+            rows=self.rows + rows,
+            notes=self.notes,
+        )
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def say(self, text: str) -> None:
+        log.info("+%5.1fs %s", self.elapsed(), text)
+
+    def _set_up(self) -> None:
+        s, file = self.scenario, self.file
+        s.install(file.image, replicaCount=file.replicas, **file.values)
+        for i, upgrade in enumerate(file.upgrades):
+            command = s.upgrade(upgrade.get("image", self.tag()), **upgrade.get("values", {}))
+            code = s.finish(command, label=f"set-up upgrade {i + 1}")
+            assert code == 0, f"spec.release.upgrades[{i}] failed:\n{command.output}"
+        self.originals = {p.metadata.uid: p.metadata.name for p in s.app_pods()}
+
+    def tag(self) -> str:
+        return str(self.scenario.values["image"]["tag"])
+
+    # -- steps ------------------------------------------------------------------------------
+
+    def _steps(self) -> None:
+        pending = list(enumerate(self.file.steps))
+        while pending:
+            ready = [(self._due(step), i, step) for i, step in pending]
+            due = [(moment, i, step) for moment, i, step in ready if moment is not None]
+            now = self.elapsed()
+            runnable = [entry for entry in due if entry[0] <= now]
+            if runnable:
+                _, i, step = min(runnable, key=lambda entry: (entry[0], entry[1]))
+                pending.remove((i, step))
+                if step.at is not None:
+                    self._await_work(step.at)
+                self._do(step)
+                continue
+            if now > self.file.duration and not due:
+                waiting = ", ".join(step.describe() for _, step in pending)
+                raise AssertionError(f"the run ended with steps never run: {waiting}")
+            future = [moment for moment, _, _ in due]
+            wait = min(future) - now if future else self.file.duration + 1 - now
+            self._changed.wait(max(0.0, min(wait, 5.0)))
+            self._changed.clear()
+
+    def _due(self, step: Step) -> float | None:
+        if step.after is None:
+            return step.at
+        return self.ended.get(step.after)
+
+    def _do(self, step: Step) -> None:
+        timeout = step.timeout or DEFAULT_TIMEOUTS.get(step.action, 0.0)
+        STEPS[step.action](self, step, timeout)
+
+    # -- helm commands ---------------------------------------------------------------------
+
+    def start_command(self, step: Step, command: BackgroundHelm, what: str) -> None:
+        name = step.name or step.action
+        self.commands[name] = command
+        if step.main:
+            self.main_command = command
+        self.say(f"{what} started ({self.scenario.helm.name}, '{name}')")
+        watcher = threading.Thread(
+            target=self._watch, args=(name, command, step), name=f"helm-{name}", daemon=True
+        )
+        watcher.start()
+        self._watchers.append(watcher)
+
+    def _watch(self, name: str, command: BackgroundHelm, step: Step) -> None:
+        while command.running() and not self._stop.wait(0.2):
+            pass
+        if command.running():
+            return
+        code = self.scenario.finish(command, timeout=5, label=name)
+        ended = command.ended or time.time()
+        self.say(f"helm '{name}' exited {code} after {ended - command.started:.1f}s")
+        if step.main:
+            gate = _gate(command.output)
+            if gate and self.scenario.recorder:
+                self.scenario.recorder.mark_at("hook: upgrade may proceed", gate[1])
+            if "acceptsWorkWithin" in self.file.expect:
+                self._measure_accepts(ended, float(self.file.expect["acceptsWorkWithin"]))
+        with self._lock:
+            self.ended[name] = self.elapsed()
+        self._changed.set()
+
+    def _wait_for_commands(self) -> None:
+        for name, command in self.commands.items():
+            left = self.file.duration - self.elapsed()
+            try:
+                command.wait(max(left, 1.0))
+            except TimeoutError:
+                self.rows.append(
+                    Row(
+                        f"helm '{name}' ended",
+                        f"within the run ({self.file.duration:g}s)",
+                        "still running: stopped",
+                        False,
+                    )
+                )
+                command.stop()
+        for watcher in self._watchers:
+            watcher.join(timeout=30 + 2 * SETTLE_SECONDS)
+
+    def _measure_accepts(self, ended: float, limit: float) -> None:
+        """Until every live Ready app pod has accepted an operation (bounded: limit + 30 s)."""
+        kube, ns = self.scenario.kube, self.scenario.namespace
+        accepted: dict[str, float] = {}
+
+        def all_accept() -> bool:
+            pods = [p.metadata.name for p in self.scenario.app_pods() if _ready(p)]
+            for pod in pods:
+                if pod in accepted:
+                    continue
+                answer = kube.call(ns, pod, "POST", "/operations", {"seconds": PROBE_SECONDS})
+                if answer.status == 202:
+                    accepted[pod] = time.time()
+                    self.probes.add(str(answer.body.get("id")))
+            return bool(pods) and all(pod in accepted for pod in pods)
+
+        try:
+            wait_for(all_accept, timeout=limit + 30, what="every app pod accepting work")
+            self.accepts_after = max(accepted.values()) - ended
+            self.say(f"every app pod accepts work, {self.accepts_after:.2f}s after helm ended")
+        except AssertionError:
+            self.accepts_after = float("inf")
+            self.say("some app pod still refuses work")
+
+    # -- work -----------------------------------------------------------------------------------
+
+    def _arrivals(self) -> list[tuple[float, int, Work]]:
+        return sorted(
+            (
+                (moment, i, work)
+                for i, work in enumerate(self.file.work)
+                for moment in work.arrivals()
+            ),
+            key=lambda a: (a[0], a[1]),
+        )
+
+    def _await_work(self, moment: float) -> None:
+        """Work due by ``moment`` comes before a step at that moment."""
+        due = sum(1 for t, _, _ in self._arrivals() if t <= moment)
+        with self._work_progress:
+            self._work_progress.wait_for(lambda: self._work_done >= due, timeout=30)
+
+    def _work(self) -> None:
+        last: dict[str, str] = {}
+        counts: dict[str, int] = {}
+        for moment, _, work in self._arrivals():
+            if self._stop.wait(max(0.0, moment - self.elapsed())):
+                break
+            for pod in self.resolve(work.pods):
+                answer = self.scenario.kube.call(
+                    self.scenario.namespace, pod, "POST", "/operations", {"seconds": work.seconds}
+                )
+                outcome = (
+                    "accepted"
+                    if answer.status == 202
+                    else (f"refused ({answer.status} {answer.body.get('error', '')})".strip())
+                )
+                counts[outcome] = counts.get(outcome, 0) + 1
+                if last.get(pod) != outcome:
+                    detail = f" {answer.body.get('id')}" if answer.status == 202 else ""
+                    self.say(f"work ({work.seconds:g}s) on {pod}: {outcome}{detail}")
+                    last[pod] = outcome
+            with self._work_progress:
+                self._work_done += 1
+                self._work_progress.notify_all()
+        if counts:
+            self.notes.append(
+                "work: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+            )
+
+    def resolve(self, pods: Any) -> list[str]:
+        """Pod indexes (the n-th live app pod now, oldest first), `all` or `spread`."""
+        live = self.scenario.app_pods()
+        names = [p.metadata.name for p in live]
+        if pods == "all":
+            return names
+        if pods == "spread":
+            ready = [p.metadata.name for p in live if _ready(p)]
+            if not ready:
+                return []
+            self._spread += 1
+            return [ready[(self._spread - 1) % len(ready)]]
+        indexes = [pods] if isinstance(pods, int) else list(pods)
+        missing = [i for i in indexes if i >= len(names)]
+        if missing:
+            self.say(f"no pod {missing} now: {len(names)} live app pod(s)")
+        return [names[i] for i in indexes if i < len(names)]
+
+    # -- after the run ------------------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Terminating pods gone and operations over, so that cut-offs can be judged."""
+
+        def settled() -> bool:
+            timeline = self.scenario.timeline()
+            now = time.time()
+            gone = {p.name for p in timeline.pods.values() if p.gone}
+            going = [p for p in timeline.pods.values() if p.terminating and not p.gone]
+            running = [
+                o
+                for o in timeline.operations.values()
+                if o.state == "running" and o.pod not in gone and now < o.planned_end + 5
+            ]
+            return not going and not running
+
+        try:
+            wait_for(settled, timeout=SETTLE_SECONDS, what="terminating pods gone, work over")
+        except AssertionError as exc:
+            self.notes.append(f"not settled: {exc}")
+
+    def _final_state(self) -> tuple[tuple[str, int] | None, set[str]]:
+        s = self.scenario
+        try:
+            current = s.helm.current(s.release, s.namespace)
+            release: tuple[str, int] | None = (str(current.status.value), int(current.revision))
+        except Exception as exc:  # no release: the expectation says so
+            log.info("no release: %s", exc)
+            release = None
+        return release, s.version_served()
+
+
+# -- the actions ------------------------------------------------------------------------------
+
+
+def _upgrade(run: Run, step: Step, timeout: float) -> None:
+    args = step.args
+    tag = args.get("image") or run.tag()
+    extra = [*args.get("flags", [])]
+    if step.timeout:
+        extra += ["--timeout", f"{step.timeout:g}s"]
+    command = run.scenario.upgrade(tag, *extra, **args.get("values", {}))
+    what = f"helm upgrade to {tag}" + (" (values only)" if "image" not in args else "")
+    run.start_command(step, command, what + (f" {' '.join(extra)}" if extra else ""))
+
+
+def _rollback(run: Run, step: Step, timeout: float) -> None:
+    extra = [*step.args.get("flags", [])]
+    if step.timeout:
+        extra += ["--timeout", f"{step.timeout:g}s"]
+    command = run.scenario.rollback(int(step.args["revision"]), *extra)
+    run.start_command(step, command, f"helm rollback to revision {step.args['revision']}")
+
+
+def _pod(run: Run, index: int) -> str:
+    names = run.resolve([index])
+    assert names, f"no pod {index} at +{run.elapsed():.1f}s"
+    return names[0]
+
+
+def _delete_pod(run: Run, step: Step, timeout: float) -> None:
+    name, force = _pod(run, step.args["pod"]), bool(step.args.get("force"))
+    run.scenario.delete_pod(name, force=force)
+    run.say(f"pod {name} deleted{' (force)' if force else ''}")
+    kube, ns = run.scenario.kube, run.scenario.namespace
+    wait_for(
+        lambda: (pod := kube.pod(ns, name)) is None or pod.metadata.deletion_timestamp,
+        timeout=timeout,
+        what=f"pod {name} terminating",
+    )
+
+
+def _kill_app(run: Run, step: Step, timeout: float) -> None:
+    name, signal_name = _pod(run, step.args["pod"]), step.args.get("signal", "KILL")
+    said = run.scenario.kill_app(name, signal_name)
+    run.say(f"app in {name}: SIG{signal_name} ({said})")
+
+
+def _delete_hook_pod(run: Run, step: Step, timeout: float) -> None:
+    s = run.scenario
+    once = step.args.get("once", "running")
+
+    def ready() -> str | None:
+        pod = s.running_hook_pod()
+        if pod is None or once == "running":
+            return pod
+        live = [p.metadata.name for p in s.app_pods()]
+        fenced = all(
+            s.kube.call(s.namespace, name, "GET", "/upgradeable").body.get("draining")
+            for name in live
+        )
+        return pod if live and fenced else None
+
+    first = wait_for(ready, timeout=timeout, what=f"a hook pod {once}")
+    s.delete_pod(first, force=bool(step.args.get("force")))
+    run.say(f"hook pod {first} deleted")
+    if step.args.get("waitForReplacement"):
+        second = wait_for(
+            lambda: (name := s.running_hook_pod()) and name != first and name,
+            timeout=timeout,
+            what="the Job's next hook pod running",
+        )
+        run.say(f"hook pod {second} runs in its place")
+
+
+def _kill_helm(run: Run, step: Step, timeout: float) -> None:
+    name = step.args.get("command") or run.file.main.name or "upgrade"
+    command = run.commands.get(name)
+    assert command is not None, f"helm command {name!r} has not started"
+    signal_name = step.args.get("signal", "TERM")
+    run.scenario.kill_helm(command, signal_name)
+    run.say(f"helm '{name}' sent SIG{signal_name}")
+
+
+def _scale(run: Run, step: Step, timeout: float) -> None:
+    run.scenario.scale(int(step.args["replicas"]))
+    run.say(f"scaled to {step.args['replicas']}")
+
+
+def _check(run: Run, step: Step, timeout: float) -> None:
+    seen: dict[str, tuple[bool, str]] = {}
+
+    def all_hold() -> bool:
+        for key, expected in step.args.items():
+            seen[key] = CONDITIONS[key](run, expected)
+        return all(held for held, _ in seen.values())
+
+    try:
+        wait_for(all_hold, timeout=timeout, what=step.describe())
+        when = f" (at +{run.elapsed():.1f}s)"
+    except AssertionError:
+        when = f" (gave up at +{run.elapsed():.1f}s)"
+    for key, expected in step.args.items():
+        held, observed = seen[key]
+        run.rows.append(Row(f"{step.describe()}: {key}", _shown(expected), observed + when, held))
+    run.say(f"{step.describe()}: " + ("held" if all(h for h, _ in seen.values()) else "FAILED"))
+
+
+Action = Callable[[Run, Step, float], None]
+STEPS: dict[str, Action] = {
+    "upgrade": _upgrade,
+    "rollback": _rollback,
+    "deletePod": _delete_pod,
+    "killApp": _kill_app,
+    "deleteHookPod": _delete_hook_pod,
+    "killHelm": _kill_helm,
+    "scale": _scale,
+    "check": _check,
+}
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
+
+
+def _gate(output: str) -> tuple[int, float, float] | None:
+    """(pods, moment, the hook's own wait) of the hook's verdict in helm's output."""
+    match = HOOK_VERDICT.search(output)
+    if match is None:
+        return None
+    moment = datetime.fromisoformat(match["at"].replace("Z", "+00:00")).timestamp()
+    return int(match["pods"]), moment, float(match["after"])

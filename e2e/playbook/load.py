@@ -1,0 +1,590 @@
+"""Read a scenario file: YAML with line numbers, the JSON Schema, then what a schema cannot say.
+
+Everything here runs before anything touches a cluster. A bad file is refused
+with every problem found, each as ``FILE:LINE: spec.path.to.field: what is
+wrong``: an unknown key, a negative duration, an event at a pod index that does
+not exist, a time beyond the run, a name nobody bound, chart values the chart's
+own schema refuses.
+
+    python -m e2e.playbook.load FILE...     # check files; exit 1 naming each problem
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from e2e.helm import CHART
+
+SCHEMA_PATH = Path(__file__).resolve().with_name("scenario.schema.json")
+API_VERSION = "upgrade-gate/v1alpha1"
+# The actions an event may take, one per event (the schema's oneOf says so too).
+ACTIONS = (
+    "upgrade",
+    "rollback",
+    "deletePod",
+    "killApp",
+    "deleteHookPod",
+    "killHelm",
+    "scale",
+    "check",
+)
+HELM_ACTIONS = ("upgrade", "rollback")
+MAIN = "upgrade"  # the default name of spec.upgrade's command
+
+Path_ = tuple[str | int, ...]
+
+
+# -- the model ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Work:
+    """Operations started on app pods: once at ``at``, or every ``every`` s until ``until``."""
+
+    pods: tuple[int, ...] | str  # indexes, "all" or "spread"
+    seconds: float
+    at: float
+    every: float | None
+    until: float | None
+    where: str
+
+    def arrivals(self) -> list[float]:
+        if self.every is None or self.until is None:
+            return [self.at]
+        times, moment = [], self.at
+        while moment <= self.until + 1e-9:
+            times.append(round(moment, 6))
+            moment += self.every
+        return times
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action at a time (``at``) or once a named helm command ended (``after``)."""
+
+    action: str
+    args: dict[str, Any]
+    at: float | None
+    after: str | None
+    timeout: float | None
+    name: str | None  # the helm command's name (upgrade, rollback)
+    where: str
+    line: int
+    main: bool = False
+
+    def describe(self) -> str:
+        when = f"after {self.after}" if self.after else f"at +{self.at:g}s"
+        return f"{self.action} {when}"
+
+
+@dataclass(frozen=True)
+class Play:
+    """A checked scenario file, ready to play."""
+
+    path: Path
+    name: str
+    description: str
+    duration: float
+    helm: int | str | None  # 3, 4, "each" or the session's first helm
+    image: str
+    replicas: int
+    values: dict[str, Any]
+    upgrades: tuple[dict[str, Any], ...]
+    work: tuple[Work, ...]
+    steps: tuple[Step, ...]  # the main command first among steps of its time, in play order
+    expect: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def main(self) -> Step:
+        return next(s for s in self.steps if s.main)
+
+
+# -- problems ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int
+    where: str
+    message: str
+
+
+class ScenarioFileError(ValueError):
+    """A scenario file that cannot be played; ``str()`` names each problem with its line."""
+
+    def __init__(self, path: Path, problems: Sequence[Problem]) -> None:
+        self.path = path
+        self.problems = sorted(problems, key=lambda p: (p.line, p.where))
+        super().__init__(
+            "\n".join(f"{path}:{p.line}: {p.where or '(top)'}: {p.message}" for p in self.problems)
+        )
+
+
+def dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def line_of(document: Any, path: Path_) -> int:
+    """The 1-based line of the deepest node on ``path`` that the file has."""
+    node, line = document, 1
+    for part in path:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+            line = node.lc.item(part)[0] + 1
+        else:
+            break
+        node = node[part]
+    return line
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def load(path: Path) -> Play:
+    """Read, validate and check ``path``; raise :class:`ScenarioFileError` naming each problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ScenarioFileError(path, [Problem(1, "", f"cannot read: {exc.strerror}")]) from exc
+    yaml = YAML(typ="rt")
+    try:
+        document = yaml.load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+        raise ScenarioFileError(path, [Problem(line, "", f"not valid YAML: {problem}")]) from exc
+    if not isinstance(document, CommentedMap):
+        raise ScenarioFileError(path, [Problem(1, "", "a scenario is a YAML mapping")])
+    problems = list(schema_problems(document))
+    if problems:
+        raise ScenarioFileError(path, problems)
+    raw: dict[str, Any] = plain(document)
+    problems = list(semantic_problems(raw, document))
+    if problems:
+        raise ScenarioFileError(path, problems)
+    return _play(path, raw, document)
+
+
+@cache
+def scenario_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
+
+
+def schema_problems(document: Any) -> Iterator[Problem]:
+    validator = jsonschema.Draft202012Validator(scenario_schema())
+    for error in validator.iter_errors(document):
+        yield from _explain(error, document)
+
+
+def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
+    path: Path_ = tuple(error.absolute_path)
+    instance = error.instance
+    if error.validator == "additionalProperties" and isinstance(instance, Mapping):
+        known = sorted(_properties(error))
+        for key in instance:
+            if key not in known:
+                yield Problem(
+                    line_of(document, (*path, key)),
+                    dotted((*path, key)),
+                    f"unknown key {key!r}; expected one of: {', '.join(known)}",
+                )
+        return
+    if error.validator == "oneOf" and isinstance(instance, Mapping):
+        actions = [a for a in ACTIONS if a in instance]
+        if not actions:
+            message = f"no action: give exactly one of {', '.join(ACTIONS)}"
+        else:
+            message = f"one action per event, found {' and '.join(actions)}"
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
+    if error.validator == "oneOf" and error.context:
+        deepest = best_match(error.context)
+        if deepest.validator not in ("type", "enum"):
+            yield from _explain(deepest, document)
+            return
+        message = f"{_shown(instance)} is not a list of pod indexes, `all` or `spread`"
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
+    if error.validator == "required":
+        given = set(instance) if isinstance(instance, Mapping) else set()
+        missing = [k for k in _listed(error.validator_value) if k not in given]
+        message = f"missing required key {', '.join(map(repr, missing))}"
+    elif error.validator == "dependentRequired":
+        message = (
+            "`every` and `until` go together: an arrival rate needs the time of its last arrival"
+        )
+    elif error.validator == "not" and isinstance(instance, Mapping) and "after" in instance:
+        message = "give `at` or `after`, not both"
+    elif error.validator == "not":
+        message = "a rollback takes no image or values: it returns to a revision"
+    elif error.validator == "minProperties":
+        message = "empty: say at least one thing"
+    else:
+        message = error.message
+    yield Problem(line_of(document, path), dotted(path), message)
+
+
+def _properties(error: ValidationError) -> set[str]:
+    schema = error.schema
+    return set(schema.get("properties", {})) if isinstance(schema, Mapping) else set()
+
+
+def _listed(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(plain(value))
+
+
+def plain(value: Any) -> Any:
+    """ruamel's round-trip nodes as plain dicts, lists, str, int, float and bool."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)
+
+
+# -- what a schema cannot say -----------------------------------------------------------
+
+
+def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
+    spec = raw["spec"]
+    duration = float(spec["duration"])
+
+    def problem(path: Path_, message: str) -> Problem:
+        return Problem(line_of(document, path), dotted(path), message)
+
+    # Times within the run.
+    timed: list[tuple[Path_, float]] = [(("spec", "upgrade", "at"), spec["upgrade"].get("at", 0))]
+    for i, work in enumerate(spec.get("work", [])):
+        timed.append((("spec", "work", i, "at"), work.get("at", 0)))
+        if "until" in work:
+            timed.append((("spec", "work", i, "until"), work["until"]))
+            if work["until"] < work.get("at", 0):
+                yield problem(
+                    ("spec", "work", i, "until"),
+                    f"{work['until']:g} is before the first arrival (at {work.get('at', 0):g})",
+                )
+    for i, event in enumerate(spec.get("events", [])):
+        if "at" in event:
+            timed.append((("spec", "events", i, "at"), event["at"]))
+        elif "after" not in event:
+            yield problem(("spec", "events", i), "needs `at` (a time) or `after` (a command)")
+    for where, moment in timed:
+        if moment > duration:
+            yield problem(where, f"{moment:g} is beyond the run (spec.duration: {duration:g} s)")
+
+    # Names of helm commands, bound before they are used.
+    names = {spec["upgrade"].get("as", MAIN)}
+    for i, event in enumerate(spec.get("events", [])):
+        action = next(a for a in ACTIONS if a in event)
+        if "as" in event:
+            if action not in HELM_ACTIONS:
+                yield problem(
+                    ("spec", "events", i, "as"),
+                    f"only upgrade and rollback are named, not {action}",
+                )
+            elif event["as"] in names:
+                yield problem(("spec", "events", i, "as"), f"{event['as']!r} is already taken")
+            names.add(event["as"])
+    bound = sorted(names)
+    for i, event in enumerate(spec.get("events", [])):
+        if "after" in event and event["after"] not in names:
+            yield problem(
+                ("spec", "events", i, "after"),
+                f"no helm command is named {event['after']!r}; named: {', '.join(bound)}",
+            )
+        target = event.get("killHelm", {}).get("command")
+        if target is not None and target not in names:
+            yield problem(
+                ("spec", "events", i, "killHelm", "command"),
+                f"no helm command is named {target!r}; named: {', '.join(bound)}",
+            )
+
+    # Pod indexes that exist at that moment.
+    release = spec["release"]
+    values = release.get("values", {})
+    replicas = release.get("replicas", values.get("replicaCount", 1))
+    if "replicas" in release and "replicaCount" in values and values["replicaCount"] != replicas:
+        yield problem(
+            ("spec", "release", "values", "replicaCount"),
+            f"{values['replicaCount']} contradicts spec.release.replicas ({replicas})",
+        )
+    changes = _replica_changes(spec, replicas)
+
+    def pods_at(moment: float | None) -> int:
+        if moment is None:  # after a command: whatever the count may be by then
+            return max(count for _, count in changes)
+        return [count for when, count in changes if when <= moment][-1]
+
+    def check_pods(path: Path_, pods: Any, moment: float | None) -> Iterator[Problem]:
+        if not isinstance(pods, list | int):
+            return
+        there = pods_at(moment)
+        indexed = (
+            [((*path, j), index) for j, index in enumerate(pods)]
+            if isinstance(pods, list)
+            else [(path, pods)]
+        )
+        for where, index in indexed:
+            if index >= there:
+                yield problem(
+                    where,
+                    f"pod {index} does not exist: the release has {there} pod(s) then "
+                    f"(0 to {there - 1})"
+                    if there
+                    else f"pod {index} does not exist: the release has no pods then",
+                )
+
+    for i, work in enumerate(spec.get("work", [])):
+        yield from check_pods(("spec", "work", i, "pods"), work["pods"], work.get("at", 0))
+    for i, event in enumerate(spec.get("events", [])):
+        moment = event.get("at")
+        for action in ("deletePod", "killApp"):
+            if action in event:
+                path: Path_ = ("spec", "events", i, action, "pod")
+                yield from check_pods(path, event[action]["pod"], moment)
+        for key in ("fenced", "refusesWork"):
+            if key in event.get("check", {}):
+                yield from check_pods(
+                    ("spec", "events", i, "check", key), event["check"][key], moment
+                )
+
+    # Work the app accepts, and a rollback to a revision that exists.
+    revisions = 1 + len(release.get("upgrades", []))
+    rollback = spec["upgrade"].get("rollback")
+    if rollback is not None and rollback >= revisions:
+        yield problem(
+            ("spec", "upgrade", "rollback"),
+            f"revision {rollback} is not an earlier one: the release is at revision "
+            f"{revisions} when the run starts",
+        )
+    yield from _chart_value_problems(raw, document)
+    longest = _operation_max_seconds(raw)
+    for i, work in enumerate(spec.get("work", [])):
+        if longest is not None and work["seconds"] > longest:
+            yield problem(
+                ("spec", "work", i, "seconds"),
+                f"{work['seconds']:g} s is longer than the app accepts "
+                f"(app.operationMaxSeconds: {longest:g})",
+            )
+
+
+def _replica_changes(spec: dict[str, Any], replicas: int) -> list[tuple[float, int]]:
+    changes = [(-1.0, replicas)]
+    upgrade = spec["upgrade"]
+    if "replicaCount" in upgrade.get("values", {}):
+        changes.append((upgrade.get("at", 0), upgrade["values"]["replicaCount"]))
+    for event in spec.get("events", []):
+        if "at" not in event:
+            continue
+        if "scale" in event:
+            changes.append((event["at"], event["scale"]["replicas"]))
+        elif "replicaCount" in event.get("upgrade", {}).get("values", {}):
+            changes.append((event["at"], event["upgrade"]["values"]["replicaCount"]))
+    return sorted(changes, key=lambda change: change[0])
+
+
+# -- chart values, checked against the chart's own schema ------------------------------------
+
+
+@cache
+def _chart_defaults() -> dict[str, Any]:
+    defaults: dict[str, Any] = plain(YAML(typ="safe").load((CHART / "values.yaml").read_text()))
+    return defaults
+
+
+@cache
+def _chart_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
+    return schema
+
+
+def value_sets(
+    raw: dict[str, Any],
+) -> Iterator[tuple[Path_, dict[str, Any], dict[str, Any]]]:
+    """Each place that gives chart values: (where, the values helm gets there, its own)."""
+    from e2e.scenario import BASE_VALUES, merge
+
+    spec = raw["spec"]
+    release = spec["release"]
+    own = release.get("values", {})
+    current = merge(merge(_chart_defaults(), BASE_VALUES), own)
+    current["replicaCount"] = release.get("replicas", current["replicaCount"])
+    yield ("spec", "release", "values"), current, own
+    for i, upgrade in enumerate(release.get("upgrades", [])):
+        current = merge(current, upgrade.get("values", {}))
+        yield ("spec", "release", "upgrades", i, "values"), current, upgrade.get("values", {})
+    if "values" in spec["upgrade"]:
+        current = merge(current, spec["upgrade"]["values"])
+        yield ("spec", "upgrade", "values"), current, spec["upgrade"]["values"]
+    for i, event in enumerate(spec.get("events", [])):
+        if "values" in event.get("upgrade", {}):
+            own = event["upgrade"]["values"]
+            yield ("spec", "events", i, "upgrade", "values"), merge(current, own), own
+
+
+def _given(values: Any, path: Path_) -> bool:
+    for part in path:
+        if not isinstance(values, dict) or part not in values:
+            return False
+        values = values[part]
+    return True
+
+
+def _chart_value_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
+    validator = jsonschema.Draft7Validator(_chart_schema())
+    for n, (where, values, own) in enumerate(value_sets(raw)):
+        # The image is the harness's; any valid repository and tag stand in for it here.
+        candidate = {**values, "image": {**values["image"], "repository": "app", "tag": "v1"}}
+        for error in validator.iter_errors(candidate):
+            inner = tuple(error.absolute_path)
+            if n > 0 and not _given(own, inner):
+                continue  # inherited: told where it was given
+            path = (*where, *inner)
+            if error.validator == "additionalProperties":
+                known = _properties(error)
+                extra = [k for k in error.instance if k not in known]
+                for key in extra:
+                    if n > 0 and not _given(own, (*inner, key)):
+                        continue
+                    yield Problem(
+                        line_of(document, (*path, key)),
+                        dotted((*path, key)),
+                        f"the chart has no value {key!r} (chart/values.schema.json)",
+                    )
+                continue
+            yield Problem(
+                line_of(document, path),
+                dotted(path),
+                f"the chart refuses this value: {error.message} (chart/values.schema.json)",
+            )
+
+
+def _operation_max_seconds(raw: dict[str, Any]) -> float | None:
+    longest = [
+        values.get("app", {}).get("operationMaxSeconds")
+        for _, values, _ in value_sets(raw)
+        if isinstance(values.get("app", {}).get("operationMaxSeconds"), int | float)
+    ]
+    return float(max(longest)) if longest else None
+
+
+# -- building the model -------------------------------------------------------------------------
+
+
+def _play(path: Path, raw: dict[str, Any], document: Any) -> Play:
+    spec = raw["spec"]
+    release = spec["release"]
+    values = dict(release.get("values", {}))
+    replicas = int(release.get("replicas", values.get("replicaCount", 1)))
+    values.pop("replicaCount", None)
+    work = tuple(
+        Work(
+            pods=tuple(w["pods"]) if isinstance(w["pods"], list) else str(w["pods"]),
+            seconds=float(w["seconds"]),
+            at=float(w.get("at", 0)),
+            every=w.get("every"),
+            until=w.get("until"),
+            where=f"spec.work[{i}]",
+        )
+        for i, w in enumerate(spec.get("work", []))
+    )
+    upgrade = spec["upgrade"]
+    main_action = "rollback" if "rollback" in upgrade else "upgrade"
+    main_args = (
+        {"revision": upgrade["rollback"], "flags": upgrade.get("flags", [])}
+        if main_action == "rollback"
+        else {k: upgrade[k] for k in ("image", "values", "flags") if k in upgrade}
+    )
+    steps = [
+        Step(
+            action=main_action,
+            args=main_args,
+            at=float(upgrade.get("at", 0)),
+            after=None,
+            timeout=upgrade.get("timeout"),
+            name=upgrade.get("as", MAIN),
+            where="spec.upgrade",
+            line=line_of(document, ("spec", "upgrade")),
+            main=True,
+        )
+    ]
+    for i, event in enumerate(spec.get("events", [])):
+        action = next(a for a in ACTIONS if a in event)
+        steps.append(
+            Step(
+                action=action,
+                args=dict(event[action] or {}),
+                at=float(event["at"]) if "at" in event else None,
+                after=event.get("after"),
+                timeout=event.get("timeout"),
+                name=event.get("as", f"{action}@{i}") if action in HELM_ACTIONS else None,
+                where=f"spec.events[{i}]",
+                line=line_of(document, ("spec", "events", i)),
+            )
+        )
+    return Play(
+        path=path,
+        name=raw["metadata"]["name"],
+        description=str(raw["metadata"].get("description", "")).strip(),
+        duration=float(spec["duration"]),
+        helm=spec.get("helm"),
+        image=release["image"],
+        replicas=replicas,
+        values=values,
+        upgrades=tuple(release.get("upgrades", [])),
+        work=work,
+        steps=tuple(steps),
+        expect=dict(spec["expect"]),
+        raw=raw,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    files = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
+    if not files:
+        print("usage: python -m e2e.playbook.load FILE...", file=sys.stderr)
+        return 2
+    bad = 0
+    for file in files:
+        try:
+            play = load(file)
+        except ScenarioFileError as exc:
+            print(exc, file=sys.stderr)
+            bad += 1
+        else:
+            print(f"{file}: ok ({play.name}: {len(play.steps)} step(s), {len(play.work)} work)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Scenario files as pytest tests: each ``*.scenario.yaml`` is collected, as tavern collects YAML.
+
+A file is loaded and checked at collection, so a bad one is a collection error
+naming its line and field before any fixture (or cluster) is touched. A good
+one yields one test per helm (``spec.helm: each``: one per ``--helm-bin``) and
+per ``--scenario-repeat``, each an ordinary test function over the ``scenario``
+fixture: namespaces, artifacts, the phase table and ``--fail-on-skip`` work as
+for the Python scenarios.
+
+Registered by the root conftest.py; imports nothing heavy until a file is found.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from e2e.playbook.load import Play
+    from e2e.scenario import Scenario
+
+SUFFIX = ".scenario.yaml"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("upgrade-gate e2e")
+    group.addoption(
+        "--scenario-helm",
+        type=int,
+        choices=[3, 4],
+        help="play every scenario file with this helm major, whatever its spec.helm says",
+    )
+    group.addoption(
+        "--scenario-repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="play each scenario file N times (python -m e2e.reproduce --repeat)",
+    )
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.name.endswith(SUFFIX):
+        collector: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
+        return collector
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        from e2e.playbook.load import ScenarioFileError, load
+
+        try:
+            play = load(self.path)
+        except ScenarioFileError as exc:
+            raise self.CollectError(f"bad scenario file:\n{exc}") from None
+        repeat = max(1, int(self.config.getoption("--scenario-repeat")))
+        for binary, helm_id in _helms(self.config, play.helm):
+            for run in range(1, repeat + 1):
+                ids = [i for i in (helm_id, f"run-{run}" if repeat > 1 else "") if i]
+                name = play.name + (f"[{'-'.join(ids)}]" if ids else "")
+                item: ScenarioItem = ScenarioItem.from_parent(
+                    self, name=name, callobj=_test(play, binary)
+                )
+                item.add_marker(pytest.mark.e2e)
+                yield item
+
+
+class ScenarioItem(pytest.Function):
+    """A test function whose source is a scenario file."""
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"scenario {self.name}"
+
+
+def _test(play: Play, binary: Path | None) -> Callable[..., None]:
+    def play_scenario_file(scenario: Scenario, tmp_path: Path) -> None:
+        from e2e.playbook.engine import play as play_file
+
+        verdict = play_file(play, scenario, binary, tmp_path)
+        if not verdict.held:
+            failed = ", ".join(row.name for row in verdict.failures())
+            pytest.fail(
+                f"{play.path}: {len(verdict.failures())} expectation(s) failed: {failed}\n"
+                f"{verdict.table()}",
+                pytrace=False,
+            )
+
+    return play_scenario_file
+
+
+def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path | None, str]]:
+    """(binary, test id) per helm to play with; None: the session's ``helm`` fixture."""
+    from e2e import tools
+
+    forced = config.getoption("--scenario-helm")
+    given: list[Path] = config.getoption("--helm-bin")
+    if forced:
+        return [(_pinned(forced, given), "")]
+    if wanted == "each":
+        binaries = given or [tools.helm3(), tools.helm4()]
+        return [(b, f"helm-{_version(b)}") for b in binaries]
+    if wanted in (3, 4):
+        return [(_pinned(int(wanted), given), "")]
+    return [(None, "")]
+
+
+def _pinned(major: int, given: list[Path]) -> Path:
+    from e2e import tools
+
+    for binary in given:
+        if _version(binary).lstrip("v").startswith(f"{major}."):
+            return binary
+    return tools.helm3() if major == 3 else tools.helm4()
+
+
+def _version(binary: Path) -> str:
+    result = subprocess.run(
+        [str(binary), "version", "--template", "{{.Version}}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return result.stdout.strip() or binary.name

@@ -1,0 +1,247 @@
+"""Scenario files are refused before anything touches a cluster, naming the line and the field.
+
+No cluster here: the loader, the schema, pytest's collection of a bad file, and
+``python -m e2e.reproduce`` on a bad file (which must not even look for a cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from e2e.playbook.load import SCHEMA_PATH, ScenarioFileError, load
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "e2e" / "scenarios" / "files").glob("*.scenario.yaml"))
+
+# Line numbers below refer to this file.
+GOOD = """\
+apiVersion: upgrade-gate/v1alpha1
+kind: Scenario
+metadata:
+  name: sample
+spec:
+  duration: 60
+  release:
+    image: v1
+    replicas: 2
+    values:
+      gate: {timeoutSeconds: 30}
+  work:
+    - pods: [0, 1]
+      seconds: 5
+      at: 0
+  upgrade:
+    at: 1
+    image: v2
+  events:
+    - at: 10
+      deletePod: {pod: 1}
+    - after: upgrade
+      check: {serves: v2}
+  expect:
+    helm: succeeded
+    noOperationCutOff: true
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sample.scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def refusal(tmp_path: Path, text: str) -> list[str]:
+    """The problems named, each as 'LINE: path: message' (the file name dropped)."""
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioFileError) as caught:
+        load(path)
+    lines = str(caught.value).splitlines()
+    assert lines, "a refusal names its problems"
+    assert all(line.startswith(f"{path}:") for line in lines), lines
+    return [line.removeprefix(f"{path}:") for line in lines]
+
+
+def test_the_sample_loads(tmp_path: Path) -> None:
+    play = load(write(tmp_path, GOOD))
+    assert play.replicas == 2
+    assert [s.action for s in play.steps] == ["upgrade", "deletePod", "check"]
+    assert play.main.args == {"image": "v2"}
+    assert play.work[0].pods == (0, 1)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_file_loads(path: Path) -> None:
+    play = load(path)
+    assert play.name == path.name.removesuffix(".scenario.yaml")
+    assert path.read_text().startswith("# yaml-language-server: $schema=")
+
+
+def test_an_unknown_key_is_refused_with_its_line_and_path(tmp_path: Path) -> None:
+    text = GOOD.replace("      seconds: 5\n", "      secnds: 5\n")
+    problems = refusal(tmp_path, text)
+    assert "14: spec.work[0].secnds: unknown key 'secnds'" in problems[-1]
+    assert any("spec.work[0]: missing required key 'seconds'" in p for p in problems)
+
+
+def test_a_negative_duration_is_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("seconds: 5", "seconds: -5"))
+    assert problems == ["14: spec.work[0].seconds: -5 is less than or equal to the minimum of 0"]
+
+
+def test_an_event_at_a_pod_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: 2}"))
+    assert problems == [
+        "21: spec.events[0].deletePod.pod: pod 2 does not exist: "
+        "the release has 2 pod(s) then (0 to 1)"
+    ]
+
+
+def test_work_on_a_pod_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("pods: [0, 1]", "pods: [0, 5]"))
+    assert problems == [
+        "13: spec.work[0].pods[1]: pod 5 does not exist: the release has 2 pod(s) then (0 to 1)"
+    ]
+
+
+def test_a_scale_event_makes_more_pods_exist_later(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "    - at: 10\n      deletePod: {pod: 1}\n",
+        "    - at: 5\n      scale: {replicas: 4}\n    - at: 10\n      deletePod: {pod: 3}\n",
+    )
+    assert [s.action for s in load(write(tmp_path, text)).steps][:3] == [
+        "upgrade",
+        "scale",
+        "deletePod",
+    ]
+
+
+def test_a_time_beyond_the_run_is_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("    - at: 10\n", "    - at: 90\n"))
+    assert problems == ["20: spec.events[0].at: 90 is beyond the run (spec.duration: 60 s)"]
+
+
+def test_two_actions_in_one_event_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "      deletePod: {pod: 1}\n", "      deletePod: {pod: 1}\n      scale: {replicas: 1}\n"
+    )
+    problems = refusal(tmp_path, text)
+    assert problems == ["20: spec.events[0]: one action per event, found deletePod and scale"]
+
+
+def test_an_unbound_name_is_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("after: upgrade", "after: upgrad"))
+    assert problems == [
+        "22: spec.events[1].after: no helm command is named 'upgrad'; named: upgrade"
+    ]
+
+
+def test_chart_values_the_chart_refuses_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("gate: {timeoutSeconds: 30}", "gate: {timeoutSecnds: 30}")
+    problems = refusal(tmp_path, text)
+    assert problems == [
+        "11: spec.release.values.gate.timeoutSecnds: the chart has no value 'timeoutSecnds' "
+        "(chart/values.schema.json)"
+    ]
+
+
+def test_work_longer_than_the_app_accepts_is_refused(tmp_path: Path) -> None:
+    text = GOOD.replace("gate: {timeoutSeconds: 30}", "app: {operationMaxSeconds: 4}")
+    problems = refusal(tmp_path, text)
+    assert problems == [
+        "14: spec.work[0].seconds: 5 s is longer than the app accepts (app.operationMaxSeconds: 4)"
+    ]
+
+
+def test_a_rollback_to_a_revision_not_yet_there_is_refused(tmp_path: Path) -> None:
+    problems = refusal(
+        tmp_path, GOOD.replace("    image: v2\n  events:", "    rollback: 1\n  events:")
+    )
+    assert problems == [
+        "18: spec.upgrade.rollback: revision 1 is not an earlier one: "
+        "the release is at revision 1 when the run starts"
+    ]
+
+
+def test_an_arrival_rate_needs_its_end(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("      at: 0\n", "      at: 0\n      every: 1\n"))
+    assert problems[0].startswith("13: spec.work[0]: `every` and `until` go together")
+
+
+def test_bad_yaml_and_wrong_kinds_are_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, GOOD.replace("kind: Scenario", "kind: Scenario\nkind: Test"))
+    assert problems[0].startswith("3: (top): not valid YAML:")
+    assert "duplicate key" in problems[0]
+    problems = refusal(tmp_path, GOOD.replace("v1alpha1", "v1"))
+    assert problems == ["1: apiVersion: 'upgrade-gate/v1alpha1' was expected"]
+
+
+def test_the_schema_is_a_valid_json_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(json.loads(SCHEMA_PATH.read_text()))
+
+
+def test_every_key_of_the_schema_has_its_python_and_back() -> None:
+    from e2e.playbook.checks import CONDITIONS, EXPECTATIONS
+    from e2e.playbook.engine import STEPS
+    from e2e.playbook.load import ACTIONS
+
+    defs = json.loads(SCHEMA_PATH.read_text())["$defs"]
+    assert set(defs["expect"]["properties"]) == set(EXPECTATIONS)
+    assert set(defs["check"]["properties"]) == set(CONDITIONS)
+    assert set(ACTIONS) == set(STEPS)
+    assert set(ACTIONS) <= set(defs["event"]["properties"])
+
+
+def test_reproduce_refuses_a_bad_file_before_looking_for_a_cluster(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("    - at: 10\n", "    - at: 90\n"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "e2e.reproduce",
+            str(bad),
+            "--cluster",
+            "existing",
+            "--kubeconfig",
+            str(tmp_path / "no-such-kubeconfig"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "refused, nothing was run" in result.stderr
+    assert f"{bad}:20: spec.events[0].at: 90 is beyond the run" in result.stderr
+    assert "kubeconfig" not in result.stdout + result.stderr
+
+
+def test_pytest_reports_a_bad_file_as_a_collection_error(tmp_path: Path) -> None:
+    bad = write(tmp_path, GOOD.replace("seconds: 5", "seconds: -5"))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-p",
+            "e2e.playbook.plugin",
+            "-p",
+            "no:cacheprovider",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 2, result.stdout  # interrupted: errors during collection
+    assert "ERROR collecting sample.scenario.yaml" in result.stdout
+    assert "sample.scenario.yaml:14: spec.work[0].seconds: -5 is less than" in result.stdout
