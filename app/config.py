@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the hook imports this module too, and needs no Flask
+    from app.gate.web import LongPollLimits
 
 
 class ConfigError(ValueError):
@@ -33,6 +38,19 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _long_polls(env: Mapping[str, str], threads: int) -> LongPollLimits:
+    from app.gate.web import LongPollLimits
+
+    name = "LONG_POLL_LIMIT"
+    raw = env.get(name) or None
+    if raw is not None and not re.fullmatch(r"[0-9]+", raw.strip()):
+        raise ConfigError(f"{name} must be a whole number of long-polls, got {raw!r}")
+    try:
+        return LongPollLimits.for_threads(threads, None if raw is None else int(raw))
+    except ValueError as exc:
+        raise ConfigError(f"{name} {exc}" if raw else f"--threads {exc}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     version: str
@@ -40,9 +58,11 @@ class Settings:
     default_seconds: float
     max_seconds: float
     shutdown_timeout: float
+    long_polls: LongPollLimits
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, threads: int = 32) -> Settings:
+        """``threads``: the server's request threads, which bound the long-polls."""
         env = os.environ if env is None else env
         settings = cls(
             version=env.get("APP_VERSION") or package_version(),
@@ -50,6 +70,7 @@ class Settings:
             default_seconds=_seconds(env, "OPERATION_DEFAULT_SECONDS", 30.0),
             max_seconds=_seconds(env, "OPERATION_MAX_SECONDS", 3600.0),
             shutdown_timeout=_seconds(env, "SHUTDOWN_TIMEOUT_SECONDS", 3600.0),
+            long_polls=_long_polls(env, threads),
         )
         if settings.default_seconds > settings.max_seconds:
             raise ConfigError(

@@ -7,6 +7,11 @@ SIGTERM (what Kubernetes sends) does not stop the worker at once: the gate
 refuses new work, the worker keeps answering status queries, and only when
 every operation has finished (or ``shutdown_timeout`` passed) does the worker
 begin gunicorn's own graceful stop.
+
+Long-polls hold a request thread each, so they are capped below ``threads``
+(see :class:`app.gate.web.LongPollLimits`); the worker class
+(:mod:`app.worker`) keeps silent or surplus connections from holding threads
+or the accept loop, and answers gunicorn's own errors in JSON.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -78,13 +84,28 @@ def _release_long_polls_on_quick_stop(worker: Any) -> None:
 
 
 class Server(BaseApplication):  # type: ignore[misc]
-    def __init__(self, host: str, port: int, threads: int, access_log: bool) -> None:
-        self.settings = Settings.from_env()
+    """``gate_factory`` makes the worker's gate (in the worker, so a restarted
+    worker gets a new one); tests use it to give the gate a thread factory."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        threads: int,
+        access_log: bool,
+        gate_factory: Callable[[], Gate] = Gate,
+    ) -> None:
+        self.settings = Settings.from_env(threads=threads)
+        self.gate_factory = gate_factory
         self.options: dict[str, Any] = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": 1,
-            "worker_class": "gthread",
+            "worker_class": "app.worker.Worker",  # gthread, see app/worker.py
             "threads": threads,
+            # gunicorn's default, said out loud: connections open at once,
+            # idle ones included; app.worker closes the longest-idle one
+            # rather than stop accepting at this limit.
+            "worker_connections": 1000,
             # The master must outwait the worker's drain, or it would SIGKILL
             # the worker while operations still run.
             "graceful_timeout": math.ceil(self.settings.shutdown_timeout) + 10,
@@ -108,7 +129,7 @@ class Server(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        return create_app(self.settings)
+        return create_app(self.settings, self.gate_factory())
 
 
 def serve(host: str, port: int, threads: int = 32, access_log: bool = False) -> None:

@@ -35,7 +35,9 @@ def free_port() -> int:
 class AppProcess:
     """One ``python -m app serve`` process; its log goes to a file for failures."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, threads: int = 32) -> None:
+    def __init__(
+        self, env: Mapping[str, str] | None = None, threads: int = 32, module: str = "app"
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.endpoint = f"127.0.0.1:{self.port}"
@@ -45,6 +47,7 @@ class AppProcess:
         self.log_path = Path(self._log_file.name)
         self.env = {**os.environ, "UPGRADE_GATE_TOKEN": TOKEN, **(env or {})}
         self.threads = threads
+        self.module = module  # another entry point taking `serve`'s arguments (test servers)
         self.proc: subprocess.Popen[bytes] | None = None
         self.session = requests.Session()
 
@@ -53,7 +56,7 @@ class AppProcess:
             [
                 sys.executable,
                 "-m",
-                "app",
+                self.module,
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -114,6 +117,13 @@ class AppProcess:
     def wait(self, timeout: float) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker only: gunicorn's master starts a new one on the same
+        address, as a container restart keeps the pod's name and IP."""
+        assert self.proc is not None
+        for pid in _children(self.proc.pid):
+            os.kill(pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """SIGKILL master and worker: the pod vanishes without a word."""

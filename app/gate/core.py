@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("upgrade_gate")
 
@@ -31,12 +31,14 @@ class State(StrEnum):
 
 
 class WorkRefusedError(Exception):
-    """New work was refused; ``reason`` says why ("draining" or "shutting down")."""
+    """New work was refused; ``reason`` says why: "draining", "shutting down" or
+    "cannot start" (the system refused a thread for it)."""
 
-    def __init__(self, reason: str, status: Status) -> None:
+    def __init__(self, reason: str, status: Status, detail: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class Status:
     lease_holder: str | None = None
     lease_expires_in: float | None = None
     running: tuple[str, ...] = ()
+    instance: str = ""
 
     @property
     def upgradeable(self) -> bool:
@@ -101,6 +104,13 @@ class _Counters:
     refused: int = 0
 
 
+class Startable(Protocol):
+    def start(self) -> None: ...
+
+
+ThreadFactory = Callable[..., Startable]
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -110,6 +120,9 @@ class Gate:
 
     ``history`` bounds how many finished records are kept, so a long-lived pod
     does not grow without limit; running records are never dropped.
+    ``instance`` names this gate, and so the process holding it: a restarted
+    process answers with a new one. ``thread_factory`` makes the threads of
+    :meth:`run_in_background` (``threading.Thread``'s signature).
     """
 
     def __init__(
@@ -118,7 +131,10 @@ class Gate:
         history: int = 1000,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        thread_factory: ThreadFactory = threading.Thread,
     ) -> None:
+        self.instance: str = uuid.uuid4().hex
+        self._thread_factory = thread_factory
         self._cond = threading.Condition()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -211,7 +227,9 @@ class Gate:
         """Register a unit of work and run it in its own thread.
 
         Registration happens before the thread starts, so the caller's answer
-        ("accepted") and the gate's state can never disagree.
+        ("accepted") and the gate's state can never disagree. A thread that
+        cannot start (the system's thread limit) ends the record as failed and
+        raises :class:`WorkRefusedError` ("cannot start").
         """
         op = self.begin(name, **details)
 
@@ -223,7 +241,12 @@ class Gate:
             else:
                 self.finish(op.id)
 
-        threading.Thread(target=runner, name=f"operation-{op.id}", daemon=True).start()
+        thread = self._thread_factory(target=runner, name=f"operation-{op.id}", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread"
+            self.finish(op.id, f"cannot start: {exc}")
+            raise WorkRefusedError("cannot start", self.status(), detail=str(exc)) from exc
         return op
 
     # -- queries ------------------------------------------------------------
@@ -331,6 +354,7 @@ class Gate:
             lease_holder=self._lease.holder if self._lease else None,
             lease_expires_in=round(self._lease.remaining(now), 3) if self._lease else None,
             running=tuple(self._running),
+            instance=self.instance,
         )
 
     def _expire_lease_locked(self) -> None:

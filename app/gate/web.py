@@ -3,7 +3,8 @@
 The contract is read across versions: the hook of release N+1 talks to the app
 of release N. Fields are only ever added; ``contract`` names the version.
 Clients should read ``upgradeable`` (``isUpgradeable`` is kept for the original
-demo's clients) and may rely on the status code: 200 upgradeable, 503 busy.
+demo's clients) and may rely on the status code: 200 upgradeable, 503 busy,
+429 when too many long-polls already wait (retry after ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from app.gate.core import Gate, Status, WorkRefusedError
 
@@ -22,6 +28,7 @@ MAX_WAIT_SECONDS = 60.0
 MAX_LEASE_SECONDS = 3600.0
 DEFAULT_LEASE_SECONDS = 30.0
 RETRY_AFTER_SECONDS = 2
+LONG_POLL_RETRY_AFTER_SECONDS = 1
 EXTENSION_KEY = "upgrade_gate"
 
 
@@ -41,11 +48,18 @@ def json_error(status: int, error: str, **extra: Any) -> Response:
 
 def json_object_body() -> dict[str, Any]:
     """The request body as a JSON object; an empty body is an empty object."""
-    raw = request.get_data(cache=True)
+    try:
+        raw = request.get_data(cache=True)
+    except HTTPException:  # too large (413): already a clear answer
+        raise
+    except Exception as exc:  # the server could not read it (malformed chunks, say)
+        raise InputError(f"body could not be read: {exc}") from None
     if not raw.strip():
         return {}
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise InputError("body is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -64,15 +78,20 @@ def number_in_range(
         return default
     # bool is an int in Python, but `true` is not a duration.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InputError(f"{name} must be a number, got {json.dumps(value)}")
-    number = float(value)
-    if not math.isfinite(number):
+        raise InputError(f"{name} must be a number, got {_brief(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
         raise InputError(f"{name} must be a finite number")
-    if number <= 0:
-        raise InputError(f"{name} must be positive, got {value}")
-    if number > maximum:
-        raise InputError(f"{name} must be at most {maximum:g}, got {value}")
-    return number
+    # Compared before any float(): an integer of 400 digits has no float.
+    if value <= 0:
+        raise InputError(f"{name} must be positive, got {_brief(value)}")
+    if value > maximum:
+        raise InputError(f"{name} must be at most {maximum:g}, got {_brief(value)}")
+    return float(value)
+
+
+def _brief(value: object, limit: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def status_body(status: Status) -> dict[str, Any]:
@@ -84,37 +103,112 @@ def status_body(status: Status) -> dict[str, Any]:
         "running": list(status.running),
         "draining": status.draining,
         "shutting_down": status.shutting_down,
+        "instance": status.instance,
     }
     if status.draining:
         body["lease"] = {"holder": status.lease_holder, "expires_in": status.lease_expires_in}
     return body
 
 
+_REFUSALS = {
+    "draining": (
+        "draining",
+        "an upgrade is waiting for this pod: new work is refused until it proceeds",
+    ),
+    "shutting down": ("shutting_down", "this pod is shutting down: send new work to another pod"),
+    "cannot start": (
+        "cannot_start",
+        "this pod cannot start the work now ({detail}): retry later or on another pod",
+    ),
+}
+
+
+def status_fields(status: Status) -> dict[str, Any]:
+    """The status fields that go along with an error (``contract`` marks answers only)."""
+    return {k: v for k, v in status_body(status).items() if k != "contract"}
+
+
 def refused_response(exc: WorkRefusedError) -> Response:
+    error, message = _REFUSALS.get(exc.reason, _REFUSALS["shutting down"])
     response = json_error(
-        503,
-        exc.reason if exc.reason == "draining" else "shutting_down",
-        message=(
-            "an upgrade is waiting for this pod: new work is refused until it proceeds"
-            if exc.reason == "draining"
-            else "this pod is shutting down: send new work to another pod"
-        ),
-        **{k: v for k, v in status_body(exc.status).items() if k != "contract"},
+        503, error, message=message.format(detail=exc.detail), **status_fields(exc.status)
     )
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def too_many_long_polls(status: Status) -> Response:
+    response = json_error(
+        429,
+        "too_many_long_polls",
+        message=(
+            "too many long-polls already wait on this pod: retry after "
+            f"{LONG_POLL_RETRY_AFTER_SECONDS}s, or ask without ?wait"
+        ),
+        **status_fields(status),
+    )
+    response.headers["Retry-After"] = str(LONG_POLL_RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@dataclass(frozen=True)
+class LongPollLimits:
+    """How many long-polls may wait at once.
+
+    Each waiting long-poll holds one of the server's request threads, so the
+    sum must stay below their number: the rest answer probes and ``/drain``.
+    ``anonymous`` long-polls need no token; ``authorized`` ones carry the
+    drain token (the hook's) and have their own allowance on top, so that no
+    crowd of anonymous ones keeps the hook out.
+    """
+
+    anonymous: int = 16
+    authorized: int = 4
+
+    @classmethod
+    def for_threads(cls, threads: int, anonymous: int | None = None) -> LongPollLimits:
+        """Half the threads for anonymous long-polls, an eighth (at least one)
+        for the hook's, and at least a quarter (at least one) always free.
+
+        Raises ``ValueError`` if ``anonymous`` (instead of half) leaves less free.
+        """
+        if threads < 2:
+            raise ValueError(f"must be at least 2 (one stays free for probes), got {threads}")
+        authorized = max(1, threads // 8)
+        most = threads - authorized - max(1, threads // 4)
+        if anonymous is None:
+            anonymous = max(0, min(threads // 2, most))
+        elif not 0 <= anonymous <= most:
+            raise ValueError(
+                f"must be at most {most} with {threads} threads ({authorized} more are kept "
+                f"for the hook's long-polls, {threads - authorized - most} for probes and /drain)"
+            )
+        return cls(anonymous=anonymous, authorized=authorized)
 
 
 class UpgradeGate:
     """Exposes a :class:`Gate` over HTTP: ``/upgradeable`` and ``/drain``.
 
     ``token`` protects ``/drain``; without one, fencing is disabled (403) so
-    that nobody can block deployments anonymously.
+    that nobody can block deployments anonymously. ``long_polls`` caps the
+    long-polls waiting at once (see :class:`LongPollLimits`); set it below
+    your server's request threads.
     """
 
-    def __init__(self, gate: Gate, *, token: str | None, app: Flask | None = None) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        *,
+        token: str | None,
+        app: Flask | None = None,
+        long_polls: LongPollLimits | None = None,
+    ) -> None:
         self.gate = gate
         self.token = token or None
+        self.long_polls = long_polls or LongPollLimits()
+        self._anonymous_slots = threading.BoundedSemaphore(self.long_polls.anonymous)
+        self._authorized_slots = threading.BoundedSemaphore(self.long_polls.authorized)
         if app is not None:
             self.init_app(app)
 
@@ -140,9 +234,15 @@ class UpgradeGate:
                 wait = float(wait_arg)
             except ValueError:
                 raise InputError(f"wait must be a number of seconds, got {wait_arg!r}") from None
-            status = self.gate.wait_upgradeable(
-                number_in_range(wait, "wait", maximum=MAX_WAIT_SECONDS)
-            )
+            wait = number_in_range(wait, "wait", maximum=MAX_WAIT_SECONDS)
+            with self._long_poll_slot() as admitted:
+                if admitted:
+                    status = self.gate.wait_upgradeable(wait)
+                else:
+                    # No slot: an answer that needs no waiting is still given.
+                    status = self.gate.status()
+                    if not (status.upgradeable or status.shutting_down):
+                        return too_many_long_polls(status)
         response = jsonify(status_body(status))
         if not status.upgradeable:
             response.status_code = 503
@@ -171,16 +271,40 @@ class UpgradeGate:
         holder = request.args.get("holder", "anonymous")[:253]
         return jsonify(status_body(self.gate.undrain(holder)))
 
+    @contextmanager
+    def _long_poll_slot(self) -> Iterator[bool]:
+        """Hold a long-poll slot while the block runs; ``False`` if none is free.
+
+        A request with the token tries its own allowance first, then the
+        anonymous one.
+        """
+        pools = [self._anonymous_slots]
+        if self._token_matches():
+            pools.insert(0, self._authorized_slots)
+        for pool in pools:
+            if pool.acquire(blocking=False):
+                try:
+                    yield True
+                finally:
+                    pool.release()
+                return
+        yield False
+
+    def _token_matches(self) -> bool:
+        if self.token is None:
+            return False
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), self.token.encode()
+        )
+
     def _authorize(self) -> Response | None:
         if self.token is None:
             return json_error(
                 403,
                 "drain is disabled: no token is configured (set UPGRADE_GATE_TOKEN)",
             )
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), self.token.encode()
-        ):
+        if not self._token_matches():
             response = json_error(401, "a valid 'Authorization: Bearer <token>' is required")
             response.headers["WWW-Authenticate"] = 'Bearer realm="upgrade-gate"'
             return response

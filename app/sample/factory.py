@@ -17,13 +17,17 @@ from app.sample.operations import bp as operations_bp
 log = logging.getLogger(__name__)
 
 
+MAX_BODY_BYTES = 1024 * 1024  # bodies here are a few dozen bytes of JSON; 1 MiB is ample
+
+
 def create_app(settings: Settings | None = None, gate: Gate | None = None) -> Flask:
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
     gate = gate or Gate()
-    UpgradeGate(gate, token=settings.token, app=app)
+    UpgradeGate(gate, token=settings.token, app=app, long_polls=settings.long_polls)
     app.register_blueprint(operations_bp)
     metrics = registry_for(gate)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from app.testing import TOKEN, AppProcess
 
@@ -95,3 +96,52 @@ def test_bad_lease_is_a_400(app: AppProcess, ttl: str) -> None:
     )
     assert response.status_code == 400
     assert "ttl" in response.json()["error"]
+
+
+HUGE = "1" + "0" * 400  # an integer no float can hold
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (f'{{"seconds": {HUGE}}}', "at most 3600"),
+        (f'{{"seconds": -{HUGE}}}', "must be positive"),
+        ("[" * 100_000, "nested too deeply"),
+        ('{"seconds": ' + "[" * 100_000, "nested too deeply"),
+    ],
+)
+def test_numbers_too_big_for_a_float_and_deep_nesting_are_a_400(
+    app: AppProcess, body: str, complaint: str
+) -> None:
+    response = app.post("/operations", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert complaint in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [(f'{{"ttl": {HUGE}}}', "at most 3600"), ('{"ttl": ' + "[" * 100_000, "nested too deeply")],
+)
+def test_a_lease_too_big_for_a_float_or_too_deep_is_a_400(
+    app: AppProcess, body: str, complaint: str
+) -> None:
+    response = app.post(
+        "/drain",
+        data=body,
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert complaint in response.json()["error"]
+
+
+def test_a_body_over_the_size_limit_is_a_json_413(app: AppProcess) -> None:
+    # Its own connection: the server stops reading the body and drops the
+    # connection after the answer, which a reused one would only see later.
+    response = requests.post(
+        f"{app.url}/operations",
+        data=b'{"seconds": 1, "pad": "' + b"x" * 2_000_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]

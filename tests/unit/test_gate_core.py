@@ -8,6 +8,7 @@ import pytest
 
 from app.gate import Gate, State, WorkRefusedError
 from app.testing import eventually
+from tests.unit.thread_limited_app import UnstartableThread
 
 
 def test_upgradeable_only_when_the_last_of_overlapping_operations_ends() -> None:
@@ -120,3 +121,21 @@ def test_history_is_bounded_but_running_records_are_kept() -> None:
     records = gate.operations()
     assert len(records) == 3
     assert keep.id in {r.id for r in records}
+
+
+def test_a_thread_that_cannot_start_ends_its_record_and_refuses() -> None:
+    gate = Gate(thread_factory=UnstartableThread)
+    with pytest.raises(WorkRefusedError) as refused:
+        gate.run_in_background("x", lambda op: None)
+    assert refused.value.reason == "cannot start"
+    assert refused.value.detail == "can't start new thread"
+    (record,) = gate.operations()
+    assert (record.state, record.error) == (State.FAILED, "cannot start: can't start new thread")
+    assert gate.status().upgradeable
+    assert gate.wait_idle(0.05) is True
+
+
+def test_each_gate_names_itself() -> None:
+    first, second = Gate(), Gate()
+    assert first.instance != second.instance
+    assert first.status().instance == first.instance

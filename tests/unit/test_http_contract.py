@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import pytest
@@ -19,7 +20,8 @@ def _at(stamp: str) -> datetime:
 def test_idle_pod_is_upgradeable(app: AppProcess) -> None:
     response = app.get("/upgradeable")
     assert response.status_code == 200
-    assert response.json() == {
+    body = response.json()
+    assert body == {
         "contract": CONTRACT,
         "upgradeable": True,
         "isUpgradeable": True,
@@ -27,7 +29,35 @@ def test_idle_pod_is_upgradeable(app: AppProcess) -> None:
         "running": [],
         "draining": False,
         "shutting_down": False,
+        "instance": body.get("instance"),
     }
+    assert re.fullmatch(r"[0-9a-f]{32}", body["instance"])
+
+
+def test_every_status_answer_names_the_same_process_instance(app: AppProcess) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    instance = app.status()["instance"]
+    assert app.get("/upgradeable", params={"wait": 1}).json()["instance"] == instance
+    assert app.drain(ttl=60).json()["instance"] == instance
+    refused = app.post("/start", json={"seconds": 0.1})
+    assert (refused.status_code, refused.json()["instance"]) == (503, instance)
+    assert app.delete("/drain", headers=auth).json()["instance"] == instance
+
+
+def test_a_restarted_process_on_the_same_address_has_a_new_instance(app: AppProcess) -> None:
+    """A container restart keeps the pod's name and IP: only ``instance`` tells."""
+    before = app.status()["instance"]
+    app.kill_worker()  # gunicorn's master starts a new worker: a new process, same address
+
+    def new_instance() -> str | None:
+        try:
+            instance: str = app.status()["instance"]
+        except requests.RequestException:
+            return None
+        return instance if instance != before else None
+
+    after = eventually(new_instance, timeout=30, what="a new worker answers")
+    assert re.fullmatch(r"[0-9a-f]{32}", after)
 
 
 @pytest.mark.parametrize("path", ["/start", "/operations"])
