@@ -1,8 +1,11 @@
-"""``python -m app``: ``serve`` runs the sample app, ``wait`` is the pre-upgrade hook.
+"""``python -m app``: ``serve`` runs the sample app, ``wait`` is the pre-upgrade hook,
+``release`` lifts the fences on the pods an upgrade or rollback left running.
 
 Exit codes of ``wait``: 0 every pod idle (or none exist), 1 not idle by the
 deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 143 terminated
-by SIGTERM or SIGINT (fences released; a Job may retry).
+by SIGTERM or SIGINT (fences released; a Job may retry). ``release`` exits 0
+even when a pod cannot be reached (its lease runs out on its own), 2 on bad
+usage, 3 when forbidden.
 """
 
 from __future__ import annotations
@@ -15,11 +18,16 @@ import socket
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from app import logs
 from app.config import ConfigError
 
+if TYPE_CHECKING:
+    from app.hook.pods import PodSource
+
 log = logging.getLogger("upgrade_gate.cli")
+MIN_POLL, MAX_POLL = 0.5, 60.0
 
 
 def _positive(text: str) -> float:
@@ -36,6 +44,22 @@ def _non_negative(text: str) -> float:
     if text.strip() in ("0", "0.0"):
         return 0.0
     return _positive(text)
+
+
+def _poll(text: str) -> float:
+    value = _positive(text)
+    if not MIN_POLL <= value <= MAX_POLL:
+        raise argparse.ArgumentTypeError(
+            f"must be between {MIN_POLL:g} and {MAX_POLL:g} seconds (the app's longest "
+            f"long-poll): {text!r}"
+        )
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -61,23 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hold an upgrade until every pod is idle (the pre-upgrade hook)",
         description="Fence every pod of the release, wait until all are idle, or fail safe.",
     )
-    where = wait.add_mutually_exclusive_group()
-    where.add_argument(
-        "--selector", "-l", help="label selector of the release's pods (Kubernetes mode)"
-    )
-    where.add_argument("--endpoints", help="static pods as host:port,host:port (no Kubernetes API)")
-    where.add_argument(
-        "--endpoints-file",
-        type=Path,
-        help="static pods, one host:port per line, re-read during the wait",
-    )
-    wait.add_argument(
-        "--namespace", "-n", help="default: the service account's namespace, else the kubeconfig's"
-    )
-    wait.add_argument(
-        "--port", default="http", help="the app's container port, by number or name (default: http)"
-    )
-    wait.add_argument("--kubeconfig", help="default: in-cluster config, else ~/.kube/config")
+    _pod_options(wait)
     wait.add_argument(
         "--timeout",
         type=_positive,
@@ -98,9 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wait.add_argument(
         "--poll",
-        type=_positive,
+        type=_poll,
         default=10.0,
-        help="longest single long-poll in seconds (the app allows up to 60)",
+        help=f"longest single long-poll in seconds, {MIN_POLL:g} to {MAX_POLL:g} (the app's limit)",
+    )
+    wait.add_argument(
+        "--replicas",
+        type=_count,
+        help="with --template-hash: the replicas the upgrade keeps (more pods on the new "
+        "template than this are gated too: a scale-down removes some)",
     )
     wait.add_argument(
         "--no-fence",
@@ -108,12 +122,45 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="only wait, do not fence (for apps without /drain)",
     )
-    wait.add_argument(
+
+    release = sub.add_parser(
+        "release",
+        help="lift the fences on pods that stay (the post-rollback hook)",
+        description="Lift the fence on every pod of the release that runs --template-hash "
+        "(the pods a rollback or an upgrade keeps), so they take work again at once.",
+    )
+    _pod_options(release)
+    return parser
+
+
+def _pod_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--selector", "-l", help="label selector of the release's pods (Kubernetes mode)"
+    )
+    where.add_argument("--endpoints", help="static pods as host:port,host:port (no Kubernetes API)")
+    where.add_argument(
+        "--endpoints-file",
+        type=Path,
+        help="static pods, one host:port per line, re-read during the wait",
+    )
+    parser.add_argument(
+        "--namespace", "-n", help="default: the service account's namespace, else the kubeconfig's"
+    )
+    parser.add_argument(
+        "--port", default="http", help="the app's container port, by number or name (default: http)"
+    )
+    parser.add_argument("--kubeconfig", help="default: in-cluster config, else ~/.kube/config")
+    parser.add_argument(
+        "--template-hash",
+        help="the pod template the upgrade rolls out (the chart's upgrade-gate/template-hash "
+        "annotation): wait skips pods already on it, release lifts fences only on them",
+    )
+    parser.add_argument(
         "--token-env",
         default="UPGRADE_GATE_TOKEN",
         help="environment variable holding the drain token",
     )
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,48 +172,65 @@ def main(argv: list[str] | None = None) -> int:
 
             serve(args.host, args.port, threads=args.threads, access_log=args.access_log)
             return 0
-        return _wait(args)
+        return _wait(args) if args.command == "wait" else _release(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
-def _wait(args: argparse.Namespace) -> int:
-    from app.hook import Exit, Options, Waiter
-    from app.hook.pods import (
-        FileSource,
-        KubernetesSource,
-        PodSource,
-        SourceError,
-        StaticSource,
-        parse_endpoint,
+USAGE = 2
+
+
+def _usage(args: argparse.Namespace, message: str) -> int:
+    print(f"python -m app {args.command}: error: {message}", file=sys.stderr)
+    return USAGE
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    token = os.environ.get(args.token_env) or None
+    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
+        raise ValueError(
+            f"${args.token_env} holds characters that cannot travel in an HTTP header "
+            "(use printable ASCII without spaces)"
+        )
+    return token
+
+
+def _source(args: argparse.Namespace) -> PodSource:
+    """The pod source the arguments name; ValueError or SourceError if they cannot work."""
+    from app.hook.pods import FileSource, KubernetesSource, StaticSource, parse_endpoint
+
+    if args.endpoints:
+        return StaticSource([parse_endpoint(e) for e in args.endpoints.split(",") if e])
+    if args.endpoints_file:
+        return FileSource(args.endpoints_file)
+    if not args.selector:
+        raise ValueError("one of --selector, --endpoints, --endpoints-file is required")
+    return KubernetesSource(
+        args.selector,
+        args.port,
+        args.namespace,
+        args.kubeconfig,
+        template_hash=args.template_hash,
+        replicas=getattr(args, "replicas", None),
     )
 
-    usage = "python -m app wait: error:"
-    if not (args.selector or args.endpoints or args.endpoints_file):
-        print(
-            f"{usage} one of --selector, --endpoints, --endpoints-file is required", file=sys.stderr
-        )
-        return Exit.USAGE
+
+def _wait(args: argparse.Namespace) -> int:
+    from app.hook import Exit, Options, Waiter
+    from app.hook.pods import ForbiddenError, SourceError
+
     if args.fence and args.lease <= args.poll / 2:
-        print(f"{usage} --lease ({args.lease:g}s) must exceed half of --poll", file=sys.stderr)
-        return Exit.USAGE
-    source: PodSource
+        return _usage(args, f"--lease ({args.lease:g}s) must exceed half of --poll")
     try:
-        if args.endpoints:
-            source = StaticSource([parse_endpoint(e) for e in args.endpoints.split(",") if e])
-        elif args.endpoints_file:
-            source = FileSource(args.endpoints_file)
-        else:
-            source = KubernetesSource(args.selector, args.port, args.namespace, args.kubeconfig)
+        token = _token(args)
+        source = _source(args)
     except ValueError as exc:
-        print(f"{usage} {exc}", file=sys.stderr)
-        return Exit.USAGE
+        return _usage(args, str(exc))
     except SourceError as exc:
         log.error("%s", exc)
-        return exc.exit_code
+        return Exit.FORBIDDEN if isinstance(exc, ForbiddenError) else Exit.USAGE
 
-    token = os.environ.get(args.token_env) or None
     if args.fence and token is None:
         log.warning("no token in $%s: pods will refuse the fence", args.token_env)
     waiter = Waiter(
@@ -190,3 +254,21 @@ def _wait(args: argparse.Namespace) -> int:
     outcome = waiter.run()
     (log.info if outcome.code == Exit.OK else log.error)("%s", outcome.summary)
     return int(outcome.code)
+
+
+def _release(args: argparse.Namespace) -> int:
+    from app.hook import Exit
+    from app.hook.pods import ForbiddenError, KubernetesSource, SourceError
+    from app.hook.release import release_fences
+
+    try:
+        token = _token(args)
+        source = _source(args)
+        pods = source.staying_pods() if isinstance(source, KubernetesSource) else source.list_pods()
+    except ValueError as exc:
+        return _usage(args, str(exc))
+    except SourceError as exc:
+        log.error("%s", exc)
+        return Exit.FORBIDDEN if isinstance(exc, ForbiddenError) else Exit.USAGE
+    log.info("%s", release_fences(pods, token, f"release/{socket.gethostname()}"))
+    return Exit.OK

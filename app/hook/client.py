@@ -23,6 +23,7 @@ class Answer:
     status: int = 0
     body: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    retry_after: float | None = None
 
     @property
     def reachable(self) -> bool:
@@ -45,6 +46,12 @@ class Answer:
     def running(self) -> list[str]:
         running = self.body.get("running")
         return [str(r) for r in running] if isinstance(running, list) else []
+
+    @property
+    def instance(self) -> str | None:
+        """The app process that answered (a restart makes a new one); None from older apps."""
+        instance = self.body.get("instance")
+        return instance if isinstance(instance, str) and instance else None
 
     @property
     def active(self) -> int | None:
@@ -102,7 +109,19 @@ class PodClient:
                 status=response.status_code,
                 error=f"HTTP {response.status_code} without a JSON object body",
             )
-        return Answer(status=response.status_code, body=body)
+        return Answer(
+            status=response.status_code,
+            body=body,
+            retry_after=_seconds(response.headers.get("Retry-After")),
+        )
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        value = float(header) if header else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < 3600 else None
 
 
 def _reason(exc: BaseException) -> str:

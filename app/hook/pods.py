@@ -2,38 +2,85 @@
 
 A source answers "which pods must be idle right now?". It is asked again and
 again during the wait, so pods that appear are gated too and pods that are
-gone stop counting.
+gone stop counting. The rule of membership, for the Kubernetes API:
+
+- every pod of the release counts unless it is terminating (a deletion
+  timestamp: it takes no new work and Helm is not waiting on it), finished
+  (Succeeded or Failed), or one whose containers never ran and cannot start
+  (ErrImagePull, ImagePullBackOff, InvalidImageName, CreateContainerConfigError,
+  CreateContainerError, with no restart: there is no process to hold work);
+- a pod with no IP yet counts as *not yet gated*: never idle, until it has an
+  address, is fenced and seen idle, or is gone;
+- a pod that a ReplicaSet of the release still has to create counts the same
+  way (a placeholder), so a replacement of a deleted pod is waited for even
+  before it exists;
+- with ``template_hash`` (the pod template the upgrade rolls out), a pod that
+  already runs that template is not replaced by the upgrade and is not gated,
+  unless there are more of them than ``replicas`` (a scale-down removes some,
+  and nobody knows which).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+TEMPLATE_HASH_ANNOTATION = "upgrade-gate/template-hash"
+# Waiting reasons of a container that has never run and cannot start by itself.
+CANNOT_START = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+    }
+)
+
+log = logging.getLogger("upgrade_gate.hook")
 
 
 class SourceError(Exception):
-    """The pods cannot be listed; ``exit_code`` says how the hook should end."""
+    """The pods cannot be listed right now; the wait retries until its deadline."""
 
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+
+class ForbiddenError(SourceError):
+    """RBAC refuses the listing: retrying cannot help."""
+
+
+class MisconfiguredError(SourceError):
+    """The source cannot work as configured (bad file, unknown port name)."""
 
 
 @dataclass(frozen=True, order=True)
 class Pod:
-    """One pod to gate: ``name`` identifies it across listings."""
+    """One pod to gate: ``uid`` identifies it across listings, ``name`` is for people.
+
+    ``host`` is None while the pod has no address: it is counted, but not yet
+    gated (``waiting`` says why).
+    """
 
     name: str
-    host: str
-    port: int
+    uid: str
+    host: str | None = None
+    port: int | None = None
+    waiting: str | None = None
+
+    @property
+    def addressable(self) -> bool:
+        return self.host is not None and self.port is not None
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}" if self.addressable else "(no address)"
 
     @property
     def base_url(self) -> str:
-        host = self.host
+        host = self.host or ""
         try:
             if ipaddress.ip_address(host).version == 6:
                 host = f"[{host}]"
@@ -56,7 +103,7 @@ def parse_endpoint(text: str) -> Pod:
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"endpoint must be host:port, got {text!r}")
-    return Pod(name=text, host=host, port=int(port_text))
+    return Pod(name=text, uid=text, host=host, port=int(port_text))
 
 
 @dataclass
@@ -76,10 +123,14 @@ class FileSource:
     """Endpoints, one ``host:port`` per line, re-read at every listing.
 
     Removing a line is how a static pod "goes away"; a missing file means no
-    pods. Lines starting with ``#`` are comments.
+    pods. Lines starting with ``#`` are comments. A file that no longer parses
+    after it once did is being rewritten: that listing is retried, not taken
+    for "no pods". Replace the file atomically (write, then rename) for exact
+    answers.
     """
 
     path: Path
+    _read_once: bool = False
 
     @property
     def description(self) -> str:
@@ -91,24 +142,23 @@ class FileSource:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise SourceError(f"cannot read {self.path}: {exc.strerror}", 2) from None
+            raise MisconfiguredError(f"cannot read {self.path}: {exc.strerror}") from None
         try:
-            return [
+            pods = [
                 parse_endpoint(line)
                 for line in text.splitlines()
                 if line.strip() and not line.lstrip().startswith("#")
             ]
         except ValueError as exc:
-            raise SourceError(f"{self.path}: {exc}", 2) from None
+            if self._read_once:
+                raise SourceError(f"{self.path} changed under the reader: {exc}") from None
+            raise MisconfiguredError(f"{self.path}: {exc}") from None
+        self._read_once = True
+        return pods
 
 
 class KubernetesSource:
-    """Running pods matching a label selector, through the Kubernetes API.
-
-    Terminating pods (with a deletion timestamp) and finished pods do not
-    count: they take no new work and Helm is not waiting on them. A pod that
-    has no IP yet cannot be running work; it is gated once it has one.
-    """
+    """The release's pods through the Kubernetes API (see the module's rule)."""
 
     def __init__(
         self,
@@ -117,6 +167,8 @@ class KubernetesSource:
         namespace: str | None = None,
         kubeconfig: str | None = None,
         request_timeout: float = 10.0,
+        template_hash: str | None = None,
+        replicas: int | None = None,
     ) -> None:
         from kubernetes import client, config
 
@@ -126,51 +178,132 @@ class KubernetesSource:
             else:
                 config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
         except config.ConfigException as exc:
-            raise SourceError(f"no Kubernetes configuration: {exc}", 2) from None
+            raise MisconfiguredError(f"no Kubernetes configuration: {exc}") from None
         self.namespace = namespace or _default_namespace(kubeconfig)
         self.selector = selector
         self.port = port
         self.request_timeout = request_timeout
+        self.template_hash = template_hash
+        self.replicas = replicas
         self.api = client.CoreV1Api()
+        self.apps = client.AppsV1Api()
+        self._notes: dict[str, str] = {}
 
     @property
     def description(self) -> str:
-        return f"pods matching {self.selector!r} in namespace {self.namespace!r}"
+        text = f"pods matching {self.selector!r} in namespace {self.namespace!r}"
+        if self.template_hash:
+            text += f" that this upgrade replaces (new pod template {self.template_hash})"
+        return text
 
     def list_pods(self) -> list[Pod]:
+        pods = self._call("pods", lambda: self.api.list_namespaced_pod)
+        sets = self._call("replicasets", lambda: self.apps.list_namespaced_replica_set)
+        gated, kept, notes, live_by_owner = self._classify(pods.items)
+        if kept and self.replicas is not None and len(kept) > self.replicas:
+            for pod in kept:
+                notes[pod.name] = (
+                    f"runs the new pod template, but {len(kept)} do and {self.replicas} will "
+                    "stay: gated, as any of them may be removed"
+                )
+            gated += kept
+        else:
+            for pod in kept:
+                notes[pod.name] = "runs the new pod template already: not replaced, not gated"
+        gated += self._not_yet_created(sets.items, live_by_owner)
+        self._log_notes(notes)
+        return sorted(gated)
+
+    def staying_pods(self) -> list[Pod]:
+        """The addressable pods on ``template_hash`` (all of them without one)."""
+        pods = self._call("pods", lambda: self.api.list_namespaced_pod)
+        gated, kept, _, _ = self._classify(pods.items)
+        return sorted(p for p in (kept if self.template_hash else gated) if p.addressable)
+
+    def _classify(
+        self, items: list[Any]
+    ) -> tuple[list[Pod], list[Pod], dict[str, str], dict[str, int]]:
+        """(pods to gate, pods on the new template, notes by pod, live pods by owner UID)."""
+        notes: dict[str, str] = {}
+        live_by_owner: dict[str, int] = {}
+        gated: list[Pod] = []
+        kept: list[Pod] = []
+        for item in items:
+            meta, status = item.metadata, item.status
+            if meta is None or status is None or meta.deletion_timestamp is not None:
+                continue
+            if status.phase not in ("Pending", "Running"):
+                continue
+            for owner in meta.owner_references or []:
+                live_by_owner[owner.uid] = live_by_owner.get(owner.uid, 0) + 1
+            name, uid = str(meta.name), str(meta.uid)
+            if reason := _cannot_start(item):
+                notes[name] = f"cannot start ({reason}) and never ran: it holds no work"
+                continue
+            pod = self._pod(item, name, uid)
+            annotations = meta.annotations or {}
+            if self.template_hash and annotations.get(TEMPLATE_HASH_ANNOTATION) == (
+                self.template_hash
+            ):
+                kept.append(pod)
+            else:
+                gated.append(pod)
+        return gated, kept, notes, live_by_owner
+
+    def _pod(self, item: Any, name: str, uid: str) -> Pod:
+        port = self._resolve_port(item)
+        if port is None:
+            raise MisconfiguredError(f"pod {name} has no container port named {self.port!r}")
+        if not item.status.pod_ip:
+            return Pod(name, uid, None, port, waiting=f"no IP yet ({item.status.phase})")
+        return Pod(name, uid, str(item.status.pod_ip), port)
+
+    @staticmethod
+    def _not_yet_created(replica_sets: list[Any], live_by_owner: dict[str, int]) -> list[Pod]:
+        """Placeholders for pods a ReplicaSet of the release still has to create."""
+        missing = []
+        for rs in replica_sets:
+            if rs.metadata is None or rs.metadata.deletion_timestamp is not None:
+                continue
+            wanted = (rs.spec.replicas if rs.spec else 0) or 0
+            short = wanted - live_by_owner.get(str(rs.metadata.uid), 0)
+            missing += [
+                Pod(
+                    name=f"{rs.metadata.name}-<not created yet #{i + 1}>",
+                    uid=f"{rs.metadata.uid}/missing/{i}",
+                    waiting=f"ReplicaSet {rs.metadata.name} wants {wanted}, has not created it yet",
+                )
+                for i in range(max(0, short))
+            ]
+        return missing
+
+    def _call(self, resource: str, method: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
-            pods = self.api.list_namespaced_pod(
-                self.namespace,
-                label_selector=self.selector,
-                _request_timeout=self.request_timeout,
+            return method()(
+                self.namespace, label_selector=self.selector, _request_timeout=self.request_timeout
             )
         except ApiException as exc:
             if exc.status in (401, 403):
-                raise SourceError(
-                    f"forbidden: cannot list pods in namespace {self.namespace!r}; the hook's "
-                    f"ServiceAccount needs verb 'list' on resource 'pods' (API: "
-                    f"{_api_message(exc)})",
-                    3,
+                raise ForbiddenError(
+                    f"forbidden: cannot list {resource} in namespace {self.namespace!r}; the "
+                    f"hook's ServiceAccount needs verb 'list' on resource '{resource}' (API: "
+                    f"{_api_message(exc)})"
                 ) from None
-            raise SourceError(f"listing pods failed: {exc.status} {_api_message(exc)}", 1) from exc
+            raise SourceError(
+                f"listing {resource} failed: {exc.status} {_api_message(exc)}"
+            ) from exc
         except HTTPError as exc:
             # The API server itself being away is transient: the caller retries.
-            raise SourceError(f"Kubernetes API unreachable: {exc}", 1) from exc
-        found = []
-        for item in pods.items:
-            meta, status = item.metadata, item.status
-            if meta is None or status is None or meta.deletion_timestamp is not None:
-                continue
-            if status.phase not in ("Pending", "Running") or not status.pod_ip:
-                continue
-            port = self._resolve_port(item)
-            if port is None:
-                raise SourceError(f"pod {meta.name} has no container port named {self.port!r}", 2)
-            found.append(Pod(name=str(meta.name), host=str(status.pod_ip), port=port))
-        return sorted(found)
+            raise SourceError(f"Kubernetes API unreachable: {exc}") from exc
+
+    def _log_notes(self, notes: dict[str, str]) -> None:
+        for name, note in notes.items():
+            if self._notes.get(name) != note:
+                log.info("pod %s %s", name, note)
+        self._notes = notes
 
     def _resolve_port(self, pod: Any) -> int | None:
         if self.port.isdigit():
@@ -180,6 +313,19 @@ class KubernetesSource:
                 if port.name == self.port:
                     return int(port.container_port)
         return None
+
+
+def _cannot_start(pod: Any) -> str | None:
+    """The waiting reason if no container of the pod ever ran and none can start."""
+    statuses = pod.status.container_statuses or []
+    reasons = []
+    for status in statuses:
+        waiting = status.state.waiting if status.state else None
+        ran = status.restart_count or (status.last_state and status.last_state.terminated)
+        if waiting is None or waiting.reason not in CANNOT_START or ran:
+            return None
+        reasons.append(str(waiting.reason))
+    return ", ".join(sorted(set(reasons))) or None
 
 
 def _in_cluster() -> bool:

@@ -1,16 +1,27 @@
 """Hold an upgrade until every pod of the release is idle, or fail safe.
 
-One thread per pod fences it (a drain lease, renewed every third of its
-length) and long-polls ``/upgradeable``. A fenced pod that is idle cannot take
-new work, so it stays idle while its lease holds; its thread then swaps the
-short lease for the ``hold`` lease that covers Helm's rollout, and the pod is
-*ready*. The main thread lists the pods again and again, so pods that appear
-are gated too and pods that are gone stop counting, and lets the upgrade
-proceed when a fresh listing shows every pod ready.
+The rule (what counts is the pod source's: see ``app/hook/pods.py``):
 
-On the deadline, or SIGTERM, every fence is released so the old pods take
-work again, and the hook fails: Helm then changes nothing. If the hook itself
-dies, the leases run out on their own.
+- **Who counts.** Every pod the source lists, keyed by its UID. A pod with no
+  address yet is *not yet gated*: it is never idle until it has an address,
+  has been fenced and seen idle, or is gone. A pod whose address changes is
+  gated again from the start.
+- **When a pod is gated.** Its own thread fences it (a drain lease, renewed
+  every third of its length) and long-polls ``/upgradeable``. A fenced pod that
+  answers idle cannot take new work while the lease holds; the thread then
+  swaps the short lease for the ``hold`` lease that covers Helm's rollout, and
+  the pod is *ready*. The pod's process is part of its identity: an answer
+  from another ``instance`` (the container restarted) drops the pod back to
+  "not fenced" and it is fenced and asked again.
+- **What ends the wait.** When a fresh listing shows every counted pod ready,
+  one final round fences every pod again (with the hold lease) and each must
+  answer idle in that very answer; then one more listing must show the same
+  pods. Only then does the hook exit 0. Every pod gone is confirmed by a
+  second listing before it counts as "nothing to wait for".
+- **Failing safe.** On the deadline, or SIGTERM, every fence this hook placed
+  is released (the summary names any pod where that failed) and the hook
+  fails: Helm then changes nothing. If the hook itself dies, the leases run
+  out on their own.
 """
 
 from __future__ import annotations
@@ -18,17 +29,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TypeVar
 
 from app.hook.client import Answer, PodClient
-from app.hook.pods import Pod, PodSource, SourceError
+from app.hook.pods import ForbiddenError, MisconfiguredError, Pod, PodSource, SourceError
 
 log = logging.getLogger("upgrade_gate.hook")
 T = TypeVar("T")
+
+# A busy answer that comes back sooner than this (a pod shutting down, an app
+# that ignores ?wait, a 429) is not asked again before it has passed.
+MIN_POLL_INTERVAL = 0.5
 
 
 class Exit(IntEnum):
@@ -64,20 +79,52 @@ class Outcome:
     summary: str
 
 
+@dataclass(frozen=True)
+class Changes:
+    """How a listing differs from the pods known so far, by UID."""
+
+    gone: list[str]
+    moved: list[Pod]  # same UID, other address: gated again
+    new: list[Pod]
+
+
+def diff(known: Mapping[str, Pod], listed: Iterable[Pod]) -> Changes:
+    current = {pod.uid: pod for pod in listed}
+    return Changes(
+        gone=[uid for uid in known if uid not in current],
+        moved=[p for uid, p in current.items() if uid in known and known[uid] != p],
+        new=[p for uid, p in current.items() if uid not in known],
+    )
+
+
 @dataclass
 class _PodState:
     pod: Pod
-    client: PodClient
+    client: PodClient | None
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     lease: float = 0.0  # of the last fence that held; 0 while not fenced
+    fenced: bool = False  # a fence of ours reached the pod at least once
     idle: bool = False
     idle_at: float | None = None
+    instance: str | None = None
     last: Answer | None = None
     fence_refusal: str | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep until ``seconds`` pass, the pod is woken, or its gating stops."""
+        self.wake.wait(max(0.0, seconds))
+        self.wake.clear()
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.wake.set()
 
     def describe_busy(self) -> str:
         pod = self.pod.name
+        if not self.pod.addressable:
+            return f"{pod} (not yet gated: {self.pod.waiting or 'no address'})"
         if self.fence_refusal:
             return f"{pod} (refused the fence: {self.fence_refusal})"
         if self.last is None:
@@ -124,66 +171,91 @@ class Waiter:
         )
         first_listing = True
         listing_error: str | None = None
+        empty_since: float | None = None
         try:
             while True:
+                pods, attempted = None, False
                 try:
-                    pods: list[Pod] | None = self.source.list_pods()
+                    pods = self.source.list_pods()
                     listing_error = None
+                except (ForbiddenError, MisconfiguredError) as exc:
+                    self._release_all()
+                    code = Exit.FORBIDDEN if isinstance(exc, ForbiddenError) else Exit.USAGE
+                    return Outcome(code, str(exc))
                 except SourceError as exc:
-                    if exc.exit_code != Exit.NOT_IDLE:
-                        self._release_all()
-                        return Outcome(Exit(exc.exit_code), str(exc))
                     if listing_error != str(exc):
                         log.warning("%s; retrying", exc)
-                    listing_error, pods = str(exc), None
+                    listing_error = str(exc)
                 if pods is not None:
                     self._reconcile(pods)
-                    if not pods:
+                    if not pods and first_listing:
                         return Outcome(Exit.OK, self._no_pods_summary(first_listing))
                     first_listing = False
-                    if self._all_ready() and (options.fence or self._confirm_idle()):
-                        return self._success()
+                    if pods:
+                        empty_since = None
+                    elif empty_since is None:
+                        empty_since = self.clock()
+                        log.info("no pod listed any more: confirming on a later listing")
+                    elif self.clock() - empty_since >= options.discovery_interval:
+                        return Outcome(Exit.OK, self._no_pods_summary(first_listing))
+                    if pods and self._all_ready():
+                        attempted = True
+                        if self._final_round() and (confirmed := self._confirm_listing()):
+                            return confirmed
                 if self._terminated:
-                    self._release_all()
+                    released = self._release_all()
                     return Outcome(
                         Exit.TERMINATED,
-                        f"{self._terminated}: fences released, the upgrade must not proceed; "
+                        f"{self._terminated}: {released}, the upgrade must not proceed; "
                         f"{self._busy_summary()}",
                     )
                 if self.clock() >= deadline:
-                    self._release_all()
+                    released = self._release_all()
                     reason = f"listing pods failed: {listing_error}" if listing_error else None
                     return Outcome(
                         Exit.NOT_IDLE,
-                        f"deadline of {options.timeout:g}s reached, fences released: "
+                        f"deadline of {options.timeout:g}s reached, {released}: "
                         f"{reason or self._busy_summary()}",
                     )
                 with self._cond:
-                    if not self._all_ready_locked():
+                    if attempted or not self._all_ready_locked() or empty_since is not None:
                         remaining = max(0.0, deadline - self.clock())
                         self._cond.wait(min(options.discovery_interval, remaining))
         finally:
             self._stop_all()
 
     def _reconcile(self, pods: Iterable[Pod]) -> None:
-        current = {pod.name: pod for pod in pods}
         with self._cond:
-            for name in list(self._pods):
-                if current.get(name) != self._pods[name].pod:
-                    self._pods.pop(name).stop.set()
-                    log.info("pod %s is gone: no longer counted", name)
-            for name, pod in current.items():
-                if name in self._pods:
-                    continue
-                state = _PodState(pod, self._client(pod))
-                self._pods[name] = state
-                where = f"{pod.host}:{pod.port}"
-                log.info("gating pod %s%s", name, "" if where == name else f" at {where}")
-                threading.Thread(
-                    target=self._watch, args=(state,), name=f"pod-{name}", daemon=True
-                ).start()
+            changes = diff({uid: s.pod for uid, s in self._pods.items()}, pods)
+            for uid in changes.gone:
+                state = self._pods.pop(uid)
+                state.halt()
+                log.info("pod %s is gone: no longer counted", state.pod.name)
+            for pod in changes.moved:
+                self._pods.pop(pod.uid).halt()
+                log.info("pod %s is now at %s: gating it again", pod.name, pod.where)
+                self._start(pod)
+            for pod in changes.new:
+                self._start(pod)
+            if changes.gone or changes.moved or changes.new:
+                self._cond.notify_all()
+
+    def _start(self, pod: Pod) -> None:
+        """Count ``pod``; gate it if it has an address (the caller holds the lock)."""
+        if not pod.addressable:
+            self._pods[pod.uid] = _PodState(pod, None)
+            log.info("pod %s: not yet gated (%s); it cannot count as idle", pod.name, pod.waiting)
+            return
+        state = _PodState(pod, self._client(pod))
+        self._pods[pod.uid] = state
+        log.info("gating pod %s%s", pod.name, "" if pod.where == pod.name else f" at {pod.where}")
+        threading.Thread(
+            target=self._watch, args=(state,), name=f"pod-{pod.name}", daemon=True
+        ).start()
 
     def _ready(self, state: _PodState) -> bool:
+        if not state.pod.addressable:
+            return False
         if not self.options.fence:
             return state.idle
         return state.idle and state.lease >= self.options.final_lease
@@ -195,10 +267,39 @@ class Waiter:
     def _all_ready_locked(self) -> bool:
         return bool(self._pods) and all(self._ready(s) for s in self._pods.values())
 
-    def _confirm_idle(self) -> bool:
-        """Without fences a pod can take new work at any moment: ask all at once."""
+    def _final_round(self) -> bool:
+        """Every pod, at once, must answer idle with this hook's fence in place."""
         with self._cond:
             states = list(self._pods.values())
+        if not self.options.fence:
+            return self._confirm_idle(states)
+
+        def fence(state: _PodState) -> Answer | None:
+            with state.lock:
+                if state.stop.is_set():
+                    return None
+                return self._client(state.pod).fence(self.options.final_lease)
+
+        answers = self._for_each(states, fence)
+        failed = []
+        for state, answer in zip(states, answers, strict=True):
+            if answer is None:
+                failed.append(state.pod.name)
+            elif answer.status == 200 and answer.understood:
+                self._observe(state, answer, lease=self.options.final_lease, fenced=True)
+                if not answer.upgradeable:
+                    failed.append(state.pod.name)
+            else:
+                self._record_failure(state, answer, answer.describe() if answer.reachable else None)
+                failed.append(state.pod.name)
+        if failed:
+            log.info("final round: not idle under the fence: %s", ", ".join(sorted(failed)))
+            for state in states:
+                state.wake.set()
+        return not failed
+
+    def _confirm_idle(self, states: list[_PodState]) -> bool:
+        """Without fences a pod can take new work at any moment: ask all at once."""
         answers = self._for_each(states, lambda s: PodClient(s.pod.base_url, None).upgradeable())
         busy = [(s, a) for s, a in zip(states, answers, strict=True) if not a.upgradeable]
         with self._cond:
@@ -207,6 +308,19 @@ class Waiter:
         if busy:
             log.info("confirmation round: busy again: %s", ", ".join(s.pod.name for s, _ in busy))
         return not busy
+
+    def _confirm_listing(self) -> Outcome | None:
+        """Success, if a listing after the final round shows the very same pods."""
+        try:
+            pods = self.source.list_pods()
+        except SourceError:
+            return None  # the loop lists again and reports the error
+        with self._cond:
+            same = {p.uid: p for p in pods} == {u: s.pod for u, s in self._pods.items()}
+        if not same:
+            self._reconcile(pods)
+            return None
+        return self._success()
 
     def _success(self) -> Outcome:
         with self._cond:
@@ -238,10 +352,14 @@ class Waiter:
 
     def _watch(self, state: _PodState) -> None:
         options = self.options
+        client = state.client
+        assert client is not None
         backoff = _Backoff()
         renew_at = 0.0
         while not state.stop.is_set():
-            if options.fence and (self.clock() >= renew_at or self._wants_hold(state)):
+            if options.fence and (
+                self.clock() >= renew_at or self._wants_hold(state) or not state.lease
+            ):
                 ttl = options.final_lease if state.idle else options.lease
                 answer = self._fence(state, ttl)
                 if answer is None:
@@ -249,31 +367,36 @@ class Waiter:
                 if not (answer.status == 200 and answer.understood):
                     refusal = answer.describe() if answer.reachable else None
                     self._record_failure(state, answer, refusal)
-                    state.stop.wait(backoff.next())
+                    state.pause(answer.retry_after or backoff.next())
                     continue
                 renew_at = self.clock() + options.lease / 3
                 backoff.reset()
                 # /drain answers with the pod's status as of the fence: fresh.
-                self._observe(state, answer, lease=ttl)
+                self._observe(state, answer, lease=ttl, fenced=True)
                 continue
             if state.idle and options.fence:
                 # Fenced and idle stays idle: nothing to ask until the renewal.
-                state.stop.wait(max(0.0, renew_at - self.clock()))
+                state.pause(max(0.0, renew_at - self.clock()))
                 continue
             wait = options.poll
             if options.fence:
                 wait = min(wait, max(0.05, renew_at - self.clock()))
-            answer = state.client.upgradeable(0.0 if state.idle else wait)
+            asked = self.clock()
+            answer = client.upgradeable(0.0 if state.idle else wait)
             if state.stop.is_set():
                 return
             if not answer.understood:
                 self._record_failure(state, answer, None)
-                state.stop.wait(backoff.next())
+                state.pause(answer.retry_after or backoff.next())
                 continue
             backoff.reset()
-            self._observe(state, answer, lease=state.lease)
+            self._observe(state, answer, lease=state.lease, fenced=False)
             if state.idle and not options.fence:
-                state.stop.wait(options.discovery_interval)
+                state.pause(options.discovery_interval)
+            elif not state.idle:
+                # A long-poll that came back busy before its time: do not spin.
+                pause = max(answer.retry_after or 0.0, MIN_POLL_INTERVAL)
+                state.pause(max(0.0, min(pause, wait) - (self.clock() - asked)))
 
     def _wants_hold(self, state: _PodState) -> bool:
         return state.idle and state.lease < self.options.final_lease
@@ -283,18 +406,28 @@ class Waiter:
         # Fencing and releasing share a lock, so a renewal already on the wire
         # cannot land after the release and fence the pod again.
         with state.lock:
-            if state.stop.is_set():
+            if state.stop.is_set() or state.client is None:
                 return None
             return state.client.fence(ttl)
 
-    def _observe(self, state: _PodState, answer: Answer, lease: float) -> None:
+    def _observe(self, state: _PodState, answer: Answer, lease: float, fenced: bool) -> None:
         with self._cond:
             was_idle, previous = state.idle, state.last
+            if answer.instance and state.instance and answer.instance != state.instance:
+                # Another process answers at this address: what we knew (our
+                # fence, its idleness) was about the one before.
+                log.warning("pod %s: restarted (new app process): gating it again", state.pod.name)
+                was_idle, previous, state.idle_at = False, None, None
+                if not fenced:
+                    lease = 0.0
+            state.instance = answer.instance or state.instance
+            if fenced:
+                state.fenced = True
             if lease and not state.lease:
                 log.info("pod %s: fenced (lease %gs)", state.pod.name, lease)
             state.last, state.idle, state.lease, state.fence_refusal = (
                 answer,
-                answer.upgradeable,
+                answer.upgradeable and (bool(lease) or not self.options.fence),
                 lease,
                 None,
             )
@@ -313,7 +446,9 @@ class Waiter:
                     state.pod.name,
                     f"{len(running)} operation(s) running: {', '.join(running)}"
                     if running
-                    else answer.describe(),
+                    else answer.describe()
+                    if answer.active != 0
+                    else "not fenced yet",
                 )
             self._cond.notify_all()
 
@@ -338,29 +473,35 @@ class Waiter:
 
     # -- endings -------------------------------------------------------------
 
-    def _release_all(self) -> None:
+    def _release_all(self) -> str:
+        """Lift every fence this hook placed; say truthfully how that went."""
         with self._cond:
             states = list(self._pods.values())
         for state in states:
-            state.stop.set()
+            state.halt()
         if not self.options.fence:
-            return
+            return "nothing fenced"
+        fenced = [s for s in states if s.fenced and s.pod.addressable]
 
-        def release(state: _PodState) -> None:
-            if state.fence_refusal:
-                return
+        def release(state: _PodState) -> str | None:
             with state.lock:  # a fresh client: the pod's own may sit in a long-poll
                 answer = self._client(state.pod).release()
             if answer.status == 200:
                 log.info("pod %s: fence released", state.pod.name)
-            elif state.lease:
-                log.warning(
-                    "pod %s: could not release the fence (%s); its lease runs out on its own",
-                    state.pod.name,
-                    answer.describe(),
-                )
+                return None
+            log.warning(
+                "pod %s: could not release the fence (%s); its lease runs out on its own",
+                state.pod.name,
+                answer.describe(),
+            )
+            return f"{state.pod.name} keeps it until its lease runs out ({answer.describe()})"
 
-        self._for_each(states, release)
+        kept = [k for k in self._for_each(fenced, release) if k]
+        if not kept:
+            return "fences released"
+        return f"fences released on {len(fenced) - len(kept)} of {len(fenced)} pod(s), " + (
+            "; ".join(kept)
+        )
 
     def _client(self, pod: Pod) -> PodClient:
         return PodClient(pod.base_url, self.options.token, self.options.holder)
@@ -368,7 +509,7 @@ class Waiter:
     def _stop_all(self) -> None:
         with self._cond:
             for state in self._pods.values():
-                state.stop.set()
+                state.halt()
 
     @staticmethod
     def _for_each(states: list[_PodState], call: Callable[[_PodState], T]) -> list[T]:

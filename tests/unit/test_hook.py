@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -208,12 +212,150 @@ def test_without_fencing_only_idleness_counts(make_app: AppFactory, hooks: list[
         ["--endpoints", "a:1", "--timeout", "soon"],
         ["--endpoints", "a:1", "--selector", "app=x"],
         ["--endpoints", "a:1", "--lease", "1", "--poll", "10"],
+        ["--endpoints", "a:1", "--poll", "61", "--lease", "120"],
+        ["--endpoints", "a:1", "--poll", "0.001"],
+        ["--endpoints", "a:1", "--replicas", "two"],
+        ["--selector", "app=x", "--kubeconfig", "/nonexistent/kubeconfig"],
     ],
 )
 def test_bad_arguments_exit_2_with_a_reason(args: list[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app", "wait", *args], capture_output=True, text=True, timeout=30
     )
-    assert result.returncode == Exit.USAGE
-    assert "error:" in result.stderr
+    assert result.returncode == Exit.USAGE, result.stderr
+    assert "error" in result.stderr.lower()
     assert "Traceback" not in result.stderr
+
+
+# -- ordinary events during the wait (issue 11) --------------------------------
+
+
+def test_a_restarted_pod_is_gated_again_and_waited_for(
+    make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    restarted, busy = make_app(), make_app()
+    busy.start_operation(2.0)
+    hook = run_hook(hooks, "--endpoints", endpoints(restarted, busy), "--timeout", "30")
+    eventually(lambda: restarted.status()["draining"], what="fenced")
+    # The container restarts: same address, a new process without our fence,
+    # which takes a new operation before the hook asks again.
+    restarted.kill()
+    restarted.start()
+    assert not restarted.status()["draining"]
+    late = restarted.start_operation(4.0)
+
+    assert hook.wait() == Exit.OK, hook.output
+    assert hook.ended_at is not None
+    assert finished_at(restarted, late) <= hook.ended_at
+    # The new process carries the fence too when the hook lets the upgrade go.
+    assert restarted.status()["draining"]
+
+
+def test_a_restarted_idle_pod_is_fenced_again_before_success(
+    make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    restarted, busy = make_app(), make_app()
+    busy.start_operation(1.5)
+    hook = run_hook(hooks, "--endpoints", endpoints(restarted, busy), "--timeout", "30")
+    eventually(lambda: restarted.status()["draining"], what="fenced")
+    restarted.kill()
+    restarted.start()
+    assert hook.wait() == Exit.OK, hook.output
+    assert restarted.status()["draining"], "the new process took work unfenced after success"
+    assert restarted.post("/start", json={"seconds": 0.1}).status_code == 503
+
+
+class _OriginalDemo(BaseHTTPRequestHandler):
+    """The original demo's app: always 200 {"isUpgradeable": false}, ignoring ?wait."""
+
+    requests = 0
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        body = json.dumps({"isUpgradeable": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_pod_that_answers_busy_at_once_is_not_hammered(hooks: list[Hook]) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OriginalDemo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"127.0.0.1:{server.server_address[1]}"
+        hook = run_hook(hooks, "--endpoints", endpoint, "--no-fence", "--timeout", "3", token=None)
+        assert hook.wait() == Exit.NOT_IDLE, hook.output
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Paced at MIN_POLL_INTERVAL (0.5 s): about 6 in 3 s, not hundreds.
+    assert _OriginalDemo.requests <= 12, _OriginalDemo.requests
+
+
+def test_the_deadline_releases_a_fence_whose_renewal_was_refused(
+    make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    idle, busy = make_app(), make_app()
+    busy.start_operation(60)
+    # The idle pod takes the first fence (30 s), then refuses the hold lease
+    # (over the app's 3600 s limit: HTTP 400): it still holds our first fence.
+    hook = run_hook(hooks, "--endpoints", endpoints(idle, busy), "--hold", "4000", "--timeout", "2")
+    assert hook.wait() == Exit.NOT_IDLE, hook.output
+    assert "refused the fence: HTTP 400" in hook.output
+    assert "fences released" in hook.last_line
+    assert not idle.status()["draining"], hook.output
+    assert idle.post("/start", json={"seconds": 0.1}).status_code == 202
+
+
+def test_an_endpoints_file_caught_mid_rewrite_is_not_taken_for_no_pods(
+    make_app: AppFactory, hooks: list[Hook], tmp_path: Path
+) -> None:
+    app = make_app()
+    op_id = app.start_operation(5.0)
+    listing = tmp_path / "pods"
+    listing.write_text(f"{app.endpoint}\n")
+    hook = run_hook(hooks, "--endpoints-file", str(listing), "--timeout", "30")
+    eventually(lambda: app.status()["draining"], what="fenced")
+    # A writer that truncates, then writes slowly: each state lasts under the
+    # hook's 1 s discovery interval, long enough for a listing to see it.
+    for partial in ("", app.endpoint[:5], ""):
+        listing.write_text(partial)
+        time.sleep(0.9)  # the writer's pace is what this test is about
+        assert hook.proc.poll() is None, hook.output
+    listing.write_text(f"{app.endpoint}\n")
+    assert hook.wait() == Exit.OK, hook.output
+    assert hook.ended_at is not None
+    assert finished_at(app, op_id) <= hook.ended_at
+
+
+def test_a_token_that_cannot_be_sent_is_a_usage_error() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "wait", "--endpoints", "a:1"],
+        env={**os.environ, "UPGRADE_GATE_TOKEN": "tökén✓"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == Exit.USAGE
+    assert "UPGRADE_GATE_TOKEN" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_release_lifts_the_fences_of_the_pods_that_stay(make_app: AppFactory) -> None:
+    staying, gone = make_app(), make_app()
+    staying.drain(120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "release", "--endpoints", endpoints(staying, gone)],
+        env={**os.environ, "UPGRADE_GATE_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert not staying.status()["draining"]
+    assert staying.post("/start", json={"seconds": 0.1}).status_code == 202
