@@ -207,8 +207,12 @@ Hook annotations for the gate's objects; .offset lowers the weight, so the
 ServiceAccount, Role and RoleBinding exist before the Job's pod starts.
 */}}
 {{- define "upgrade-gate.hookAnnotations" -}}
-{{- $values := .context.Values.gate -}}
-helm.sh/hook: {{ ternary "pre-upgrade,pre-rollback" "pre-upgrade" $values.preRollback }}
+{{- $values := .context.Values.gate }}
+{{- $events := list "pre-upgrade" -}}
+{{- if $values.preRollback }}{{ $events = append $events "pre-rollback" }}{{ end -}}
+{{- /* The hook's identity serves the post-rollback release Job too. */ -}}
+{{- if and .rbac $values.releaseOnRollback }}{{ $events = append $events "post-rollback" }}{{ end -}}
+helm.sh/hook: {{ .events | default (join "," $events) }}
 helm.sh/hook-weight: {{ sub (int $values.hookWeight) (int .offset) | quote }}
 {{- /* before-hook-creation: an interrupted run's leftovers never make the next one fail "already exists". */}}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded

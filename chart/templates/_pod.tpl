@@ -1,0 +1,118 @@
+{{/*
+The app's pod template, in one place because two things read it: the
+Deployment, and the hook, which must know which pods the upgrade replaces.
+The template's own hash (rendered with .hash empty) goes into its
+upgrade-gate/template-hash annotation; a pod whose annotation equals the hash
+the hook is given runs the new template already, so this upgrade does not
+replace it (a config-only upgrade replaces none, and the hook fences none).
+*/}}
+{{- define "upgrade-gate.podTemplate" -}}
+{{- $root := .root -}}
+metadata:
+  labels:
+    {{- include "upgrade-gate.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: app
+    {{- with $root.Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/drain-token: {{ include "upgrade-gate.tokenChecksum" $root }}
+    {{- with .hash }}
+    upgrade-gate/template-hash: {{ . | quote }}
+    {{- end }}
+    {{- with $root.Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  # The app never calls the Kubernetes API; only the hook does.
+  automountServiceAccountToken: false
+  enableServiceLinks: false
+  terminationGracePeriodSeconds: {{ include "upgrade-gate.terminationGracePeriodSeconds" $root }}
+  {{- with $root.Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  {{- with $root.Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    {{- toYaml $root.Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: app
+      image: {{ include "upgrade-gate.image" $root | quote }}
+      imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+      args:
+        - serve
+        - --host
+        - 0.0.0.0
+        - --port
+        - "8080"
+        - --threads
+        - {{ int $root.Values.app.threads | quote }}
+      ports:
+        - name: http
+          containerPort: 8080
+          protocol: TCP
+      env:
+        - name: UPGRADE_GATE_TOKEN
+          valueFrom:
+            secretKeyRef:
+              name: {{ include "upgrade-gate.tokenSecretName" $root }}
+              key: {{ $root.Values.drainToken.key }}
+        {{- with $root.Values.app.version }}
+        - name: APP_VERSION
+          value: {{ . | quote }}
+        {{- end }}
+        - name: OPERATION_DEFAULT_SECONDS
+          value: {{ int $root.Values.app.operationDefaultSeconds | quote }}
+        - name: OPERATION_MAX_SECONDS
+          value: {{ int $root.Values.app.operationMaxSeconds | quote }}
+        - name: SHUTDOWN_TIMEOUT_SECONDS
+          value: {{ int $root.Values.app.shutdownTimeoutSeconds | quote }}
+        - name: LOG_LEVEL
+          value: {{ $root.Values.app.logLevel | quote }}
+        {{- with $root.Values.app.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      readinessProbe:
+        {{- toYaml $root.Values.readinessProbe | nindent 8 }}
+      livenessProbe:
+        {{- toYaml $root.Values.livenessProbe | nindent 8 }}
+      {{- if gt (int $root.Values.app.preStopSleepSeconds) 0 }}
+      lifecycle:
+        preStop:
+          exec:
+            command: ["sleep", {{ int $root.Values.app.preStopSleepSeconds | quote }}]
+      {{- end }}
+      securityContext:
+        {{- toYaml $root.Values.securityContext | nindent 8 }}
+      {{- with $root.Values.resources }}
+      resources:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      volumeMounts:
+        - name: tmp
+          mountPath: /tmp
+  volumes:
+    {{- include "upgrade-gate.tmpVolume" $root | nindent 4 }}
+  {{- with $root.Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with $root.Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{- define "upgrade-gate.templateHash" -}}
+{{- include "upgrade-gate.podTemplate" (dict "root" . "hash" "") | sha256sum | trunc 16 }}
+{{- end }}
