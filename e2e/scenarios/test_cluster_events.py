@@ -1,0 +1,244 @@
+"""The promise under ordinary cluster events: pods that appear, restart or starve,
+and upgrades that replace nothing.
+
+Each of these broke the promise before the hook's membership rule and the
+app's long-poll cap (issue 11): the replacement of a deleted pod took work
+unfenced and was cut off, a restarted app process took work and was cut off,
+a long-poll flood starved the probes, and a config-only or failed upgrade
+left every pod refusing work for the hold lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from e2e.kube import wait_for
+from e2e.scenario import Scenario
+
+pytestmark = pytest.mark.e2e
+
+TWO_PODS = {"replicaCount": 2}
+
+
+def _try_start(scenario: Scenario, pod: str, seconds: float) -> str | None:
+    """Start an operation: its id, "fenced" if the gate refused it, None if no answer yet."""
+    answer = scenario.kube.call(
+        scenario.namespace, pod, "POST", "/operations", {"seconds": seconds}, timeout=5
+    )
+    if answer.status == 202:
+        return str(answer.body["id"])
+    if answer.status == 503 and answer.body.get("error") == "draining":
+        return "fenced"
+    return None
+
+
+def _fenced(scenario: Scenario, pod: str) -> bool:
+    answer = scenario.kube.call(scenario.namespace, pod, "GET", "/upgradeable", timeout=5)
+    return bool(answer.body.get("draining"))
+
+
+def _accepts_work(scenario: Scenario, pod: str) -> bool:
+    return _try_start(scenario, pod, 0.1) not in (None, "fenced")
+
+
+@pytest.mark.parametrize("force", [True, False], ids=["force", "graceful"])
+def test_the_replacement_of_the_last_busy_pod_is_gated(scenario: Scenario, force: bool) -> None:
+    scenario.install("v1", **TWO_PODS)
+    busy, idle = sorted(p.metadata.name for p in scenario.app_pods())
+    scenario.start_operation(busy, 120)
+
+    with scenario.recording(f"the last busy pod deleted ({'force' if force else 'graceful'})"):
+        upgrade = scenario.upgrade("v2")
+        wait_for(
+            lambda: _fenced(scenario, busy) and _fenced(scenario, idle),
+            timeout=60,
+            what="both pods fenced by the hook",
+        )
+        if force:
+            scenario.delete_pod(busy, force=True)
+        else:
+            scenario.kube.core.delete_namespaced_pod(
+                busy, scenario.namespace, grace_period_seconds=1
+            )
+            scenario.mark(f"pod {busy} deleted (grace 1 s)")
+        replacement = wait_for(
+            lambda: next(
+                (
+                    p
+                    for p in scenario.app_pods()
+                    if p.metadata.name not in (busy, idle) and p.metadata.deletion_timestamp is None
+                ),
+                None,
+            ),
+            timeout=60,
+            what="the replacement pod of the old ReplicaSet",
+        )
+        name, uid = replacement.metadata.name, replacement.metadata.uid
+        # Give the replacement work the moment it answers; the gate may have
+        # fenced it first, which is the promise too.
+        started = wait_for(
+            lambda: _try_start(scenario, name, 15), timeout=120, what=f"{name} answering"
+        )
+        assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
+        _, gate_opened = scenario.hook_verdict(upgrade)
+        scenario.wait_gone(uid, timeout=120)
+
+    timeline = scenario.timeline()
+    replacement_life = timeline.pods[uid]
+    assert replacement_life.ready is not None
+    # The gate waited for the replacement to be gated, whatever it did.
+    assert gate_opened > replacement_life.created
+    assert "not yet gated" in upgrade.output or "not created yet" in upgrade.output, upgrade.output
+    if started != "fenced":
+        op, _ = scenario.survived(started, uid)
+        assert op.finished is not None
+        assert op.finished <= gate_opened
+    assert not any(o.cut_off for o in timeline.operations.values() if o.pod == name)
+
+
+def test_a_restarted_app_process_is_gated_again(scenario: Scenario) -> None:
+    scenario.install("v1", **TWO_PODS)
+    restarted, busy = sorted(p.metadata.name for p in scenario.app_pods())
+    restarted_uid = next(
+        p.metadata.uid for p in scenario.app_pods() if p.metadata.name == restarted
+    )
+    scenario.start_operation(busy, 20)
+
+    with scenario.recording("the app process restarted mid-wait"):
+        upgrade = scenario.upgrade("v2")
+        wait_for(lambda: _fenced(scenario, restarted), timeout=60, what=f"{restarted} fenced")
+        # The worker dies and gunicorn starts a new one: same pod, same IP, a
+        # new process without the hook's fence, which takes new work at once.
+        scenario.kill_app(restarted)
+        op_id = wait_for(
+            lambda: (s := _try_start(scenario, restarted, 30)) not in (None, "fenced") and s,
+            timeout=60,
+            what=f"the new process in {restarted} taking work before the hook fences it",
+        )
+        assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
+        _, gate_opened = scenario.hook_verdict(upgrade)
+        scenario.wait_gone(restarted_uid, timeout=120)
+
+    op, _ = scenario.survived(str(op_id), restarted_uid)
+    assert op.finished is not None
+    assert op.finished <= gate_opened
+    assert "restarted (new app process)" in upgrade.output or "busy" in upgrade.output
+
+
+@contextmanager
+def _long_poll_flood(scenario: Scenario, pod: str, clients: int) -> Iterator[list[int]]:
+    """``clients`` anonymous ``GET /upgradeable?wait=60`` loops; yields their status codes."""
+    stop = threading.Event()
+    statuses: list[int] = []
+
+    def poll() -> None:
+        deadline = time.monotonic() + 300  # bounded, whatever the test does
+        while not stop.is_set() and time.monotonic() < deadline:
+            answer = scenario.kube.call(
+                scenario.namespace, pod, "GET", "/upgradeable?wait=60", timeout=70
+            )
+            statuses.append(answer.status)
+            if answer.status == 429:
+                stop.wait(1.0)  # Retry-After
+
+    threads = [threading.Thread(target=poll, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield statuses
+    finally:
+        stop.set()
+
+
+def test_a_long_poll_flood_does_not_starve_the_pod(scenario: Scenario) -> None:
+    scenario.install("v1")
+    pod = scenario.only_pod()
+    name, uid = pod.metadata.name, pod.metadata.uid
+    op_id = scenario.start_operation(name, 25)
+
+    with scenario.recording("a flood of anonymous long-polls during the wait"):
+        with _long_poll_flood(scenario, name, clients=48) as statuses:
+            upgrade = scenario.upgrade("v2")
+            wait_for(lambda: _fenced(scenario, name), timeout=60, what="fenced despite the flood")
+            # Probes go on answering at once while the flood and the work go on.
+            slowest = 0.0
+            for _ in range(10):
+                asked = time.monotonic()
+                answer = scenario.kube.call(scenario.namespace, name, "GET", "/healthz", timeout=5)
+                slowest = max(slowest, time.monotonic() - asked)
+                assert answer.status == 200, answer
+                ready = scenario.kube.call(scenario.namespace, name, "GET", "/readyz", timeout=5)
+                assert ready.status == 200, ready
+            assert slowest < 2.0, slowest
+            assert 429 in statuses, "the cap never answered"
+            assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
+        scenario.wait_gone(uid, timeout=120)
+
+    scenario.survived(op_id, uid)
+    timeline = scenario.timeline()
+    assert timeline.pods[uid].exited is None or timeline.pods[uid].exit_code == 0
+    live = scenario.kube.pod(scenario.namespace, name)
+    assert live is None or all(c.restart_count == 0 for c in live.status.container_statuses)
+
+
+def test_a_config_only_upgrade_fences_no_pod(scenario: Scenario, each_helm: object) -> None:
+    scenario.install("v1", **TWO_PODS)
+    before = {p.metadata.name: p.metadata.uid for p in scenario.app_pods()}
+
+    with scenario.recording(f"config-only upgrade ({scenario.helm.name})"):
+        # Only the gate's own settings and a PodDisruptionBudget change.
+        upgrade = scenario.upgrade(
+            "v1", gate={"timeoutSeconds": 80}, podDisruptionBudget={"enabled": True}
+        )
+        assert scenario.finish(upgrade, timeout=180, label="config-only upgrade") == 0, (
+            upgrade.output
+        )
+        helm_exited = time.monotonic()
+        for name in before:
+            wait_for(
+                lambda name=name: _accepts_work(scenario, name),  # type: ignore[misc]
+                timeout=5,
+                what=f"{name} taking work within 5 s of helm's exit",
+            )
+        accepted_after = time.monotonic() - helm_exited
+
+    assert {p.metadata.name: p.metadata.uid for p in scenario.app_pods()} == before
+    assert "runs the new pod template already" in upgrade.output, upgrade.output
+    assert accepted_after <= 5.0
+
+
+def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
+    scenario: Scenario, each_helm: object
+) -> None:
+    scenario.install("v1", **TWO_PODS)
+    before = {p.metadata.name: p.metadata.uid for p in scenario.app_pods()}
+    rollback_flag = "--atomic" if scenario.helm.major == 3 else "--rollback-on-failure"
+
+    with scenario.recording(f"a rollout that fails after the hook ({scenario.helm.name})"):
+        # An image that does not exist: the hook lets the upgrade go (nothing
+        # runs), the new pod never starts, helm gives up and rolls back.
+        upgrade = scenario.upgrade("missing-tag", rollback_flag, "--timeout", "40s")
+        code = scenario.finish(upgrade, timeout=240, label="failed rollout, rolled back")
+        helm_exited = time.monotonic()
+        assert code != 0, upgrade.output
+        for name in before:
+            wait_for(
+                lambda name=name: _accepts_work(scenario, name),  # type: ignore[misc]
+                timeout=5,
+                what=f"{name} taking work within 5 s of helm's exit",
+            )
+        accepted_after = time.monotonic() - helm_exited
+
+    assert "upgrade may proceed" in upgrade.output, upgrade.output
+    wait_for(
+        lambda: {p.metadata.name: p.metadata.uid for p in scenario.app_pods()} == before,
+        timeout=60,
+        what="only the old pods left after the rollback",
+    )
+    assert scenario.version_served() == {"v1"}
+    assert accepted_after <= 5.0
