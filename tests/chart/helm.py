@@ -14,6 +14,9 @@ from typing import Any
 
 import yaml
 
+# The pod annotation the hook compares with --template-hash: the chart must write that very key.
+from app.hook.pods import TEMPLATE_HASH_ANNOTATION as TEMPLATE_HASH
+
 CHART = Path(__file__).resolve().parents[2] / "chart"
 RELEASE = "rel"
 NAMESPACE = "apps"
@@ -160,6 +163,44 @@ def labels_of(doc: Manifest) -> dict[str, str]:
 
 def hooks(docs: list[Manifest]) -> list[Manifest]:
     return [doc for doc in docs if "helm.sh/hook" in annotations_of(doc)]
+
+
+def hook_events(doc: Manifest) -> set[str]:
+    """The Helm events a hook object runs on (``helm.sh/hook``, comma-separated)."""
+    return set(annotations_of(doc)["helm.sh/hook"].split(","))
+
+
+def hooks_on(docs: list[Manifest], event: str) -> list[Manifest]:
+    """The hook objects Helm creates on ``event`` (pre-upgrade, post-rollback, ...)."""
+    return [doc for doc in hooks(docs) if event in hook_events(doc)]
+
+
+def jobs_running(docs: list[Manifest], subcommand: str) -> list[Manifest]:
+    """The Jobs whose container runs ``python3 -m app <subcommand>``."""
+    return [
+        doc
+        for doc in find(docs, "Job")
+        if any(c["args"][:1] == [subcommand] for c in pod_template(doc)["spec"]["containers"])
+    ]
+
+
+def gate_job(docs: list[Manifest]) -> Manifest:
+    """The pre-upgrade gate: the one Job running ``app wait``."""
+    found = jobs_running(docs, "wait")
+    assert len(found) == 1, f"expected one Job running 'wait', found {len(found)}"
+    return found[0]
+
+
+def release_job(docs: list[Manifest]) -> Manifest:
+    """The post-rollback Job lifting fences: the one Job running ``app release``."""
+    found = jobs_running(docs, "release")
+    assert len(found) == 1, f"expected one Job running 'release', found {len(found)}"
+    return found[0]
+
+
+def template_hash(docs: list[Manifest]) -> str:
+    """The app pod template's hash, as the Deployment puts it on its pods."""
+    return annotations_of(pod_template(one(docs, "Deployment")))[TEMPLATE_HASH]
 
 
 def pod_template(doc: Manifest) -> Manifest:

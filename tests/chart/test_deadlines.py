@@ -15,6 +15,7 @@ from tests.chart.helm import (
     annotations_of,
     container,
     flag,
+    gate_job,
     one,
 )
 
@@ -25,7 +26,7 @@ HOOK = f"{RELEASE}-upgrade-gate-hook"
 
 def timings(docs: list[Manifest]) -> tuple[int, int, int]:
     """(gate --timeout, Job activeDeadlineSeconds, the helm --timeout the chart asks for)."""
-    job = one(docs, "Job")
+    job = gate_job(docs)
     gate = int(flag(container(job, "gate")["args"], "--timeout"))
     helm_timeout = annotations_of(job)["upgrade-gate/helm-timeout"]
     assert helm_timeout.endswith("s")
@@ -122,7 +123,7 @@ def test_settings_the_programs_refuse_fail_the_render(
 
 def test_no_fence_needs_no_lease(helm: Helm) -> None:
     docs = helm.template({"gate": {"fence": False, "leaseSeconds": 1, "pollSeconds": 60}})
-    assert "--no-fence" in container(one(docs, "Job"), "gate")["args"]
+    assert "--no-fence" in container(gate_job(docs), "gate")["args"]
 
 
 # -- NOTES.txt -------------------------------------------------------------------

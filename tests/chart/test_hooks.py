@@ -1,4 +1,9 @@
-"""The pre-upgrade hook: which objects are hooks, in which order, and what the Job runs."""
+"""The hooks: which objects are hooks, on which events, in which order, and what the Jobs run.
+
+Two Jobs share the hook's ServiceAccount: the pre-upgrade gate (``app wait``)
+and, with ``gate.releaseOnRollback`` and ``gate.fence``, the post-rollback
+release (``app release``), which lifts the fences on the pods that stay.
+"""
 
 from __future__ import annotations
 
@@ -16,42 +21,58 @@ from tests.chart.helm import (
     env,
     find,
     flag,
+    gate_job,
+    hook_events,
     hooks,
+    hooks_on,
     labels_of,
     one,
     pod_template,
+    release_job,
     selector_matches,
+    template_hash,
 )
 
 pytestmark = pytest.mark.chart
 
 HOOK_KINDS = ["ServiceAccount", "Role", "RoleBinding", "Job"]
 HOOK_NAME = f"{RELEASE}-upgrade-gate-hook"
+RELEASE_JOB_NAME = f"{RELEASE}-upgrade-gate-release"
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
 
 
 def weight(doc: Manifest) -> int:
     return int(annotations_of(doc)["helm.sh/hook-weight"])
 
 
-def test_the_hooks_are_the_job_and_its_rbac(default_render: list[Manifest]) -> None:
+def test_the_hooks_are_the_jobs_and_their_rbac(default_render: list[Manifest]) -> None:
     found = sorted((doc["kind"], doc["metadata"]["name"]) for doc in hooks(default_render))
-    assert found == sorted((kind, HOOK_NAME) for kind in HOOK_KINDS)
-    for doc in hooks(default_render):
-        assert annotations_of(doc)["helm.sh/hook"] == "pre-upgrade", doc["kind"]
+    assert found == sorted([*((kind, HOOK_NAME) for kind in HOOK_KINDS), ("Job", RELEASE_JOB_NAME)])
+    events = {
+        (doc["kind"], doc["metadata"]["name"]): hook_events(doc) for doc in hooks(default_render)
+    }
+    assert events == {
+        # The hook's identity serves both Jobs, so it exists on both events.
+        **{(kind, HOOK_NAME): {"pre-upgrade", "post-rollback"} for kind in RBAC_KINDS},
+        ("Job", HOOK_NAME): {"pre-upgrade"},
+        ("Job", RELEASE_JOB_NAME): {"post-rollback"},
+    }
 
 
-def test_rbac_hooks_are_created_before_the_job(default_render: list[Manifest]) -> None:
-    # Helm creates hooks in weight order and runs the Job's pod at once: its
-    # ServiceAccount must exist by then, and the binding before the first API call.
-    ordered = sorted(hooks(default_render), key=weight)
+@pytest.mark.parametrize("event", ["pre-upgrade", "post-rollback"])
+def test_rbac_hooks_are_created_before_the_job(default_render: list[Manifest], event: str) -> None:
+    # Helm creates an event's hooks in weight order and runs a Job's pod at
+    # once: its ServiceAccount must exist by then, and the binding before the
+    # first API call.
+    ordered = sorted(hooks_on(default_render, event), key=weight)
     assert [doc["kind"] for doc in ordered] == HOOK_KINDS
     assert len({weight(doc) for doc in ordered}) == len(HOOK_KINDS), "weights must be distinct"
 
 
 def test_hook_weight_value_moves_the_whole_group(helm: Helm) -> None:
     docs = helm.template({"gate": {"hookWeight": 5}})
-    weights = {doc["kind"]: weight(doc) for doc in hooks(docs)}
-    assert weights["Job"] == 5
+    weights = {doc["kind"]: weight(doc) for doc in hooks(docs) if doc["kind"] != "Job"}
+    assert weight(gate_job(docs)) == weight(release_job(docs)) == 5
     assert weights["ServiceAccount"] < weights["Role"] < weights["RoleBinding"] < 5
 
 
@@ -64,13 +85,13 @@ def test_no_leftover_can_block_the_next_upgrade(default_render: list[Manifest]) 
 
 
 def test_helm_prints_the_hook_log(default_render: list[Manifest]) -> None:
-    job = one(default_render, "Job")
+    job = gate_job(default_render)
     policy = set(annotations_of(job)["helm.sh/hook-output-log-policy"].split(","))
     assert policy == {"hook-failed", "hook-succeeded"}
 
 
 def test_job_retries_only_within_its_deadline(default_render: list[Manifest]) -> None:
-    job = one(default_render, "Job")
+    job = gate_job(default_render)
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] > 0
     assert pod_template(job)["spec"]["restartPolicy"] == "Never"
@@ -80,7 +101,7 @@ def test_job_retries_only_within_its_deadline(default_render: list[Manifest]) ->
 def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
     default_render: list[Manifest],
 ) -> None:
-    rules = one(default_render, "Job")["spec"]["podFailurePolicy"]["rules"]
+    rules = gate_job(default_render)["spec"]["podFailurePolicy"]["rules"]
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
     assert {
         "action": "FailJob",
@@ -93,13 +114,15 @@ def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
 
 
 def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> None:
-    rendered = hooks(helm.template({"gate": {"preRollback": True}}))
-    assert len(rendered) == len(HOOK_KINDS)
-    for doc in rendered:
-        assert annotations_of(doc)["helm.sh/hook"] == "pre-upgrade,pre-rollback", doc["kind"]
-    assert all(
-        "rollback" not in annotations_of(doc)["helm.sh/hook"] for doc in hooks(default_render)
-    )
+    docs = helm.template({"gate": {"preRollback": True}})
+    # The gate and its RBAC run before a rollback too; the release Job stays post-rollback only.
+    assert sorted(doc["kind"] for doc in hooks_on(docs, "pre-rollback")) == sorted(HOOK_KINDS)
+    assert gate_job(docs) in hooks_on(docs, "pre-rollback")
+    assert hook_events(gate_job(docs)) == {"pre-upgrade", "pre-rollback"}
+    assert hook_events(release_job(docs)) == {"post-rollback"}
+    for kind in RBAC_KINDS:
+        assert hook_events(one(docs, kind)) == {"pre-upgrade", "pre-rollback", "post-rollback"}
+    assert hooks_on(default_render, "pre-rollback") == []
 
 
 def test_gate_off_renders_no_hook_at_all(helm: Helm) -> None:
@@ -118,7 +141,7 @@ def test_no_regular_object_is_a_hook(default_render: list[Manifest]) -> None:
 
 
 def test_exact_hook_command(default_render: list[Manifest]) -> None:
-    gate = container(one(default_render, "Job"), "gate")
+    gate = container(gate_job(default_render), "gate")
     assert gate["command"] == ["python3", "-m", "app"]
     assert gate["args"] == [
         "wait",
@@ -135,6 +158,10 @@ def test_exact_hook_command(default_render: list[Manifest]) -> None:
         "120",
         "--poll",
         "10",
+        "--template-hash",
+        template_hash(default_render),
+        "--replicas",
+        "2",
     ]
 
 
@@ -144,16 +171,18 @@ def test_exact_hook_command(default_render: list[Manifest]) -> None:
         {},
         {"fence": False, "timeoutSeconds": 45, "holdSeconds": 0, "pollSeconds": 60},
         {"leaseSeconds": 600, "holdSeconds": 900, "timeoutSeconds": 3000},
+        {"skipUnchangedPods": False},
+        {"skipUnchangedPods": False, "fence": False, "leaseSeconds": 1},
     ],
-    ids=["defaults", "no-fence", "long"],
+    ids=["defaults", "no-fence", "long", "gate-every-pod", "gate-every-pod-no-fence"],
 )
 def test_the_hook_program_accepts_the_rendered_arguments(
     helm: Helm, gate_values: dict[str, object]
 ) -> None:
     # The same parser the image runs: a flag the chart renders and the hook
     # does not know would fail every upgrade with exit 2.
-    docs = helm.template({"gate": gate_values})
-    gate = container(one(docs, "Job"), "gate")
+    docs = helm.template({"gate": gate_values, "replicaCount": 3})
+    gate = container(gate_job(docs), "gate")
     parsed = build_parser().parse_args(gate["args"])
     assert parsed.command == "wait"
     assert parsed.port == "http"
@@ -163,14 +192,21 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     assert parsed.fence is gate_values.get("fence", True)
     if parsed.fence:
         assert parsed.lease > parsed.poll / 2, "the hook refuses a lease shorter than half a poll"
+    if gate_values.get("skipUnchangedPods", True):
+        assert parsed.template_hash == template_hash(docs)
+        assert parsed.replicas == 3
+    else:
+        assert parsed.template_hash is None
+        assert parsed.replicas is None
 
 
 def test_hook_runs_the_new_app_image_by_default(helm: Helm) -> None:
     docs = helm.template({"image": {"repository": "registry.example/app", "tag": "2.0.0"}})
-    gate = container(one(docs, "Job"), "gate")
     app = container(one(docs, "Deployment"), "app")
-    assert gate["image"] == app["image"] == "registry.example/app:2.0.0"
-    assert gate["imagePullPolicy"] == app["imagePullPolicy"] == "IfNotPresent"
+    for job in (gate_job(docs), release_job(docs)):
+        gate = container(job, "gate")
+        assert gate["image"] == app["image"] == "registry.example/app:2.0.0"
+        assert gate["imagePullPolicy"] == app["imagePullPolicy"] == "IfNotPresent"
 
 
 def test_hook_image_and_pull_policy_can_differ(helm: Helm) -> None:
@@ -180,21 +216,23 @@ def test_hook_image_and_pull_policy_can_differ(helm: Helm) -> None:
             "gate": {"image": {"repository": "hook", "digest": "sha256:" + "a" * 64}},
         }
     )
-    gate = container(one(docs, "Job"), "gate")
-    assert gate["image"] == f"hook:0.1.0@sha256:{'a' * 64}"
-    assert gate["imagePullPolicy"] == "Never"
+    for job in (gate_job(docs), release_job(docs)):
+        gate = container(job, "gate")
+        assert gate["image"] == f"hook:0.1.0@sha256:{'a' * 64}"
+        assert gate["imagePullPolicy"] == "Never"
 
 
 def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Manifest]) -> None:
     # A first Argo CD sync runs the hook (PreSync) before the Secret exists;
     # with no pods there is nothing to fence, so the pod must still start.
-    token = env(container(one(default_render, "Job"), "gate"))["UPGRADE_GATE_TOKEN"]
     secret = one(default_render, "Secret")
-    assert token["secretKeyRef"] == {
-        "name": secret["metadata"]["name"],
-        "key": "token",
-        "optional": True,
-    }
+    for job in (gate_job(default_render), release_job(default_render)):
+        token = env(container(job, "gate"))["UPGRADE_GATE_TOKEN"]
+        assert token["secretKeyRef"] == {
+            "name": secret["metadata"]["name"],
+            "key": "token",
+            "optional": True,
+        }
     app_token = env(container(one(default_render, "Deployment"), "app"))["UPGRADE_GATE_TOKEN"]
     assert app_token["secretKeyRef"].get("optional") is not True, (
         "the app must not start unfenceable"
@@ -205,7 +243,7 @@ def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Man
 
 
 def hook_selector(docs: list[Manifest]) -> str:
-    return flag(container(one(docs, "Job"), "gate")["args"], "--selector")
+    return flag(container(gate_job(docs), "gate")["args"], "--selector")
 
 
 def test_selector_matches_the_app_pods_and_not_the_hook_pod(
@@ -213,17 +251,18 @@ def test_selector_matches_the_app_pods_and_not_the_hook_pod(
 ) -> None:
     selector = hook_selector(default_render)
     app_pod = labels_of(pod_template(one(default_render, "Deployment")))
-    hook_pod = labels_of(pod_template(one(default_render, "Job")))
     assert selector_matches(selector, app_pod)
-    assert not selector_matches(selector, hook_pod), "the hook would wait for itself"
+    for job in (gate_job(default_render), release_job(default_render)):
+        hook_pod = labels_of(pod_template(job))
+        assert not selector_matches(selector, hook_pod), "the hook would wait for itself"
 
 
 def test_service_does_not_route_to_the_hook_pod(default_render: list[Manifest]) -> None:
     service_selector = one(default_render, "Service")["spec"]["selector"]
-    hook_pod = labels_of(pod_template(one(default_render, "Job")))
     app_pod = labels_of(pod_template(one(default_render, "Deployment")))
     assert service_selector.items() <= app_pod.items()
-    assert not service_selector.items() <= hook_pod.items()
+    for job in (gate_job(default_render), release_job(default_render)):
+        assert not service_selector.items() <= labels_of(pod_template(job)).items()
 
 
 def test_selector_matches_pods_of_the_previous_chart_version(helm: Helm) -> None:
@@ -248,11 +287,11 @@ def test_selector_matches_pods_of_the_previous_chart_version(helm: Helm) -> None
 def test_hook_sees_the_namespace_through_its_service_account(
     default_render: list[Manifest],
 ) -> None:
-    job = one(default_render, "Job")
-    spec = pod_template(job)["spec"]
-    assert spec["serviceAccountName"] == HOOK_NAME
-    assert spec["automountServiceAccountToken"] is True
-    assert "--namespace" not in container(job, "gate")["args"]
+    for job in (gate_job(default_render), release_job(default_render)):
+        spec = pod_template(job)["spec"]
+        assert spec["serviceAccountName"] == HOOK_NAME
+        assert spec["automountServiceAccountToken"] is True
+        assert "--namespace" not in container(job, "gate")["args"]
     binding = one(default_render, "RoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": HOOK_NAME, "namespace": NAMESPACE}

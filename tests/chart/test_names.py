@@ -12,10 +12,12 @@ from tests.chart.helm import (
     container,
     env,
     flag,
+    gate_job,
     hooks,
     labels_of,
     one,
     pod_template,
+    release_job,
     selector_matches,
 )
 
@@ -50,9 +52,10 @@ def test_two_releases_in_one_namespace_share_no_name(helm: Helm, first: str, sec
 def test_two_releases_do_not_gate_each_other(helm: Helm) -> None:
     alpha = helm.template(release="alpha")
     beta = helm.template(release="beta")
-    selector = flag(container(one(alpha, "Job"), "gate")["args"], "--selector")
-    assert selector_matches(selector, labels_of(pod_template(one(alpha, "Deployment"))))
-    assert not selector_matches(selector, labels_of(pod_template(one(beta, "Deployment"))))
+    for job in (gate_job(alpha), release_job(alpha)):
+        selector = flag(container(job, "gate")["args"], "--selector")
+        assert selector_matches(selector, labels_of(pod_template(one(alpha, "Deployment"))))
+        assert not selector_matches(selector, labels_of(pod_template(one(beta, "Deployment"))))
     assert one(alpha, "Service")["spec"]["selector"] != one(beta, "Service")["spec"]["selector"]
 
 
@@ -67,13 +70,14 @@ def test_names_are_valid_and_leave_room_for_pod_suffixes(helm: Helm, release: st
 def test_references_point_at_rendered_objects(helm: Helm) -> None:
     docs = helm.template(EVERYTHING)
     rendered = names(docs)
-    job = one(docs, "Job")
-    assert ("ServiceAccount", pod_template(job)["spec"]["serviceAccountName"]) in rendered
+    for job in (gate_job(docs), release_job(docs)):
+        account = pod_template(job)["spec"]["serviceAccountName"]
+        assert ("ServiceAccount", account) in rendered, job["metadata"]["name"]
     assert ("Role", one(docs, "RoleBinding")["roleRef"]["name"]) in rendered
-    for kind in ("Deployment", "Job"):
-        main = pod_template(one(docs, kind))["spec"]["containers"][0]
+    for workload in (one(docs, "Deployment"), gate_job(docs), release_job(docs)):
+        main = pod_template(workload)["spec"]["containers"][0]
         secret = env(main)["UPGRADE_GATE_TOKEN"]["secretKeyRef"]["name"]
-        assert ("Secret", secret) in rendered, kind
+        assert ("Secret", secret) in rendered, workload["metadata"]["name"]
 
 
 @pytest.mark.parametrize("release", ["rel", "other"])
@@ -106,7 +110,8 @@ def test_selectors_use_only_stable_labels(default_render: list[Manifest]) -> Non
 def test_overrides_rename_everything(helm: Helm) -> None:
     docs = helm.template({"fullnameOverride": "shop"})
     assert one(docs, "Deployment")["metadata"]["name"] == "shop"
-    assert one(docs, "Job")["metadata"]["name"] == "shop-hook"
+    assert gate_job(docs)["metadata"]["name"] == "shop-hook"
+    assert release_job(docs)["metadata"]["name"] == "shop-release"
     docs = helm.template({"nameOverride": "api"}, release="prod")
     assert one(docs, "Deployment")["metadata"]["name"] == "prod-api"
     assert labels_of(one(docs, "Deployment"))["app.kubernetes.io/name"] == "api"

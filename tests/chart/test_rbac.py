@@ -1,10 +1,18 @@
-"""The hook's RBAC is least privilege, and the app gets no API access at all."""
+"""The hook's RBAC is least privilege, and the app gets no API access at all.
+
+The hook only lists: pods (their IPs, their template hash) and ReplicaSets (a
+replacement pod not created yet counts too). It never gets, watches or writes.
+"""
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 
-from tests.chart.helm import Helm, Manifest, find, one, pod_template
+from tests.chart.helm import Helm, Manifest, find, gate_job, one, pod_template, release_job
 
 pytestmark = pytest.mark.chart
 
@@ -19,10 +27,11 @@ def everything(helm: Helm) -> list[Manifest]:
     return helm.template(EVERYTHING)
 
 
-def test_one_role_reading_pods_only(everything: list[Manifest]) -> None:
+def test_one_role_listing_pods_and_replicasets_only(everything: list[Manifest]) -> None:
     role = one(everything, "Role")
     assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
     ]
 
 
@@ -36,7 +45,7 @@ def test_no_wildcard_or_write_verb_anywhere(everything: list[Manifest]) -> None:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs", "resourceNames"):
                 assert "*" not in rule.get(field, []), (role["metadata"]["name"], field)
-            assert set(rule["verbs"]) <= {"get", "list", "watch"}
+            assert set(rule["verbs"]) == {"list"}, "the hook never gets, watches or writes"
             assert "secrets" not in rule["resources"], "the token comes from env, not the API"
 
 
@@ -52,8 +61,8 @@ def test_binding_gives_the_role_to_the_hook_only(everything: list[Manifest]) -> 
     assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [
         ("ServiceAccount", account["metadata"]["name"])
     ]
-    job = one(everything, "Job")
-    assert pod_template(job)["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    for job in (gate_job(everything), release_job(everything)):
+        assert pod_template(job)["spec"]["serviceAccountName"] == account["metadata"]["name"]
 
 
 def test_app_pods_carry_no_api_credentials(everything: list[Manifest]) -> None:
@@ -66,3 +75,56 @@ def test_app_pods_carry_no_api_credentials(everything: list[Manifest]) -> None:
 def test_hook_service_account_mounts_nothing_by_default(everything: list[Manifest]) -> None:
     # Only the Job's pod opts in; anything else using the account gets no token.
     assert one(everything, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+# -- the Role against what the hook's code calls -----------------------------------
+
+APP = Path(__file__).resolve().parents[2] / "app"
+API_CALL = re.compile(
+    r"^(?P<verb>list|read|watch|create|patch|replace|delete)_namespaced_(?P<kind>[a-z_]+?)"
+    r"(?:_status)?$"
+)
+GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps"}
+
+
+def api_calls() -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every namespaced Kubernetes client method the app names."""
+    clients: dict[str, str] = {}  # attribute holding a client -> its API group
+    methods: list[tuple[str, str]] = []  # (client attribute, method)
+    for source in sorted(APP.rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text(), str(source))):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                called = node.value.func
+                name = called.attr if isinstance(called, ast.Attribute) else None
+                for target in node.targets:
+                    if name in GROUPS and isinstance(target, ast.Attribute):
+                        clients[target.attr] = GROUPS[name]
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and API_CALL.match(node.attr)
+            ):
+                methods.append((node.value.attr, node.attr))
+    calls = set()
+    for holder, method in methods:
+        match = API_CALL.match(method)
+        assert match
+        assert holder in clients, f"{holder}.{method}: which API group?"
+        resource = match["kind"].replace("_", "") + "s"
+        calls.add((clients[holder], resource, match["verb"]))
+    return calls
+
+
+def test_the_role_grants_exactly_what_the_hook_calls(everything: list[Manifest]) -> None:
+    # Least privilege that still works: a call the Role lacks fails every
+    # upgrade with exit 3 (forbidden); a grant no call uses is privilege for nothing.
+    calls = api_calls()
+    assert calls == {("", "pods", "list"), ("apps", "replicasets", "list")}, "the hook changed"
+    granted = {
+        (group, resource, verb)
+        for rule in one(everything, "Role")["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert granted == calls

@@ -7,7 +7,18 @@ import re
 
 import pytest
 
-from tests.chart.helm import Helm, Manifest, annotations_of, container, env, find, one, pod_template
+from tests.chart.helm import (
+    Helm,
+    Manifest,
+    annotations_of,
+    container,
+    env,
+    find,
+    gate_job,
+    one,
+    pod_template,
+    release_job,
+)
 
 pytestmark = pytest.mark.chart
 
@@ -15,6 +26,11 @@ pytestmark = pytest.mark.chart
 def token(docs: list[Manifest]) -> str:
     secret = one(docs, "Secret")
     return base64.b64decode(secret["data"]["token"]).decode()
+
+
+def workloads(docs: list[Manifest]) -> list[tuple[Manifest, str]]:
+    """(workload, its main container): the app and both hook Jobs read the token."""
+    return [(one(docs, "Deployment"), "app"), (gate_job(docs), "gate"), (release_job(docs), "gate")]
 
 
 def checksum(docs: list[Manifest]) -> str:
@@ -27,9 +43,9 @@ def test_a_strong_token_is_generated(default_render: list[Manifest]) -> None:
 
 def test_app_and_hook_read_the_same_secret(default_render: list[Manifest]) -> None:
     name = one(default_render, "Secret")["metadata"]["name"]
-    for kind, main in (("Deployment", "app"), ("Job", "gate")):
-        ref = env(container(one(default_render, kind), main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (name, "token"), kind
+    for workload, main in workloads(default_render):
+        ref = env(container(workload, main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (name, "token"), workload["metadata"]["name"]
 
 
 def test_an_explicit_token_is_used(helm: Helm) -> None:
@@ -55,6 +71,6 @@ def test_changing_the_token_rolls_the_pods(helm: Helm) -> None:
 def test_existing_secret_replaces_the_charts(helm: Helm) -> None:
     docs = helm.template({"drainToken": {"existingSecret": "ops-token", "key": "drain"}})
     assert find(docs, "Secret") == []
-    for kind, main in (("Deployment", "app"), ("Job", "gate")):
-        ref = env(container(one(docs, kind), main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == ("ops-token", "drain"), kind
+    for workload, main in workloads(docs):
+        ref = env(container(workload, main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("ops-token", "drain"), workload["metadata"]["name"]

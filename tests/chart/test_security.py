@@ -1,4 +1,7 @@
-"""Both pods pass Pod Security "restricted", and the app's shutdown timing adds up."""
+"""Every pod (the app's, both hook Jobs') passes Pod Security "restricted".
+
+Also: the app's shutdown timing adds up.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +11,35 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import Helm, Manifest, container, env, one, pod_template
+from tests.chart.helm import (
+    Helm,
+    Manifest,
+    container,
+    env,
+    gate_job,
+    one,
+    pod_template,
+    release_job,
+)
 from tests.chart.podsecurity import restricted_violations
 
 pytestmark = pytest.mark.chart
 
-WORKLOADS = ["Deployment", "Job"]
+WORKLOADS: dict[str, Callable[[list[Manifest]], Manifest]] = {
+    "app": lambda docs: one(docs, "Deployment"),
+    "gate-job": gate_job,
+    "release-job": release_job,
+}
 
 
-@pytest.mark.parametrize("kind", WORKLOADS)
-def test_pods_are_restricted(default_render: list[Manifest], kind: str) -> None:
-    assert restricted_violations(pod_template(one(default_render, kind))["spec"]) == []
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_pods_are_restricted(default_render: list[Manifest], workload: str) -> None:
+    assert restricted_violations(pod_template(WORKLOADS[workload](default_render))["spec"]) == []
 
 
-@pytest.mark.parametrize("kind", WORKLOADS)
-def test_read_only_root_gets_a_writable_tmp(default_render: list[Manifest], kind: str) -> None:
-    doc = one(default_render, kind)
-    spec = pod_template(doc)["spec"]
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_read_only_root_gets_a_writable_tmp(default_render: list[Manifest], workload: str) -> None:
+    spec = pod_template(WORKLOADS[workload](default_render))["spec"]
     volumes = {v["name"]: v for v in spec["volumes"]}
     (main,) = spec["containers"]
     mounts = {m["mountPath"]: m["name"] for m in main["volumeMounts"]}
@@ -38,9 +53,9 @@ def test_security_values_merge_key_by_key(helm: Helm) -> None:
     docs = helm.template(
         {"podSecurityContext": {"runAsUser": 20000}, "securityContext": {"privileged": False}}
     )
-    for kind in WORKLOADS:
-        spec = pod_template(one(docs, kind))["spec"]
-        assert spec["securityContext"]["runAsUser"] == 20000
+    for workload, pick in WORKLOADS.items():
+        spec = pod_template(pick(docs))["spec"]
+        assert spec["securityContext"]["runAsUser"] == 20000, workload
         assert restricted_violations(spec) == []
 
 
