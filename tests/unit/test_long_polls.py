@@ -146,6 +146,8 @@ def test_the_hooks_token_has_its_own_allowance(make_app: AppFactory) -> None:
 )
 def test_a_limit_that_leaves_no_thread_free_stops_the_server(limit: str, complaint: str) -> None:
     app = AppProcess({"LONG_POLL_LIMIT": limit})
-    with pytest.raises(RuntimeError, match=f"LONG_POLL_LIMIT {complaint}"):
-        app.start()
-    app.stop()
+    try:
+        with pytest.raises(RuntimeError, match=f"LONG_POLL_LIMIT {complaint}"):
+            app.start()
+    finally:
+        app.stop()
