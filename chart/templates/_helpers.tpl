@@ -1,7 +1,7 @@
 {{/*
 Names. Every object is named after the release, so two releases in one
-namespace never collide. Names stay within 52 characters, leaving room for the
-longest suffix ("-hook", "-token") and for the pod suffixes Kubernetes adds.
+namespace never collide. Names stay within 58 characters (52 and a suffix such
+as "-hook" or "-token"), leaving room for the pod suffixes Kubernetes adds.
 */}}
 {{- define "upgrade-gate.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
@@ -29,6 +29,28 @@ Too long a name is cut and keeps a digest of the whole, so it stays unique.
 
 {{- define "upgrade-gate.hookName" -}}
 {{- printf "%s-hook" (include "upgrade-gate.fullname" .) }}
+{{- end }}
+
+{{/*
+The post-rollback Job. "-release" is longer than the room fullname leaves:
+a long name is cut to 58 and keeps a digest of the whole, so it stays unique.
+*/}}
+{{- define "upgrade-gate.releaseJobName" -}}
+{{- $full := include "upgrade-gate.fullname" . }}
+{{- $name := printf "%s-release" $full }}
+{{- if gt (len $name) 58 }}
+{{- $name = printf "%s-%s-release" ($full | trunc 41 | trimSuffix "-") (sha256sum $full | trunc 8) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/*
+"true" when the post-rollback Job renders: there are fences to lift only when
+the gate runs and fences. The hook's RBAC is a post-rollback hook then, too.
+*/}}
+{{- define "upgrade-gate.releaseOnRollback" -}}
+{{- $gate := .Values.gate }}
+{{- if and $gate.enabled $gate.fence $gate.releaseOnRollback }}true{{ end }}
 {{- end }}
 
 {{- define "upgrade-gate.chart" -}}
@@ -211,7 +233,7 @@ ServiceAccount, Role and RoleBinding exist before the Job's pod starts.
 {{- $events := list "pre-upgrade" -}}
 {{- if $values.preRollback }}{{ $events = append $events "pre-rollback" }}{{ end -}}
 {{- /* The hook's identity serves the post-rollback release Job too. */ -}}
-{{- if and .rbac $values.releaseOnRollback }}{{ $events = append $events "post-rollback" }}{{ end -}}
+{{- if and .rbac (include "upgrade-gate.releaseOnRollback" .context) }}{{ $events = append $events "post-rollback" }}{{ end -}}
 helm.sh/hook: {{ .events | default (join "," $events) }}
 helm.sh/hook-weight: {{ sub (int $values.hookWeight) (int .offset) | quote }}
 {{- /* before-hook-creation: an interrupted run's leftovers never make the next one fail "already exists". */}}

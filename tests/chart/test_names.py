@@ -41,6 +41,9 @@ def names(docs: list[Manifest]) -> set[tuple[str, str]]:
         ("upgrade-gate", "upgrade-gate-upgrade-gate"),
         # Long names are cut; what is cut must not be all that tells them apart.
         ("r" * 52 + "a", "r" * 52 + "b"),
+        # <release>-upgrade-gate of 52 characters: the longest kept whole, yet
+        # too long for the release Job's suffix.
+        ("r" * 38 + "a", "r" * 38 + "b"),
     ],
 )
 def test_two_releases_in_one_namespace_share_no_name(helm: Helm, first: str, second: str) -> None:
