@@ -14,12 +14,13 @@ from typing import Any
 
 import yaml
 
-# The pod annotation the hook compares with --template-hash: the chart must write that very key.
-from app.hook.pods import TEMPLATE_HASH_ANNOTATION as TEMPLATE_HASH
+from app.hook.pods import TEMPLATE_HASH_ANNOTATION
 
 CHART = Path(__file__).resolve().parents[2] / "chart"
 RELEASE = "rel"
 NAMESPACE = "apps"
+# The pod annotation the hook compares with --template-hash: the chart must write that very key.
+TEMPLATE_HASH = TEMPLATE_HASH_ANNOTATION
 
 Manifest = dict[str, Any]
 Values = Mapping[str, Any]
