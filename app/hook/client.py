@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
-import requests
+import urllib3
 
 CONNECT_TIMEOUT = 2.0
 READ_MARGIN = 5.0
@@ -66,52 +67,70 @@ class Answer:
 
 
 class PodClient:
-    """HTTP calls to one pod. Not shared between threads: one per pod thread."""
+    """HTTP calls to one pod over one kept-alive connection. Not shared between threads.
+
+    urllib3 directly, not requests: the hook's final round asks every pod at
+    once, and requests costs several times urllib3's CPU per call.
+    """
 
     def __init__(self, base_url: str, token: str | None, holder: str = "upgrade-gate-hook") -> None:
         self.base_url = base_url
         self.holder = holder
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = "upgrade-gate-hook"
+        self.headers = {"User-Agent": "upgrade-gate-hook", "Accept": "application/json"}
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.pool = urllib3.connection_from_url(base_url, maxsize=1, block=False, retries=False)
 
     def fence(self, ttl: float) -> Answer:
-        return self._call("POST", "/drain", json={"ttl": ttl, "holder": self.holder}, read=5.0)
+        body = json.dumps({"ttl": ttl, "holder": self.holder}).encode()
+        return self._call("POST", "/drain", read=5.0, body=body)
 
     def release(self) -> Answer:
-        return self._call("DELETE", "/drain", params={"holder": self.holder}, read=5.0)
+        return self._call("DELETE", f"/drain?{urlencode({'holder': self.holder})}", read=5.0)
 
     def upgradeable(self, wait: float = 0.0) -> Answer:
-        params = {"wait": f"{wait:.3f}"} if wait > 0 else None
-        return self._call("GET", "/upgradeable", params=params, read=wait + READ_MARGIN)
+        path = f"/upgradeable?wait={wait:.3f}" if wait > 0 else "/upgradeable"
+        return self._call("GET", path, read=wait + READ_MARGIN)
 
     def close(self) -> None:
-        self.session.close()
+        self.pool.close()
 
-    def _call(self, method: str, path: str, *, read: float, **kwargs: Any) -> Answer:
+    def _call(self, method: str, path: str, *, read: float, body: bytes | None = None) -> Answer:
+        headers = self.headers
+        if body is not None:
+            headers = {**headers, "Content-Type": "application/json"}
         try:
-            response = self.session.request(
-                method, self.base_url + path, timeout=(CONNECT_TIMEOUT, read), **kwargs
+            response = self.pool.urlopen(
+                method,
+                path,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read),
+                preload_content=True,
             )
-        except requests.ConnectionError as exc:
-            return Answer(error=f"unreachable: {_reason(exc)}")
-        except requests.Timeout:
+        except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.NewConnectionError) as e:
+            return Answer(error=f"unreachable: {_reason(e)}")
+        except urllib3.exceptions.ReadTimeoutError:
             return Answer(error=f"no answer within {read:g}s")
-        except requests.RequestException as exc:
+        except urllib3.exceptions.ProtocolError as exc:
+            # The connection broke under the call (the app process died).
+            return Answer(error=f"unreachable: connection lost ({_reason(exc)})")
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if "refused" in str(exc).lower() or "unreachable" in str(exc).lower():
+                return Answer(error=f"unreachable: {_reason(exc)}")
             return Answer(error=f"request failed: {_reason(exc)}")
         try:
-            body = response.json()
-        except (ValueError, json.JSONDecodeError):
-            body = None
-        if not isinstance(body, dict):
+            parsed = json.loads(response.data)
+        except (ValueError, UnicodeDecodeError):
+            parsed = None
+        if not isinstance(parsed, dict):
             return Answer(
-                status=response.status_code,
-                error=f"HTTP {response.status_code} without a JSON object body",
+                status=response.status,
+                error=f"HTTP {response.status} without a JSON object body",
             )
         return Answer(
-            status=response.status_code,
-            body=body,
+            status=response.status,
+            body=parsed,
             retry_after=_seconds(response.headers.get("Retry-After")),
         )
 

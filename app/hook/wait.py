@@ -100,7 +100,10 @@ def diff(known: Mapping[str, Pod], listed: Iterable[Pod]) -> Changes:
 @dataclass
 class _PodState:
     pod: Pod
-    client: PodClient | None
+    client: PodClient | None  # the pod thread's, for long-polls
+    # Fences and releases, under ``lock``: a connection of their own, kept
+    # alive, so the final round and the release never wait on a long-poll.
+    control: PodClient | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
     lease: float = 0.0  # of the last fence that held; 0 while not fenced
@@ -185,7 +188,8 @@ class Waiter:
                 except SourceError as exc:
                     if listing_error != str(exc):
                         log.warning("%s; retrying", exc)
-                    listing_error = str(exc)
+                    # "Every pod gone" needs empty listings in a row.
+                    listing_error, empty_since = str(exc), None
                 if pods is not None:
                     self._reconcile(pods)
                     if not pods and first_listing:
@@ -246,7 +250,7 @@ class Waiter:
             self._pods[pod.uid] = _PodState(pod, None)
             log.info("pod %s: not yet gated (%s); it cannot count as idle", pod.name, pod.waiting)
             return
-        state = _PodState(pod, self._client(pod))
+        state = _PodState(pod, self._client(pod), self._client(pod))
         self._pods[pod.uid] = state
         log.info("gating pod %s%s", pod.name, "" if pod.where == pod.name else f" at {pod.where}")
         threading.Thread(
@@ -278,7 +282,7 @@ class Waiter:
             with state.lock:
                 if state.stop.is_set():
                     return None
-                return self._client(state.pod).fence(self.options.final_lease)
+                return (state.control or self._client(state.pod)).fence(self.options.final_lease)
 
         answers = self._for_each(states, fence)
         failed = []
@@ -406,9 +410,9 @@ class Waiter:
         # Fencing and releasing share a lock, so a renewal already on the wire
         # cannot land after the release and fence the pod again.
         with state.lock:
-            if state.stop.is_set() or state.client is None:
+            if state.stop.is_set() or state.control is None:
                 return None
-            return state.client.fence(ttl)
+            return state.control.fence(ttl)
 
     def _observe(self, state: _PodState, answer: Answer, lease: float, fenced: bool) -> None:
         with self._cond:
@@ -484,8 +488,8 @@ class Waiter:
         fenced = [s for s in states if s.fenced and s.pod.addressable]
 
         def release(state: _PodState) -> str | None:
-            with state.lock:  # a fresh client: the pod's own may sit in a long-poll
-                answer = self._client(state.pod).release()
+            with state.lock:  # not the pod thread's client: it may sit in a long-poll
+                answer = (state.control or self._client(state.pod)).release()
             if answer.status == 200:
                 log.info("pod %s: fence released", state.pod.name)
                 return None

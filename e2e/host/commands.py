@@ -10,7 +10,7 @@ from pathlib import Path
 
 from e2e.providers.base import ProviderError
 
-log = logging.getLogger("e2e.local")
+log = logging.getLogger("e2e.host.commands")
 
 
 def run(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from e2e.providers.base import ProviderError
 
-log = logging.getLogger("e2e.local.mounts")
+log = logging.getLogger("e2e.host.mounts")
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 

@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from e2e.host.commands import tail
 from e2e.providers.base import ProviderError
-from e2e.providers.local.commands import tail
 
-log = logging.getLogger("e2e.local.processes")
+log = logging.getLogger("e2e.host.processes")
 
 
 @dataclass(frozen=True)

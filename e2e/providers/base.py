@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO, runtime_checkable
 
@@ -46,10 +47,27 @@ class ClusterProvider(Protocol):
         """Environment (e.g. DOCKER_HOST) for `docker build` against the provider's daemon."""
 
 
+@runtime_checkable
+class ExportsLogs(Protocol):
+    """A provider that can copy its nodes' logs out (kind: `kind export logs`)."""
+
+    name: str
+
+    def export_logs(self, dest: Path) -> Path:
+        """Write the nodes' logs under dest; returns where."""
+
+
 def cache_root() -> Path:
     """Where built binaries, images and cluster state live: outside the repository."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "upgrade-gate"
+
+
+@dataclass
+class PhaseNote:
+    """What a phase's line says after its duration (e.g. "cached" or "built")."""
+
+    detail: str = ""
 
 
 class Progress:
@@ -77,18 +95,20 @@ class Progress:
         )
 
     @contextmanager
-    def phase(self, name: str, detail: str = "") -> Iterator[None]:
+    def phase(self, name: str, detail: str = "") -> Iterator[PhaseNote]:
+        """Time the block; its line ends with the note's detail, which the block may set."""
         started = time.monotonic()
+        note = PhaseNote(detail)
         log.info("phase %s: started", name)
         try:
-            yield
+            yield note
         except BaseException:
             took = time.monotonic() - started
             self.line(f"{name} FAILED after {took:.1f}s")
             raise
         took = time.monotonic() - started
         self.timings.append((name, took))
-        suffix = f" ({detail})" if detail else ""
+        suffix = f" ({note.detail})" if note.detail else ""
         self.line(f"{name} done in {took:.1f}s{suffix}")
 
 

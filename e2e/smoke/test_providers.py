@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from e2e.builds.golang import staging_replacements
+from e2e.builds.images import normalize
 from e2e.providers import make_provider
 from e2e.providers.base import ClusterProvider, ProviderError
 from e2e.providers.existing import ExistingProvider
-from e2e.providers.local.binaries import staging_replacements
 from e2e.providers.local.cluster import LocalProvider
-from e2e.providers.local.images import normalize
 
 pytestmark = pytest.mark.smoke
 

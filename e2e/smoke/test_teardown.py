@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from e2e.host.processes import proc_start_time
 from e2e.providers.local.cluster import LocalProvider
 from e2e.providers.local.ledger import Ledger, leftovers
-from e2e.providers.local.processes import proc_start_time
 from e2e.providers.local.settings import BRIDGE, CGROUP_ROOT, CHAIN_PREFIXES
 
 pytestmark = pytest.mark.smoke

@@ -22,18 +22,15 @@ from typing import Any
 import requests
 import urllib3
 
+from e2e.builds.docker import DockerClient, environment_daemon
+from e2e.builds.record import Built
+from e2e.host import mounts, sysctls
+from e2e.host.commands import run, tail
+from e2e.host.processes import Daemon, ProcessTable, stop_all
 from e2e.providers.base import Progress, ProviderError
-from e2e.providers.local import addons, components, hostprep, mounts, network
-from e2e.providers.local.binaries import GoBinaries
-from e2e.providers.local.commands import run, tail
-from e2e.providers.local.docker import (
-    DOCKERD,
-    DockerClient,
-    existing_daemon,
-    own_client,
-    start_own_daemon,
-)
-from e2e.providers.local.images import ImageStore, import_from_docker, import_tarball
+from e2e.providers.local import addons, binaries, components, hostprep, images, network
+from e2e.providers.local.docker import DOCKERD, own_client, start_own_daemon
+from e2e.providers.local.images import import_from_docker, import_tarball
 from e2e.providers.local.ledger import (
     Ledger,
     container_log_links,
@@ -42,7 +39,6 @@ from e2e.providers.local.ledger import (
     our_processes,
 )
 from e2e.providers.local.pki import ClusterPki, load_pki, make_pki, write_kubeconfig
-from e2e.providers.local.processes import Daemon, ProcessTable, stop_all
 from e2e.providers.local.registry import LocalRegistry
 from e2e.providers.local.settings import CGROUP_ROOT, NODE_NAME, Settings, node_ip
 
@@ -132,7 +128,7 @@ class LocalProvider:
             return self._docker
         if self.table.get(DOCKERD) is not None:
             self._docker = own_client(self.settings)
-        elif (found := existing_daemon()) is not None:
+        elif (found := environment_daemon()) is not None:
             self._docker = found
         else:
             self._docker = start_own_daemon(self.settings, self.table)
@@ -145,8 +141,8 @@ class LocalProvider:
 
     def registry(self) -> LocalRegistry:
         """An OCI registry on loopback that this node pulls from (built on first use; unstarted)."""
-        binary = GoBinaries(self.settings, Progress("registry")).ensure_registry()
-        return LocalRegistry(binary)
+        built = binaries.ensure_registry(self.settings, Progress("registry"))
+        return LocalRegistry(built.path)
 
     # --- up ----------------------------------------------------------------------------------
     def healthy(self) -> bool:
@@ -207,26 +203,25 @@ class LocalProvider:
             hostprep.apply_required_sysctls()
             ip = node_ip()
 
-        binaries = GoBinaries(s, progress)
+        coredns: Built | None = None
         with progress.phase("binaries", f"Kubernetes {s.kubernetes_version}"):
-            binaries.ensure_kubernetes()
+            binaries.ensure_kubernetes(s, progress)
             try:
-                binaries.ensure_coredns()
+                coredns = binaries.ensure_coredns(s, progress)
             except ProviderError as exc:
                 progress.line(f"CoreDNS {s.coredns_version} did not build; no cluster DNS: {exc}")
 
-        images = ImageStore(s, self._log("images"))
         with progress.phase("docker"):
             docker = self._ensure_docker()
         with progress.phase("images"):
-            base = images.ensure_base(docker)
-            pause = images.ensure_pause(docker)
-            dns = (
-                images.ensure_coredns(docker, s.binary("coredns"))
-                if binaries.coredns_available()
-                else "skipped"
+            images_log = self._log("images")
+            base = images.ensure_base(s, docker, images_log)
+            pause = images.ensure_pause(s, docker, images_log)
+            dns = images.ensure_coredns(s, docker, coredns) if coredns is not None else None
+            progress.line(
+                f"images: base {base.how}, pause {pause.how}, "
+                f"coredns {dns.how if dns is not None else 'skipped'}"
             )
-            progress.line(f"images: base {base}, pause {pause}, coredns {dns}")
 
         with progress.phase("pki"):
             pki = make_pki(s.pki_dir, NODE_NAME, ip, s.service_ip, s.cluster_domain)
@@ -298,9 +293,9 @@ class LocalProvider:
             s.run_dir.mkdir(parents=True, exist_ok=True)
             self._start("containerd", components.containerd(s))
             self._wait("containerd", self._containerd_answers, 60, "serving")
-            import_tarball(s, images.pause_tarball())
-            if binaries.coredns_available():
-                import_tarball(s, images.coredns_tarball())
+            import_tarball(s, pause.path)
+            if dns is not None:
+                import_tarball(s, dns.path)
 
         with progress.phase("kubelet"):
             self._start("kubelet", components.kubelet(s, pki, ip))
@@ -318,7 +313,7 @@ class LocalProvider:
         with progress.phase("node-ready"):
             self._wait("kubelet", self.node_ready, 90, "Ready")
 
-        if binaries.coredns_available():
+        if dns is not None:
             with progress.phase("coredns"):
                 self.kubectl(
                     "apply", "--server-side", "-f", "-", input_text=addons.coredns_manifest(s)
@@ -419,7 +414,7 @@ class LocalProvider:
 
         with progress.phase("host-state"):
             if ledger is not None:
-                failed = hostprep.restore_sysctls(ledger.sysctls)
+                failed = sysctls.restore_sysctls(ledger.sysctls)
                 if failed:
                     log.warning("sysctls not restored: %s", failed)
             for link in container_log_links(s):

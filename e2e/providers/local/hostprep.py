@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import shutil
-import subprocess
 from pathlib import Path
 
+from e2e.host import packages, sysctls
+from e2e.host.commands import run
 from e2e.providers.base import Progress, ProviderError
-from e2e.providers.local.commands import run
 
 log = logging.getLogger("e2e.local.hostprep")
 
@@ -52,58 +52,13 @@ TOUCHED_SYSCTLS = (
     *REQUIRED_SYSCTLS,
     "net/ipv4/conf/all/route_localnet",
     "net/ipv4/conf/all/forwarding",
-    "vm/overcommit_memory",
-    "vm/panic_on_oom",
-    "kernel/panic",
-    "kernel/panic_on_oops",
-    "kernel/keys/root_maxkeys",
-    "kernel/keys/root_maxbytes",
+    *sysctls.KUBELET_SYSCTLS,
     "net/netfilter/nf_conntrack_max",
 )
 
 
-def missing_packages() -> list[str]:
-    missing = []
-    for package in PACKAGES:
-        done = subprocess.run(
-            ["dpkg-query", "-W", "-f=${db:Status-Status}", package],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.stdout.strip() != "installed":
-            missing.append(package)
-    return missing
-
-
 def ensure_packages(progress: Progress, log_file: Path) -> None:
-    missing = missing_packages()
-    if not missing:
-        return
-    progress.line(f"host-prerequisites: installing {' '.join(missing)} with apt-get")
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
-    # The packages' init scripts would start a system etcd, containerd and dockerd (with its
-    # bridge and NAT rules); the cluster runs its own, so forbid service starts meanwhile.
-    policy = Path("/usr/sbin/policy-rc.d")
-    placed = not policy.exists()
-    if placed:
-        policy.write_text(
-            "#!/bin/sh\n# upgrade-gate: installing packages starts no service\nexit 101\n"
-        )
-        policy.chmod(0o755)
-    try:
-        run(["apt-get", "update"], env=env, log_file=log_file)
-        run(
-            ["apt-get", "install", "-y", "--no-install-recommends", *missing],
-            env=env,
-            log_file=log_file,
-        )
-    finally:
-        if placed:
-            policy.unlink(missing_ok=True)
-    still = missing_packages()
-    if still:
-        raise ProviderError(f"apt-get left these packages uninstalled: {still}; see {log_file}")
+    packages.ensure_packages(PACKAGES, progress, log_file)
 
 
 def ensure_toolchains() -> None:
@@ -123,47 +78,12 @@ def ensure_kernel_modules(log_file: Path) -> None:
         run(["modprobe", "overlay"], log_file=log_file)
 
 
-def read_sysctl(name: str) -> str | None:
-    path = Path("/proc/sys") / name
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def write_sysctl(name: str, value: str) -> None:
-    path = Path("/proc/sys") / name
-    try:
-        path.write_text(value + "\n")
-    except OSError as exc:
-        raise ProviderError(f"cannot set {name}={value}: {exc}") from exc
-
-
 def snapshot_sysctls() -> dict[str, str]:
-    values = {}
-    for name in TOUCHED_SYSCTLS:
-        value = read_sysctl(name)
-        if value is not None:
-            values[name] = value
-    return values
+    return sysctls.snapshot_sysctls(TOUCHED_SYSCTLS)
 
 
 def apply_required_sysctls() -> None:
     for name, value in REQUIRED_SYSCTLS.items():
-        if read_sysctl(name) != value:
+        if sysctls.read_sysctl(name) != value:
             log.info("sysctl %s=%s", name, value)
-            write_sysctl(name, value)
-
-
-def restore_sysctls(original: dict[str, str]) -> list[str]:
-    """Put each sysctl back; returns what could not be restored."""
-    failed = []
-    for name, value in original.items():
-        if read_sysctl(name) == value:
-            continue
-        try:
-            write_sysctl(name, value)
-            log.info("sysctl %s restored to %s", name, value)
-        except ProviderError as exc:
-            failed.append(str(exc))
-    return failed
+            sysctls.write_sysctl(name, value)

@@ -12,8 +12,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from e2e.providers.local import hostprep, mounts, network
-from e2e.providers.local.processes import ProcessTable, processes_matching
+from e2e.host import iptables, mounts, sysctls
+from e2e.host.processes import ProcessTable, processes_matching
+from e2e.providers.local import hostprep, network
 from e2e.providers.local.settings import CGROUP_ROOT, Settings
 
 # Host directories our daemons create on their own whatever we configure; any that did not
@@ -38,7 +39,7 @@ class Ledger:
     def record(cls) -> Ledger:
         return cls(
             sysctls=hostprep.snapshot_sysctls(),
-            chains=network.chain_snapshot(),
+            chains=iptables.chain_snapshot(),
             absent_dirs=[d for d in HOST_DIRS if not Path(d).exists()],
             cni_cache=network.cni_cache_names(),
         )
@@ -100,10 +101,7 @@ def leftovers(settings: Settings, ledger: Ledger | None) -> list[str]:
     found += [f"iptables {c}" for c in network.iptables_leftovers(ledger.chains if ledger else {})]
     found += [f"cgroup {p}" for p in mounts.cgroup_leftovers(CGROUP_ROOT)]
     if ledger is not None:
-        for name, value in ledger.sysctls.items():
-            now = hostprep.read_sysctl(name)
-            if now != value:
-                found.append(f"sysctl {name}={now} (was {value})")
+        found += sysctls.changed_sysctls(ledger.sysctls)
         found += [f"directory {d}" for d in ledger.absent_dirs if Path(d).exists()]
     found += [f"file {p}" for p in network.cni_cache_files(ledger.cni_cache if ledger else [])]
     found += [f"file {p}" for p in container_log_links(settings)]

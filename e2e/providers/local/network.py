@@ -14,8 +14,9 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from e2e.host.commands import run
+from e2e.host.iptables import FAMILIES, TABLES, chains, save
 from e2e.providers.base import ProviderError
-from e2e.providers.local.commands import run
 from e2e.providers.local.settings import (
     BRIDGE,
     CHAIN_PREFIXES,
@@ -26,11 +27,6 @@ from e2e.providers.local.settings import (
 
 log = logging.getLogger("e2e.local.network")
 
-TABLES = ("filter", "nat", "mangle", "raw")
-FAMILIES = {
-    "ipv4": ("iptables-save", "iptables-restore"),
-    "ipv6": ("ip6tables-save", "ip6tables-restore"),
-}
 CNI_CACHE = Path("/var/lib/cni")
 
 
@@ -64,25 +60,6 @@ def write_cni_config(settings: Settings) -> Path:
 
 
 # --- iptables -------------------------------------------------------------------------------
-def _save(family: str, table: str) -> list[str]:
-    saver = FAMILIES[family][0]
-    done = subprocess.run([saver, "-t", table], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        return []
-    return done.stdout.splitlines()
-
-
-def chains(family: str, table: str) -> set[str]:
-    return {line[1:].split()[0] for line in _save(family, table) if line.startswith(":")}
-
-
-def chain_snapshot() -> dict[str, dict[str, list[str]]]:
-    """Every chain per family and table: what existed before us is never ours to remove."""
-    return {
-        family: {table: sorted(chains(family, table)) for table in TABLES} for family in FAMILIES
-    }
-
-
 def _ours(chain: str) -> bool:
     return chain.startswith(CHAIN_PREFIXES)
 
@@ -117,7 +94,7 @@ def remove_chains(baseline: dict[str, dict[str, list[str]]]) -> None:
     for (family, table), mine in our_chains(baseline).items():
         targets = set(mine)
         script = [f"*{table}"]
-        for line in _save(family, table):
+        for line in save(family, table):
             if not line.startswith("-A "):
                 continue
             chain = line.split()[1]

@@ -1,0 +1,6 @@
+"""What a cluster provider does to this host and undoes again, shared by the providers.
+
+Commands whose failure quotes their output (commands.py), daemons known by PID (processes.py),
+mounts and cgroups found and removed (mounts.py), sysctls recorded and restored (sysctls.py),
+and the Debian packages a provider installs for itself (packages.py).
+"""
