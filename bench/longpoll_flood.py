@@ -168,6 +168,7 @@ def main() -> None:
             flood_probe, flood_drain = sample(app, args.samples)
             rate = (sum(crowd.statuses.values()) - requests_before) / (time.monotonic() - measured)
         finally:
+            crowd.stop.set()
             app.stop()  # a quick stop answers the held long-polls at once
             crowd.join()
         statuses = dict(sorted(crowd.statuses.items()))
