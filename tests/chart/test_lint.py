@@ -13,6 +13,7 @@ pytestmark = pytest.mark.chart
 SETS: dict[str, dict[str, Any] | None] = {
     "defaults": None,
     "gate-off": {"gate": {"enabled": False}},
+    "gate-every-pod-no-release": {"gate": {"skipUnchangedPods": False, "releaseOnRollback": False}},
     "everything": {
         "replicaCount": 3,
         "image": {"repository": "registry.example/app", "tag": "2", "pullPolicy": "Never"},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.chart.helm import Helm, one
+from tests.chart.helm import CHART, Helm, one
 
 pytestmark = pytest.mark.chart
 
@@ -28,6 +30,11 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"app": {"threads": 1}}, "/app/threads"),
     ({"drainToken": {"value": "short"}}, "/drainToken/value"),
     ({"gate": {"enabled": "yes"}}, "/gate/enabled"),
+    # "false" as a string is truthy in a template: it would keep the feature on.
+    ({"gate": {"skipUnchangedPods": "false"}}, "/gate/skipUnchangedPods"),
+    ({"gate": {"skipUnchangedPods": 0}}, "/gate/skipUnchangedPods"),
+    ({"gate": {"releaseOnRollback": "false"}}, "/gate/releaseOnRollback"),
+    ({"gate": {"releaseOnRollback": 1}}, "/gate/releaseOnRollback"),
     ({"gate": {"timeoutSeconds": 0}}, "/gate/timeoutSeconds"),
     ({"gate": {"timeoutSeconds": "3m"}}, "/gate/timeoutSeconds"),
     ({"gate": {"timeoutSeconds": 10.5}}, "/gate/timeoutSeconds"),
@@ -59,6 +66,7 @@ ACCEPTED: list[dict[str, Any]] = [
     {"gate": {"activeDeadlineSeconds": None, "helmTimeoutSeconds": None}},
     {"gate": {"outputLogPolicy": []}},
     {"gate": {"ttlSecondsAfterFinished": 3600}},
+    {"gate": {"skipUnchangedPods": False, "releaseOnRollback": False}},
     {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}},
     {"image": {"repository": "registry.example:5000/team/app", "tag": "1.2.3-rc.1"}},
     {"drainToken": {"existingSecret": "my-token", "key": "drain.token"}},
@@ -69,3 +77,68 @@ ACCEPTED: list[dict[str, Any]] = [
 @pytest.mark.parametrize("values", ACCEPTED, ids=[str(v) for v in ACCEPTED])
 def test_schema_accepts(helm: Helm, values: dict[str, Any]) -> None:
     assert one(helm.template(values), "Deployment")
+
+
+# -- null: Helm's "delete this key" -------------------------------------------------
+
+
+def accepts_null(schema: dict[str, Any]) -> bool:
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    return any(accepts_null(s) for s in [*schema.get("oneOf", []), *schema.get("anyOf", [])])
+
+
+def required_gaps(schema: dict[str, Any], defaults: Any, path: str = "") -> list[str]:
+    """Keys values.yaml sets to something that the schema does not require.
+
+    Exempt: defaults of null, "", [] or {} (a null leaves the same nothing),
+    and keys whose schema accepts null (it is one of their values).
+    """
+    properties = schema.get("properties")
+    if not properties or not isinstance(defaults, dict):
+        return []
+    required = set(schema.get("required", []))
+    gaps = []
+    for key, value in defaults.items():
+        if value in (None, "", [], {}) or key not in properties or accepts_null(properties[key]):
+            continue
+        if key not in required:
+            gaps.append(f"{path}/{key}")
+        gaps += required_gaps(properties[key], value, f"{path}/{key}")
+    return gaps
+
+
+def test_every_value_with_a_default_is_required() -> None:
+    # Helm reads a null value (`enabled:` left empty in a values file, --set
+    # x=null) as "remove the key, default included": the template then sees
+    # nothing, which is false, 0 or an empty securityContext, and a schema
+    # checks only the keys present. Required keys turn that into a refusal.
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert required_gaps(schema, defaults) == []
+
+
+NULLED: list[tuple[dict[str, Any], str]] = [
+    # Each was rendered before: no gate at all, no fence, a hook that refuses
+    # --timeout 0 on every upgrade, gunicorn with 0 threads, a Deployment
+    # with no replicas field, pods without their restricted security context.
+    ({"gate": {"enabled": None}}, "enabled"),
+    ({"gate": {"fence": None}}, "fence"),
+    ({"gate": {"skipUnchangedPods": None}}, "skipUnchangedPods"),
+    ({"gate": {"releaseOnRollback": None}}, "releaseOnRollback"),
+    ({"gate": {"timeoutSeconds": None}}, "timeoutSeconds"),
+    ({"app": {"threads": None}}, "threads"),
+    ({"replicaCount": None}, "replicaCount"),
+    ({"podSecurityContext": None}, "podSecurityContext"),
+    ({"gate": None}, "gate"),
+]
+
+
+@pytest.mark.parametrize(("values", "key"), NULLED, ids=[f"{key}=null" for _, key in NULLED])
+def test_a_null_value_is_refused_not_read_as_false(
+    helm: Helm, values: dict[str, Any], key: str
+) -> None:
+    message = helm.template_error(values)
+    assert "schema" in message
+    assert key in message
