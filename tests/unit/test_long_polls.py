@@ -77,7 +77,7 @@ def waiting(app: AppProcess) -> int:
 def test_a_flood_of_long_polls_leaves_probes_and_drain_answering(
     app: AppProcess, flood: Flood
 ) -> None:
-    op_id = app.start_operation(5)
+    op_id = app.start_operation(8)  # outlasts the checks on a busy machine
     polls = [flood.long_poll() for _ in range(48)]  # more than the 32 threads
     eventually(lambda: flood.sent == len(polls), what="every long-poll sent")
 
@@ -103,7 +103,7 @@ def test_the_refusal_is_a_json_429_with_retry_after_and_the_status(
     app = make_app(LONG_POLL_LIMIT=1)
     flood = Flood(app)
     try:
-        app.start_operation(3)
+        app.start_operation(6)
         held = flood.long_poll()
         eventually(lambda: waiting(app) == 1, what="the first long-poll waits")
         refused = flood.long_poll().result(timeout=10)
@@ -123,7 +123,7 @@ def test_the_hooks_token_has_its_own_allowance(make_app: AppFactory) -> None:
     app = make_app(LONG_POLL_LIMIT=2)  # 32 threads: 4 more for requests with the token
     flood = Flood(app)
     try:
-        app.start_operation(4)
+        app.start_operation(8)
         anonymous = [flood.long_poll() for _ in range(2)]
         eventually(lambda: waiting(app) == 2, what="the anonymous long-polls wait")
         assert flood.long_poll().result(timeout=10).status == 429
