@@ -15,6 +15,7 @@ timeline recorder). Unit tests do not touch any of them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -121,6 +122,10 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if phases is not None and phases.rows:
         terminalreporter.section("phase timings")
         terminalreporter.write_line(phases.report())
+        # Beside the timelines, for the CI job summary (python -m e2e.summary).
+        artifacts: Path = config.getoption("--artifacts")
+        artifacts.mkdir(parents=True, exist_ok=True)
+        (artifacts / "phases.json").write_text(json.dumps(phases.to_json(), indent=2) + "\n")
 
 
 # -- session fixtures ------------------------------------------------------------------

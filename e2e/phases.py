@@ -34,6 +34,13 @@ class Phases:
         finally:
             self._group = outer
 
+    def to_json(self) -> list[dict[str, object]]:
+        """The rows as ``phases.json`` holds them (read by ``python -m e2e.summary``)."""
+        return [
+            {"group": group, "phase": name, "seconds": round(seconds, 3)}
+            for group, name, seconds in self.rows
+        ]
+
     def report(self) -> str:
         if not self.rows:
             return "no phases recorded"

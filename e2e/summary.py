@@ -165,12 +165,14 @@ def markdown(results: Results, title: str = "e2e", artifact_url: str = "") -> st
                 ]
     if results.phases:
         out += ["### Phase timings", "", "| phase | seconds |", "| --- | ---: |"]
-        group = None
-        for name_group, phase, seconds in results.phases:
-            if name_group != group:
-                group = name_group
-                out.append(f"| **{_cell(group)}** | |")
-            out.append(f"| {_cell(phase)} | {seconds:.1f} |")
+        # Grouped as pytest prints them: the session's, then each test's, in first-seen order.
+        for group in dict.fromkeys(group for group, _, _ in results.phases):
+            out.append(f"| **{_cell(group)}** | |")
+            out += [
+                f"| {_cell(phase)} | {seconds:.1f} |"
+                for in_group, phase, seconds in results.phases
+                if in_group == group
+            ]
         out.append("")
     if results.timelines:
         out += ["### Timelines", ""]
@@ -203,7 +205,7 @@ def _timeline_section(path: Path, case: Case | None) -> list[str]:
         "",
         "| moment | at |",
         "| --- | ---: |",
-        *(f"| {_cell(label)} | +{at:.1f} s |" for label, at in moments(timeline)),
+        *(f"| {_cell(label)} | {at:+.1f} s |" for label, at in moments(timeline)),
         "",
         "</details>",
         "",
@@ -269,7 +271,8 @@ def gantt(timeline: Timeline) -> str:
         lines.append(f"    section {_task_name(f'{pod.role} …{pod.name[-5:]} ({tag})')}")
         end = pod.gone
         stop = min((t for t in (pod.exited, pod.terminating) if t is not None), default=end)
-        task("starting", pod.created, pod.ready or stop, "done")
+        if not (pod.ready and pod.ready <= t0):  # not already Ready when the recording began
+            task("starting", pod.created, pod.ready or stop, "done")
         if pod.ready:
             task("Ready", pod.ready, stop, "active")
         if pod.terminating and (pod.exited is None or pod.exited > pod.terminating):
@@ -295,7 +298,11 @@ def gantt(timeline: Timeline) -> str:
 
 
 def moments(timeline: Timeline) -> list[tuple[str, float]]:
-    """Every state change on the timeline, in order, in seconds since the recording began."""
+    """Every state change on the timeline, in order, in seconds since the recording began.
+
+    What happened before the recording began (the operation started just before ``helm
+    upgrade``, the old pod's Ready) has a negative time.
+    """
     t0 = timeline.started
     found: list[tuple[str, float | None]] = list(timeline.marks)
     for op in timeline.operations.values():
@@ -318,13 +325,13 @@ def moments(timeline: Timeline) -> list[tuple[str, float]]:
             (f"{who} terminating", pod.terminating),
             (f"{who} gone", pod.gone),
         ]
-    dated = [(label, at - t0) for label, at in found if at is not None and at >= t0]
+    dated = [(label, at - t0) for label, at in found if at is not None]
     return sorted(dated, key=lambda row: row[1])
 
 
 def _task_name(text: str) -> str:
     # Mermaid ends a task's name at ':' and a statement at ';' or '#'.
-    return re.sub(r"[:;#]", " ", text).strip() or "-"
+    return re.sub(r"[:;#]", " ", text.replace(": ", " - ")).strip() or "-"
 
 
 def _cell(text: str) -> str:
