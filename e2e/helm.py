@@ -37,10 +37,17 @@ class Helm:
         return f"helm{self.major}"
 
     def install(
-        self, release: str, namespace: str, values: dict[str, Any], timeout: str = "3m"
+        self,
+        release: str,
+        namespace: str,
+        values: dict[str, Any],
+        timeout: str = "3m",
+        chart_dir: Path = CHART,
     ) -> Any:
+        """``helm upgrade --install --wait`` of ``chart_dir`` (default: the working tree's)."""
+
         async def go() -> Any:
-            chart = await self.client.get_chart(CHART)
+            chart = await self.client.get_chart(chart_dir)
             return await self.client.install_or_upgrade_release(
                 release,
                 chart,
