@@ -248,10 +248,13 @@ class Run:
         self._watchers.append(watcher)
 
     def _watch(self, name: str, command: BackgroundHelm, step: Step) -> None:
-        while command.running() and not self._stop.wait(0.2):
-            pass
-        if command.running():
-            return
+        while True:
+            try:
+                command.wait(1.0)  # returns the moment helm exits
+                break
+            except TimeoutError:
+                if self._stop.is_set():
+                    return
         code = self.scenario.finish(command, timeout=5, label=name)
         ended = command.ended or time.time()
         self.say(f"helm '{name}' exited {code} after {ended - command.started:.1f}s")
@@ -478,7 +481,7 @@ def _delete_hook_pod(run: Run, step: Step, timeout: float) -> None:
 
 
 def _kill_helm(run: Run, step: Step, timeout: float) -> None:
-    name = step.args.get("command") or run.file.main.name or "upgrade"
+    name = str(step.args.get("command") or run.file.main.name)
     command = run.commands.get(name)
     assert command is not None, f"helm command {name!r} has not started"
     signal_name = step.args.get("signal", "TERM")

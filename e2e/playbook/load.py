@@ -41,7 +41,6 @@ ACTIONS = (
     "check",
 )
 HELM_ACTIONS = ("upgrade", "rollback")
-MAIN = "upgrade"  # the default name of spec.upgrade's command
 
 Path_ = tuple[str | int, ...]
 
@@ -303,7 +302,7 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
             yield problem(where, f"{moment:g} is beyond the run (spec.duration: {duration:g} s)")
 
     # Names of helm commands, bound before they are used.
-    names = {spec["upgrade"].get("as", MAIN)}
+    names = {spec["upgrade"].get("as", main_name(spec["upgrade"]))}
     for i, event in enumerate(spec.get("events", [])):
         action = next(a for a in ACTIONS if a in event)
         if "as" in event:
@@ -396,6 +395,11 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
                 f"{work['seconds']:g} s is longer than the app accepts "
                 f"(app.operationMaxSeconds: {longest:g})",
             )
+
+
+def main_name(upgrade: dict[str, Any]) -> str:
+    """The default name of spec.upgrade's command: upgrade, or rollback."""
+    return "rollback" if "rollback" in upgrade else "upgrade"
 
 
 def _replica_changes(spec: dict[str, Any], replicas: int) -> list[tuple[float, int]]:
@@ -532,7 +536,7 @@ def _play(path: Path, raw: dict[str, Any], document: Any) -> Play:
             at=float(upgrade.get("at", 0)),
             after=None,
             timeout=upgrade.get("timeout"),
-            name=upgrade.get("as", MAIN),
+            name=upgrade.get("as", main_name(upgrade)),
             where="spec.upgrade",
             line=line_of(document, ("spec", "upgrade")),
             main=True,

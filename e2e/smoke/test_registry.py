@@ -19,7 +19,7 @@ from e2e.providers.local.cluster import LocalProvider
 pytestmark = pytest.mark.smoke
 
 ROOT = Path(__file__).resolve().parents[2]
-IDLE_SCENARIO = "e2e/scenarios/test_in_flight.py::test_idle_upgrade_passes_the_gate_at_once"
+IDLE_SCENARIO = "e2e/scenarios/files/idle-upgrade.scenario.yaml"
 
 
 def test_a_scenario_runs_on_an_existing_cluster_through_a_registry(

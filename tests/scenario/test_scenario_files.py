@@ -165,7 +165,9 @@ def test_a_rollback_to_a_revision_not_yet_there_is_refused(tmp_path: Path) -> No
     )
     assert problems == [
         "18: spec.upgrade.rollback: revision 1 is not an earlier one: "
-        "the release is at revision 1 when the run starts"
+        "the release is at revision 1 when the run starts",
+        # A rollback's default name is rollback.
+        "22: spec.events[1].after: no helm command is named 'upgrade'; named: rollback",
     ]
 
 

@@ -1,0 +1,196 @@
+"""Reproduce an upgrade scenario from a file: the developers' command.
+
+Checks the file (refused before anything touches a cluster, naming each bad
+field and its line), brings up or reuses the cluster, builds and loads the app
+images, plays the file with one line per state change, then prints what
+happened and the verdict: one row per check and expectation. Writes
+``timeline.json``, ``timeline.svg`` and ``verdict.json`` under the artifacts
+folder. Exit 0 only if every expectation held (2: a bad file).
+
+    python -m e2e.reproduce e2e/scenarios/files/in-flight-upgrade.scenario.yaml
+    python -m e2e.reproduce my.scenario.yaml --helm 4 --repeat 5
+    python -m e2e.reproduce my.scenario.yaml --cluster kind --kind-bin ~/bin/kind \
+        --kind-kubectl-bin ~/bin/kubectl
+    python -m e2e.reproduce my.scenario.yaml --cluster existing --kubeconfig ~/.kube/config \
+        --registry localhost:5000
+
+The cluster is left running for the next run (``python -m e2e.cluster down`` removes the local one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def story(directory: Path) -> list[str]:
+    """What happened, in time order, from a run's timeline.json."""
+    from e2e.timeline import Timeline
+
+    path = directory / "timeline.json"
+    if not path.exists():
+        return [f"no timeline was recorded in {directory}"]
+    timeline = Timeline.from_json(json.loads(path.read_text()))
+    t0 = timeline.started
+    rows: list[tuple[float, str]] = [(moment, name) for name, moment in timeline.marks]
+    for op in timeline.operations.values():
+        rows.append((op.started, f"operation {op.id} ({op.seconds:g}s) on {op.pod} started"))
+        if op.finished is not None:
+            outcome = "CUT OFF" if op.cut_off else op.state
+            rows.append((op.finished, f"operation {op.id} on {op.pod} {outcome}"))
+    for pod in timeline.pods.values():
+        who = f"{'hook' if pod.role == 'hook' else 'app'} pod {pod.name}"
+        if pod.created >= t0:
+            rows.append((pod.created, f"{who} created ({pod.image.rsplit(':', 1)[-1]})"))
+        if pod.ready is not None and pod.ready >= t0:
+            rows.append((pod.ready, f"{who} Ready"))
+        if pod.exited is not None:
+            rows.append((pod.exited, f"{who} exited {pod.exit_code}"))
+        if pod.terminating is not None and pod.terminating != pod.gone:
+            rows.append((pod.terminating, f"{who} terminating"))
+        if pod.gone is not None:
+            rows.append((pod.gone, f"{who} gone"))
+    for job in timeline.jobs.values():
+        rows.append((job.created, f"hook Job {job.name} created"))
+        if job.completed is not None:
+            rows.append((job.completed, f"hook Job {job.name} completed"))
+        if job.failed is not None:
+            rows.append((job.failed, f"hook Job {job.name} failed"))
+    return [f"{moment - t0:+8.1f}s  {name}" for moment, name in sorted(rows)]
+
+
+def report(verdicts: list[object], expected_runs: int) -> tuple[bool, str]:
+    """Each expectation's pass count and the spread of its figure, over the runs."""
+    from e2e.playbook.engine import Verdict
+
+    runs = [v for v in verdicts if isinstance(v, Verdict)]
+    names = list(dict.fromkeys(row.name for v in runs for row in v.rows))
+    width = max((len(n) for n in names), default=10)
+    lines = [f"{'expectation':<{width}}  passed   min      median   max"]
+    for name in names:
+        rows = [row for v in runs for row in v.rows if row.name == name]
+        passed = sum(row.held for row in rows)
+        figures = [row.figure for row in rows if row.figure is not None]
+        spread = (
+            f"{min(figures):7.2f}s {statistics.median(figures):7.2f}s {max(figures):7.2f}s"
+            if figures
+            else ""
+        )
+        lines.append(f"{name:<{width}}  {passed:>2}/{expected_runs:<4}  {spread}")
+    held = len(runs) == expected_runs and all(v.held for v in runs)
+    return held, "\n".join(lines)
+
+
+def _harness() -> ModuleType:
+    """The repository's conftest.py (options and fixtures of the harness), as a module."""
+    spec = importlib.util.spec_from_file_location("conftest", ROOT / "conftest.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.reproduce",
+        description=__doc__.split("\n\n")[0],
+        epilog="Other options (--kubeconfig, --registry, --kind-bin, --base-image ...) go to "
+        "the harness as in tox -e e2e.",
+    )
+    parser.add_argument("file", type=Path, help="a scenario file (*.scenario.yaml)")
+    parser.add_argument("--cluster", choices=["local", "kind", "existing"], default="local")
+    parser.add_argument("--helm", type=int, choices=[3, 4], help="default: the file's spec.helm")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="play it N times")
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        help="where timelines and verdicts go (default: artifacts/reproduce/<name>)",
+    )
+    args, passthrough = parser.parse_known_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+
+    from e2e.playbook.load import ScenarioFileError, load
+
+    try:
+        play = load(args.file)
+    except ScenarioFileError as exc:
+        print(f"refused, nothing was run:\n{exc}", file=sys.stderr)
+        return 2
+    artifacts = args.artifacts or ROOT / "artifacts" / "reproduce" / play.name
+    print(f"{play.path}: {play.name}: {play.description or '(no description)'}")
+
+    import pytest
+
+    from e2e.playbook.engine import VERDICT_FILE, Verdict
+
+    options = [
+        str(args.file),
+        "--cluster",
+        args.cluster,
+        "--keep-cluster",
+        "--artifacts",
+        str(artifacts),
+        "--scenario-repeat",
+        str(args.repeat),
+        "-c",
+        str(ROOT / "pyproject.toml"),
+        "--rootdir",
+        str(ROOT),
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "--log-cli-level=INFO",
+        "--log-cli-format=%(asctime)s %(message)s",
+        "--log-cli-date-format=%H:%M:%S",
+    ]
+    if args.helm:
+        options += ["--scenario-helm", str(args.helm)]
+    plugins: list[object] = []
+    if ROOT not in args.file.resolve().parents:
+        # A file outside the repository: pytest would not find the harness's
+        # conftest.py beside it, so it comes as a plugin (with the file collector).
+        plugins.append(_harness())
+        options += ["-p", "e2e.playbook.plugin"]
+    for stale in artifacts.glob(f"*/{VERDICT_FILE}"):
+        stale.unlink()  # only this run's verdicts count
+    code = pytest.main([*options, *passthrough], plugins=plugins)
+
+    found = sorted(artifacts.glob(f"*/{VERDICT_FILE}"))
+    verdicts = [Verdict.from_json(json.loads(path.read_text())) for path in found]
+    for verdict in verdicts:
+        directory = Path(verdict.directory)
+        print(f"\n== {directory.name} ({verdict.helm})")
+        print("\n".join(story(directory)))
+        print()
+        print(verdict.table())
+        for note in verdict.notes:
+            print(f"note: {note}")
+        print(f"timeline picture: {directory / 'timeline.svg'}")
+    runs = args.repeat * max(1, len({v.helm for v in verdicts}))
+    held, summary = report(list(verdicts), runs)
+    if args.repeat > 1 or len(verdicts) > 1:
+        print(f"\n== {len(verdicts)} run(s)\n{summary}")
+    failed = sorted({row.name for v in verdicts for row in v.failures()})
+    if held and int(code) == 0:
+        print(f"\nVERDICT: PASS: every expectation held ({len(verdicts)} run(s))")
+        return 0
+    reason = (
+        f"failed: {', '.join(failed)}"
+        if failed
+        else f"no verdict was written (pytest exit {int(code)}): see the output above"
+    )
+    print(f"\nVERDICT: FAIL: {reason}; artifacts in {artifacts}")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
