@@ -2,10 +2,13 @@
 
     pytest e2e --cluster local                  # this machine, built from source
     pytest e2e --cluster kind --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl
+    pytest e2e --cluster kind --kind-nodes 3    # no Docker daemon: our own, node image built here
     pytest e2e --cluster existing --kubeconfig ~/.kube/config --registry localhost:5000
 
-``--keep-cluster``, ``--kubeconfig``, ``--cluster-name``, ``--kind-bin`` and
-``--kind-kubectl-bin`` come from pytest-kind and mean what they mean there.
+``--keep-cluster``, ``--kubeconfig``, ``--cluster-name``, ``--kind-image``, ``--kind-bin``
+and ``--kind-kubectl-bin`` come from pytest-kind and mean what they mean there, except that
+the cluster's default name is ``upgrade-gate`` (shared with ``python -m e2e.cluster``).
+A failed scenario on kind gets ``kind export logs`` in its artifacts.
 
 Fixtures: ``cluster`` (session), ``app_images`` (session: v1 and v2 built and
 loaded), ``kube``, ``helms`` (one per ``--helm-bin``), ``namespace`` (per test,
@@ -66,6 +69,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--fail-on-skip",
         action="store_true",
         help="a skipped test fails the session (CI: a skipped scenario is not a pass)",
+    )
+    group.addoption(
+        "--kind-nodes",
+        type=int,
+        default=int(os.environ.get("UPGRADE_GATE_KIND_NODES", "1")),
+        help="kind: nodes of the cluster, one control plane and the rest workers "
+        "(default: $UPGRADE_GATE_KIND_NODES or 1)",
     )
     group.addoption("--soak-rounds", type=int, default=6, help="rounds of the soak test")
     group.addoption("--soak-seed", type=int, default=None, help="seed of the soak test")
@@ -140,7 +150,7 @@ def phases(pytestconfig: pytest.Config) -> Phases:
 def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProvider]:
     from e2e.providers import make_provider
 
-    # --kubeconfig, --keep-cluster, --cluster-name, --kind-bin and
+    # --kubeconfig, --keep-cluster, --cluster-name, --kind-image, --kind-bin and
     # --kind-kubectl-bin are pytest-kind's options, used with the same meaning.
     option = pytestconfig.getoption
     provider = make_provider(
@@ -150,6 +160,8 @@ def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProv
         kind_path=Path(option("kind_bin")) if option("kind_bin") else None,
         kubectl_path=Path(option("kind_kubectl_bin")) if option("kind_kubectl_bin") else None,
         cluster_name=option("cluster_name"),
+        kind_image=option("kind_image"),
+        kind_nodes=option("--kind-nodes"),
     )
     # Bringing a cluster up can take minutes (a first local build: 7 to 14):
     # its progress lines go to the terminal as they happen, not to the capture.
@@ -280,6 +292,7 @@ def each_helm(
 @pytest.fixture
 def scenario(
     request: pytest.FixtureRequest,
+    cluster: ClusterProvider,
     kube: Kube,
     helm: Helm,
     app_images: AppImages,
@@ -303,4 +316,16 @@ def scenario(
             collect(kube, helm, namespace, scenario.release, artifacts_dir)
             for command in scenario.background:
                 (artifacts_dir / command.log_path.name).write_text(command.output)
+            _export_cluster_logs(cluster, artifacts_dir)
             print(f"\nartifacts: {artifacts_dir}")
+
+
+def _export_cluster_logs(cluster: ClusterProvider, artifacts_dir: Path) -> None:
+    """The nodes' logs (kind export logs), where the provider can export them."""
+    from e2e.providers.base import ExportsLogs, ProviderError
+
+    if isinstance(cluster, ExportsLogs):
+        try:
+            cluster.export_logs(artifacts_dir / f"{cluster.name}-logs")
+        except ProviderError as exc:
+            print(f"\n{cluster.name} logs not exported: {exc}")

@@ -1,8 +1,10 @@
-"""Bring a test cluster up, take it down, or say how it is.
+"""Bring a test cluster up, take it down, say how it is, or build what it runs.
 
     python -m e2e.cluster up [--provider local]
     python -m e2e.cluster status
     python -m e2e.cluster down
+    python -m e2e.cluster build --provider kind          # the kind node image, cached
+    python -m e2e.cluster up --provider kind --kind-nodes 3
 
 `up` prints one line per phase with its duration, then the kubeconfig path (for the local
 provider: ${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/local/kubeconfig). Daemon logs are under
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from e2e.providers import PROVIDERS, make_provider
 from e2e.providers.base import ProviderError
+from e2e.providers.kind import KindProvider
 from e2e.providers.local.cluster import LocalProvider
 
 
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("action", choices=("up", "down", "status", "build"))
     parser.add_argument("--provider", choices=sorted(PROVIDERS), default="local")
     parser.add_argument(
         "--kubeconfig", type=Path, help="existing provider: the cluster's kubeconfig"
@@ -35,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", help="existing provider: registry that load_images pushes to")
     parser.add_argument("--kind-path", type=Path, help="kind provider: the kind binary")
     parser.add_argument("--kubectl-path", type=Path, help="kind provider: the kubectl binary")
+    parser.add_argument(
+        "--cluster-name", help="kind provider: the cluster's name (default: upgrade-gate)"
+    )
+    parser.add_argument(
+        "--kind-image", help="kind provider: the node image (default: built here, or kind's)"
+    )
+    parser.add_argument(
+        "--kind-nodes", type=int, default=1, help="kind provider: nodes (1 control plane + workers)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every state change")
     args = parser.parse_args(argv)
 
@@ -44,28 +56,36 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
-    provider = make_provider(
-        args.provider,
-        kubeconfig=args.kubeconfig,
-        registry=args.registry,
-        kind_path=args.kind_path,
-        kubectl_path=args.kubectl_path,
-    )
     try:
+        provider = make_provider(
+            args.provider,
+            kubeconfig=args.kubeconfig,
+            registry=args.registry,
+            kind_path=args.kind_path,
+            kubectl_path=args.kubectl_path,
+            cluster_name=args.cluster_name,
+            kind_image=args.kind_image,
+            kind_nodes=args.kind_nodes,
+        )
         if args.action == "up":
             provider.up()
             print(f"kubeconfig: {provider.kubeconfig}")
         elif args.action == "down":
             provider.down()
+        elif args.action == "build":
+            if not isinstance(provider, KindProvider):
+                print(f"error: build is for --provider kind ({provider.name} builds at up)")
+                return 2
+            provider.build()
         else:
-            if not isinstance(provider, LocalProvider):
+            if not isinstance(provider, LocalProvider | KindProvider):
                 print(f"{provider.name}: kubeconfig {provider.kubeconfig}")
                 return 0
             report = provider.status()
             width = max(len(k) for k in report)
             for key, value in report.items():
                 print(f"{key:<{width}}  {value}")
-            return 0 if report["node"] == "Ready" else 3
+            return 0 if report["node"].startswith("Ready") else 3
     except ProviderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -193,9 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push", metavar="REGISTRY", help="push to REGISTRY instead of loading")
     parser.add_argument("--kubeconfig", type=Path, help="the existing provider's cluster")
     parser.add_argument("--base-image", help="default: the provider's own, else the Dockerfile's")
+    parser.add_argument("--cluster-name", help="kind: the cluster to load into (upgrade-gate)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    provider = make_provider(args.provider, registry=args.push, kubeconfig=args.kubeconfig)
+    provider = make_provider(
+        args.provider,
+        registry=args.push,
+        kubeconfig=args.kubeconfig,
+        cluster_name=args.cluster_name,
+    )
     images = build_app_images(
         provider, args.tags or TAGS, push_to=args.push, base_image=args.base_image
     )

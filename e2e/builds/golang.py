@@ -153,7 +153,7 @@ def go_install(
     with progress.phase(f"build {name}", f"{module}@{version}"):
         info = download_module(module, version, workdir, log_file)
         flags = ["-s", "-w", *ldflags]
-        if commit_variable:
+        if commit_variable and info.commit:
             flags.append(f"-X {commit_variable}={info.commit[:12]}")
         # `go install` ignores any go.mod around it; GOFLAGS=-mod=mod would be refused.
         _build_into(
@@ -281,7 +281,7 @@ class ModuleBuild:
             )
             source.prepare(self.log_file)
             flags = ["-s", "-w", *self.ldflags]
-            if self.commit_variable:
+            if self.commit_variable and info.commit:
                 flags.append(f"-X {self.commit_variable}={info.commit[:12]}")
             _build_into(
                 self.binary,

@@ -16,7 +16,9 @@ def make_provider(
     registry: str | None = None,
     kind_path: Path | None = None,
     kubectl_path: Path | None = None,
-    cluster_name: str = "upgrade-gate",
+    cluster_name: str | None = None,
+    kind_image: str | None = None,
+    kind_nodes: int = 1,
 ) -> ClusterProvider:
     """The provider called name; imports are lazy so each needs only its own tools."""
     if name == "local":
@@ -26,7 +28,14 @@ def make_provider(
     if name == "kind":
         from e2e.providers.kind import KindProvider
 
-        return KindProvider(cluster_name, kind_path=kind_path, kubectl_path=kubectl_path)
+        return KindProvider(
+            cluster_name,
+            kind_path=kind_path,
+            kubectl_path=kubectl_path,
+            image=kind_image,
+            kubeconfig=kubeconfig,
+            nodes=kind_nodes,
+        )
     if name == "existing":
         from e2e.providers.existing import ExistingProvider
 

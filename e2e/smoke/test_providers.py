@@ -11,6 +11,7 @@ from e2e.builds.images import normalize
 from e2e.providers import make_provider
 from e2e.providers.base import ClusterProvider, ProviderError
 from e2e.providers.existing import ExistingProvider
+from e2e.providers.kind import KindProvider
 from e2e.providers.local.cluster import LocalProvider
 
 pytestmark = pytest.mark.smoke
@@ -31,6 +32,38 @@ def test_kind_provider_never_downloads_a_missing_binary(
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ProviderError, match="no kind binary"):
         make_provider("kind")
+
+
+@pytest.fixture
+def kind_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Any executable named as the kind binary: these tests run no kind command."""
+    binary = tmp_path / "kind"
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("UPGRADE_GATE_KIND", str(binary))
+    return binary
+
+
+def test_one_kind_cluster_name_everywhere(kind_bin: Path, pytestconfig: pytest.Config) -> None:
+    # pytest's --cluster-name (pytest-kind's option, default "pytest-kind") and the
+    # defaults of python -m e2e.cluster and python -m e2e.images name the same cluster.
+    from_pytest = make_provider("kind", cluster_name=pytestconfig.getoption("cluster_name"))
+    from_commands = make_provider("kind")
+    assert isinstance(from_pytest, KindProvider)
+    assert isinstance(from_commands, KindProvider)
+    assert from_pytest.cluster_name == from_commands.cluster_name == "upgrade-gate"
+    chosen = make_provider("kind", cluster_name="mine")
+    assert isinstance(chosen, KindProvider)
+    assert chosen.cluster_name == "mine"
+
+
+def test_kind_honours_kind_image_and_kubeconfig(kind_bin: Path, tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    provider = make_provider("kind", kubeconfig=kubeconfig, kind_image="kindest/node:v1.34.3")
+    assert isinstance(provider, KindProvider)
+    assert provider.kubeconfig == kubeconfig
+    assert provider.image == "kindest/node:v1.34.3"
+    assert provider.kind_path == kind_bin.resolve()
 
 
 def test_existing_provider_needs_a_registry_to_load_images(tmp_path: Path) -> None:

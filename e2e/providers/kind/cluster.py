@@ -1,89 +1,544 @@
-"""The kind provider: a kind cluster through pytest-kind's KindCluster, for machines with Docker.
+"""The kind provider: a kind cluster through pytest-kind's KindCluster, one path everywhere.
 
-KindCluster downloads kind and kubectl when it is not given their paths; here it always is
-(never a download at test time): from the arguments, from UPGRADE_GATE_KIND and
-UPGRADE_GATE_KUBECTL, or else `kind` and `kubectl` found on PATH. Images load with
-`kind load docker-image` from the Docker daemon kind itself uses.
+Where a Docker daemon answers (a laptop, a GitHub runner), kind uses it and its default node
+image (`kindest/node`, pulled by kind), or `--kind-image`. Where none answers and we are root
+(this machine: no registry, no system Docker), the provider runs its own dockerd in a network
+namespace of its own (dockerd.py), builds a node image here (nodeimage.py), creates the
+cluster there, routes pods itself (network.py, the image has no kindnetd), and relays the API
+server's port from the namespace to the host's loopback (relay.py), so the kubeconfig kind
+writes works from the host as it is. `down` removes all of that and checks that the host is
+as the ledger recorded it (ledger.py).
+
+kind and kubectl are never downloaded: `--kind-bin`/$UPGRADE_GATE_KIND, else (own dockerd)
+kind built from its pinned Go module, else `kind` on PATH, else built from the Go module;
+`--kind-kubectl-bin`/$UPGRADE_GATE_KUBECTL, else `kubectl` on PATH, else the pinned kubectl of
+e2e.tools or our own build.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
+import logging
 import os
 import shutil
-from collections.abc import Sequence
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from e2e.providers.base import ProviderError, cache_root
+import requests
+import urllib3
+
+from app.testing import free_port
+from e2e.builds.docker import DockerClient, environment_daemon
+from e2e.builds.golang import go_install
+from e2e.builds.images import ensure_debian_image
+from e2e.builds.record import Built
+from e2e.host import mounts, packages, sysctls
+from e2e.host.commands import run, tail
+from e2e.host.processes import Daemon, ProcessTable, stop_all
+from e2e.providers.base import Progress, ProviderError
+from e2e.providers.kind import dockerd, network
+from e2e.providers.kind.ledger import KindLedger, leftovers, mount_roots, our_processes
+from e2e.providers.kind.nodeimage import NodeImageBuild, image_labels
+from e2e.providers.kind.settings import (
+    CGROUP_PARENT,
+    CNI_LABEL,
+    KIND_MODULE,
+    KindSettings,
+    cluster_name,
+)
+
+log = logging.getLogger("e2e.kind")
+
+# What the own-dockerd path needs on the host (Debian bookworm).
+PACKAGES = ("docker.io", "debootstrap", "iptables", "iproute2", "util-linux", "mount")
+TOOLCHAINS = ("go", "gcc")
+RELAY_SOURCE = Path(__file__).with_name("relay.py")
 
 
-def _tool(explicit: Path | None, env_var: str, name: str) -> Path:
+def _explicit_tool(explicit: Path | None, env_var: str) -> Path | None:
     if explicit is not None:
-        path = explicit
-    elif os.environ.get(env_var):
-        path = Path(os.environ[env_var])
-    elif (found := shutil.which(name)) is not None:
-        path = Path(found)
-    else:
-        raise ProviderError(
-            f"kind provider: no {name} binary; pass its path or set {env_var} "
-            "(pytest-kind would download one, which this harness never does)"
-        )
+        return explicit
+    if os.environ.get(env_var):
+        return Path(os.environ[env_var])
+    return None
+
+
+def _checked(path: Path) -> Path:
     if not path.is_file() or not os.access(path, os.X_OK):
         raise ProviderError(f"kind provider: {path} is not an executable file")
     return path.resolve()
 
 
 class KindProvider:
+    """`ClusterProvider` for a kind cluster."""
+
     name = "kind"
-    # app/Dockerfile's default base image: kind machines reach a registry.
-    base_image: str | None = None
 
     def __init__(
         self,
-        cluster_name: str = "upgrade-gate",
+        cluster: str | None = None,
         *,
         kind_path: Path | None = None,
         kubectl_path: Path | None = None,
+        image: str | None = None,
+        kubeconfig: Path | None = None,
+        nodes: int = 1,
+        settings: KindSettings | None = None,
     ) -> None:
-        self.cluster_name = cluster_name
-        self.state_dir = cache_root() / "kind" / cluster_name
-        self.kubeconfig: Path = self.state_dir / "kubeconfig"
-        self.kind_path = _tool(kind_path, "UPGRADE_GATE_KIND", "kind")
-        self.kubectl_path = _tool(kubectl_path, "UPGRADE_GATE_KUBECTL", "kubectl")
-        self._cluster: object | None = None
+        if nodes < 1:
+            raise ProviderError(f"--kind-nodes must be at least 1, not {nodes}")
+        self.settings = settings or KindSettings()
+        self.cluster_name = cluster_name(cluster)
+        self.state_dir = self.settings.state_dir(self.cluster_name)
+        self.kubeconfig: Path = kubeconfig or self.state_dir / "kubeconfig"
+        self.nodes = nodes
+        self.image = image
+        self.table = ProcessTable(self.settings.pids_dir)
+        # Our own dockerd: when it already runs, or when no other daemon answers.
+        self.own_docker = self.table.get(dockerd.DOCKERD) is not None
+        self._docker: DockerClient | None = None
+        if not self.own_docker:
+            self._docker = environment_daemon()
+            self.own_docker = self._docker is None
+        self.kind_path = self._resolve_kind(kind_path)
+        self._kubectl_given = _explicit_tool(kubectl_path, "UPGRADE_GATE_KUBECTL")
+        # The app's base image: ours where no registry is reached, else app/Dockerfile's.
+        self.base_image: str | None = self.settings.base_image if self.own_docker else None
 
-    def _kind_cluster(self) -> object:
-        if self._cluster is None:
-            from pytest_kind import KindCluster
+    # --- tools ---------------------------------------------------------------------------------
+    def _pinned_kind(self) -> Path:
+        return self.settings.cache / "kind" / self.settings.kind_version / "bin" / "kind"
 
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            # KindCluster makes a ./.pytest-kind/<name> directory relative to the working
-            # directory; keep it out of the repository.
-            with contextlib.chdir(self.state_dir):
-                self._cluster = KindCluster(
-                    self.cluster_name,
-                    kubeconfig=self.kubeconfig,
-                    kind_path=self.kind_path,
-                    kubectl_path=self.kubectl_path,
+    def _resolve_kind(self, explicit: Path | None) -> Path:
+        given = _explicit_tool(explicit, "UPGRADE_GATE_KIND")
+        if given is not None:
+            return _checked(given)
+        found = shutil.which("kind")
+        if found is not None and not self.own_docker:
+            return _checked(Path(found))
+        if shutil.which("go") is not None:
+            return self._pinned_kind()  # built by up/build when missing
+        if found is not None:
+            return _checked(Path(found))
+        raise ProviderError(
+            "kind provider: no kind binary; pass --kind-bin or set UPGRADE_GATE_KIND, or put "
+            "Go on PATH to build kind from its module (never a download)"
+        )
+
+    def _ensure_kind(self, progress: Progress) -> Path:
+        if self.kind_path == self._pinned_kind():
+            go_install(
+                "kind",
+                KIND_MODULE,
+                self.settings.kind_version,
+                KIND_MODULE,
+                self.settings.cache,
+                progress,
+                commit_variable=f"{KIND_MODULE}/pkg/cmd/kind/version.gitCommit",
+            )
+        return self.kind_path
+
+    @property
+    def kubectl_path(self) -> Path:
+        if self._kubectl_given is not None:
+            return _checked(self._kubectl_given)
+        if (found := shutil.which("kubectl")) is not None:
+            return Path(found)
+        from e2e import tools
+
+        pinned = tools.installed_path(tools.KUBECTL)
+        if pinned.is_file():
+            return pinned
+        own = self.settings.cache / "kubernetes" / self.settings.kubernetes_version / "bin"
+        if (own / "kubectl").is_file():
+            return own / "kubectl"
+        return Path(tools.kubectl())
+
+    # --- docker ----------------------------------------------------------------------------
+    def _ensure_docker(self, progress: Progress | None = None) -> DockerClient:
+        if self._docker is not None and self._docker.answers():
+            return self._docker
+        if not self.own_docker:
+            raise ProviderError("the Docker daemon kind uses stopped answering")
+        if self.table.get(dockerd.DOCKERD) is not None and dockerd.client(self.settings).answers():
+            self._docker = dockerd.client(self.settings)
+            return self._docker
+        if os.geteuid() != 0:
+            raise ProviderError(
+                "kind provider: no Docker daemon answers, and running our own needs root"
+            )
+        progress = progress or Progress("docker")
+        with progress.phase("host-prerequisites"):
+            missing = [t for t in TOOLCHAINS if shutil.which(t) is None]
+            if missing:
+                raise ProviderError(
+                    f"{', '.join(missing)} not on PATH: the node image build needs them"
                 )
-        return self._cluster
-
-    def up(self) -> None:
-        cluster = self._kind_cluster()
-        with contextlib.chdir(self.state_dir):
-            cluster.create()  # type: ignore[attr-defined]
-
-    def load_images(self, refs: Sequence[str]) -> None:
-        cluster = self._kind_cluster()
-        for ref in refs:
-            cluster.load_docker_image(ref)  # type: ignore[attr-defined]
-
-    def down(self) -> None:
-        cluster = self._kind_cluster()
-        with contextlib.chdir(self.state_dir):
-            cluster.delete()  # type: ignore[attr-defined]
+            packages.ensure_packages(PACKAGES, progress, self.settings.logs_dir / "apt.log")
+            if KindLedger.load(self.settings.ledger) is None:
+                KindLedger.record().save(self.settings.ledger)
+        with progress.phase("dockerd", "in its own network namespace"):
+            self._docker = dockerd.start(self.settings, self.table)
+        return self._docker
 
     def docker_env(self) -> dict[str, str]:
-        # kind uses the Docker daemon of the environment; so do the builds.
-        return {k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}
+        """DOCKER_HOST of the daemon kind runs on (images are built there too)."""
+        return dict(self._ensure_docker().env)
+
+    @contextlib.contextmanager
+    def _kind_env(self) -> Iterator[None]:
+        """Where KindCluster runs kind: our daemon's DOCKER_HOST, in the cluster's state dir
+        (KindCluster makes ./.pytest-kind/<name> in the working directory)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        saved = {k: os.environ.get(k) for k in ("DOCKER_HOST",)}
+        os.environ.update(self._docker.env if self._docker is not None else {})
+        try:
+            with contextlib.chdir(self.state_dir):
+                yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    def _kind_cluster(self, image: str | None) -> Any:
+        from pytest_kind import KindCluster
+
+        with self._kind_env():
+            return KindCluster(
+                self.cluster_name,
+                kubeconfig=self.kubeconfig,
+                image=image,
+                kind_path=self.kind_path,
+                kubectl_path=self.kubectl_path,
+            )
+
+    def _kind(self, *args: str, check: bool = True, timeout: float | None = None) -> str:
+        docker = self._ensure_docker()
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        done = run(
+            [self.kind_path, *args],
+            env={**docker.full_env(), "TMPDIR": str(self.settings.tmp_dir)},
+            check=check,
+            timeout=timeout,
+        )
+        return done.stdout
+
+    def exists(self) -> bool:
+        if self._docker is None and self.own_docker and self.table.get(dockerd.DOCKERD) is None:
+            return False
+        return self.cluster_name in self._kind("get", "clusters", check=False).split()
+
+    # --- build -------------------------------------------------------------------------------
+    def build(self, progress: Progress | None = None) -> Built:
+        """Our node image (and the app's base image), built or found in our daemon."""
+        progress = progress or Progress("build")
+        docker = self._ensure_docker(progress)
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        node = NodeImageBuild(self.settings, docker, progress).run()
+        with progress.phase("app base image") as note:
+            base = ensure_debian_image(
+                docker,
+                "debian-python-bookworm",
+                self.settings.base_image,
+                ("python3", "python3-venv", "ca-certificates"),
+                ['CMD ["python3"]', "ENV LANG=C.UTF-8"],
+                self.settings.images_dir,
+                self.settings.build_log,
+            )
+            note.detail = base.how
+        progress.line(f"node image {node.ref} ({node.how}) in {progress.elapsed():.1f}s")
+        return node
+
+    # --- up ------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        lock_path = self.settings.run_dir.parent / f"{self.settings.run_dir.name}.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another kind up/down on this machine (%s)", lock_path)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @property
+    def _record_path(self) -> Path:
+        return self.state_dir / "cluster.json"
+
+    def _record(self) -> dict[str, Any]:
+        try:
+            record: dict[str, Any] = json.loads(self._record_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return record
+
+    def up(self) -> None:
+        with self._exclusive():
+            progress = Progress("up")
+            try:
+                self._up(progress)
+            except BaseException:
+                progress.line(
+                    f"up failed; logs: {self.settings.logs_dir}, {self.settings.build_log}"
+                )
+                raise
+            progress.line(f"ready in {progress.elapsed():.1f}s; kubeconfig: {self.kubeconfig}")
+
+    def _up(self, progress: Progress) -> None:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        docker = self._ensure_docker(progress)
+        self._ensure_kind(progress)
+        image = self.image
+        if image is None and self.own_docker:
+            image = self.build(progress).ref
+        routes = image is not None and image_labels(docker, image).get(CNI_LABEL) == "routes"
+        want = {"nodes": self.nodes, "image": image, "routes": routes}
+        record = self._record()
+        if self.exists():
+            if {k: record.get(k) for k in want} == want and self._healthy(record):
+                progress.line(f"cluster {self.cluster_name} already up: reusing it")
+                return
+            with progress.phase("delete", "not the cluster asked for, or not healthy"):
+                self._delete()
+        port = free_port() if self.own_docker else None
+        record = {**want, "port": port}
+        config = self._write_config(port, routes)
+        with progress.phase("create", f"{self.nodes} node(s), image {image or 'kind default'}"):
+            cluster = self._kind_cluster(image)
+            with self._kind_env():
+                cluster.create(config)
+        self._record_path.write_text(json.dumps(record) + "\n")
+        if port is not None:
+            with progress.phase("api relay", f"127.0.0.1:{port} into the namespace"):
+                self._start_relay(port)
+        if routes:
+            with progress.phase("pod network", "podCIDR routes, ptp CNI per node"):
+                control_plane = f"{self.cluster_name}-control-plane"
+                nets = network.node_networks(docker, control_plane, self.nodes)
+                network.route_pods(docker, nets)
+        with progress.phase("nodes ready"):
+            self._kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s")
+        with progress.phase("coredns"):
+            self._kubectl(
+                "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=180s"
+            )
+
+    def _write_config(self, port: int | None, routes: bool) -> Path:
+        networking: dict[str, Any] = {}
+        if port is not None:
+            # Published on the namespace's loopback; relay.py brings it to the host's.
+            networking.update(apiServerAddress="127.0.0.1", apiServerPort=port)
+        if routes:
+            networking["disableDefaultCNI"] = True
+            networking["podSubnet"] = self.settings.pod_subnet
+        config: dict[str, Any] = {
+            "kind": "Cluster",
+            "apiVersion": "kind.x-k8s.io/v1alpha4",
+            "networking": networking,
+            "nodes": [{"role": "control-plane"}] + [{"role": "worker"}] * (self.nodes - 1),
+        }
+        if dockerd.lacks_cap_sys_resource():
+            # Without CAP_SYS_RESOURCE (the runc wrapper drops it), runc cannot lower a pod
+            # sandbox's oom_score_adj ("can't get final child's PID from pipe: EOF"); make
+            # containerd clamp it to its own, as kind does when rootless.
+            config["containerdConfigPatches"] = [
+                '[plugins."io.containerd.grpc.v1.cri"]\n  restrict_oom_score_adj = true'
+            ]
+        path = self.state_dir / "kind-config.yaml"
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(config, indent=2) + "\n")  # JSON is YAML
+        return path
+
+    def _kubectl(self, *args: str, check: bool = True) -> str:
+        done = run(
+            [self.kubectl_path, f"--kubeconfig={self.kubeconfig}", *args],
+            check=check,
+            timeout=300,
+        )
+        return done.stdout
+
+    def _healthy(self, record: dict[str, Any]) -> bool:
+        if record.get("port") is not None:
+            self._start_relay(int(record["port"]))
+        done = subprocess.run(
+            [
+                str(self.kubectl_path),
+                f"--kubeconfig={self.kubeconfig}",
+                "get",
+                "nodes",
+                "-o",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            return False
+        nodes = json.loads(done.stdout).get("items", [])
+        ready = [
+            n
+            for n in nodes
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in n.get("status", {}).get("conditions", [])
+            )
+        ]
+        return len(nodes) == self.nodes and len(ready) == self.nodes
+
+    # --- the API server relay ---------------------------------------------------------------
+    @property
+    def _relay(self) -> str:
+        return f"relay-{self.cluster_name}"
+
+    def _start_relay(self, port: int) -> None:
+        if self.table.get(self._relay) is None:
+            self.table.start(
+                Daemon(
+                    self._relay,
+                    [
+                        sys.executable,
+                        "-I",
+                        str(RELAY_SOURCE),
+                        "--netns",
+                        str(self.settings.netns),
+                        "--port",
+                        str(port),
+                    ],
+                    self.settings.logs_dir / f"{self._relay}.log",
+                )
+            )
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+        def answers() -> bool:
+            try:
+                # Any HTTP answer (401 included) is the API server's, through the relay.
+                # The relay is all this checks; kubectl checks the certificate.
+                url = f"https://127.0.0.1:{port}/readyz"
+                requests.get(url, verify=False, timeout=2)  # noqa: S501
+            except requests.RequestException:
+                return False
+            return True
+
+        self.table.wait_until(
+            self._relay, answers, 60, self.settings.logs_dir / f"{self._relay}.log", "relaying"
+        )
+
+    # --- images --------------------------------------------------------------------------------
+    def load_images(self, refs: Sequence[str]) -> None:
+        """`kind load docker-image`; where that fails (Docker 29's containerd image store,
+        kind issues 3795 and 4066), `docker save` and `kind load image-archive`."""
+        docker = self._ensure_docker()
+        cluster = self._kind_cluster(None)
+        for ref in refs:
+            started = time.monotonic()
+            try:
+                with self._kind_env():
+                    cluster.load_docker_image(ref)
+                how = "kind load docker-image"
+            except subprocess.CalledProcessError as exc:
+                log.warning("kind load docker-image %s failed (%s); loading an archive", ref, exc)
+                self.load_archive(docker, ref)
+                how = "docker save + kind load image-archive"
+            log.info("loaded %s with %s in %.1fs", ref, how, time.monotonic() - started)
+
+    def load_archive(self, docker: DockerClient, ref: str) -> None:
+        self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.settings.tmp_dir, prefix=".load-") as tmp:
+            archive = Path(tmp) / "image.tar"
+            run(docker.command("save", "-o", str(archive), ref), env=docker.full_env())
+            self._kind("load", "image-archive", "--name", self.cluster_name, str(archive))
+
+    def export_logs(self, dest: Path) -> Path:
+        """`kind export logs`: every node's journal, kubelet and container logs."""
+        self._kind("export", "logs", str(dest), "--name", self.cluster_name, timeout=300)
+        return dest
+
+    # --- status --------------------------------------------------------------------------------
+    def status(self) -> dict[str, str]:
+        report: dict[str, str] = {}
+        if self.own_docker:
+            running = self.table.get(dockerd.DOCKERD)
+            report["dockerd"] = f"running, PID {running.pid}" if running else "not running"
+            relay = self.table.get(self._relay)
+            report["api relay"] = f"running, PID {relay.pid}" if relay else "not running"
+        exists = (not self.own_docker or self.table.get(dockerd.DOCKERD) is not None) and (
+            self.exists()
+        )
+        report["cluster"] = self.cluster_name if exists else "(none)"
+        healthy = exists and self._healthy(self._record())
+        report["node"] = f"Ready ({self.nodes} node(s))" if healthy else "not Ready"
+        report["kubeconfig"] = str(self.kubeconfig) if self.kubeconfig.exists() else "(none)"
+        return report
+
+    # --- down ----------------------------------------------------------------------------------
+    def _delete(self) -> None:
+        cluster = self._kind_cluster(None)
+        with self._kind_env():
+            cluster.delete()
+
+    def down(self) -> None:
+        with self._exclusive():
+            self._down()
+
+    def _down(self) -> None:
+        s = self.settings
+        progress = Progress("down")
+        docker_up = self.table.get(dockerd.DOCKERD) is not None if self.own_docker else self._docker
+        if docker_up and self.exists():
+            with progress.phase("cluster", self.cluster_name):
+                self._delete()
+        self.table.stop(self._relay)
+        self._record_path.unlink(missing_ok=True)
+        if self.kubeconfig == self.state_dir / "kubeconfig":
+            self.kubeconfig.unlink(missing_ok=True)
+        if not self.own_docker:
+            progress.line(f"down in {progress.elapsed():.1f}s")
+            return
+        remaining = dockerd.kind_clusters(dockerd.client(s)) if docker_up else set()
+        if remaining:
+            progress.line(f"dockerd kept: it still holds kind clusters {sorted(remaining)}")
+            return
+        ledger = KindLedger.load(s.ledger)
+        with progress.phase("dockerd"):
+            self.table.stop(dockerd.DOCKERD, grace=30)
+            for name in self.table.recorded():
+                self.table.stop(name)
+            # containerd's shims and docker-proxy name our directories in their command line.
+            stop_all({pid for pid, _argv in our_processes(s)}, "leftover processes", grace=5)
+        with progress.phase("host"):
+            mounts.unmount_under(mount_roots(s))
+            dockerd.delete_netns(s)
+            mounts.remove_cgroups(CGROUP_PARENT)
+            if ledger is not None:
+                failed = sysctls.restore_sysctls(ledger.sysctls)
+                if failed:
+                    log.warning("sysctls not restored: %s", failed)
+                for absent in ledger.absent_paths:  # files first, then their directories
+                    path = Path(absent)
+                    if path.is_file():
+                        path.unlink()
+                    elif path.is_dir() and not any(path.iterdir()):
+                        path.rmdir()
+            shutil.rmtree(s.run_dir, ignore_errors=True)
+        left = leftovers(s, ledger)
+        if left:
+            raise ProviderError(
+                "down left these behind:\n  " + "\n  ".join(left) + f"\n(logs: {s.logs_dir})"
+            )
+        s.ledger.unlink(missing_ok=True)
+        progress.line(f"down in {progress.elapsed():.1f}s: nothing of ours left")
+
+    def log_tail(self) -> str:
+        return tail(self.settings.logs_dir / "dockerd.log")

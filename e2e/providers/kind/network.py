@@ -1,0 +1,141 @@
+"""Pod networking for a node image without kindnetd: what kindnetd does, done once.
+
+kindnetd is not on the Go module proxy. Besides masquerading traffic that leaves the
+cluster (there is nowhere to go here), it does two things, and the provider does them after
+`kind create cluster`, once every node has its podCIDR:
+
+- each node gets a CNI config of its own: ptp (a veth per pod, routed, as kindnetd's) with
+  host-local IPAM over that node's podCIDR, and portmap;
+- each node gets a route to every other node's podCIDR via that node's IP.
+
+Nodes that are added later are not routed; the cluster's node count is fixed at create.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from dataclasses import dataclass
+from typing import Any
+
+from app.testing import eventually
+from e2e.builds.docker import DockerClient
+from e2e.host.commands import run
+from e2e.providers.base import ProviderError
+
+log = logging.getLogger("e2e.kind.network")
+
+CNI_NETWORK = "ugate-kind"
+CNI_CONFIG = f"/etc/cni/net.d/10-{CNI_NETWORK}.conflist"
+ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
+
+
+@dataclass(frozen=True)
+class NodeNet:
+    name: str
+    ip: str
+    pod_cidr: str
+
+
+def conflist(pod_cidr: str) -> str:
+    return json.dumps(
+        {
+            "cniVersion": "0.4.0",
+            "name": CNI_NETWORK,
+            "plugins": [
+                {
+                    "type": "ptp",
+                    # Nothing outside the cluster to reach: no masquerade.
+                    "ipMasq": False,
+                    "ipam": {
+                        "type": "host-local",
+                        "dataDir": "/run/cni-ipam-state",
+                        "ranges": [[{"subnet": pod_cidr}]],
+                        "routes": [{"dst": "0.0.0.0/0"}],
+                    },
+                },
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+            ],
+        },
+        indent=2,
+    )
+
+
+def _exec(docker: DockerClient, node: str, *argv: str, stdin: str | None = None) -> str:
+    done = run(
+        docker.command("exec", *(["-i"] if stdin is not None else []), node, *argv),
+        env=docker.full_env(),
+        input_bytes=stdin.encode() if stdin is not None else None,
+    )
+    return done.stdout
+
+
+def _nodes_json(docker: DockerClient, control_plane: str) -> list[dict[str, Any]]:
+    done = subprocess.run(
+        docker.command(
+            "exec",
+            control_plane,
+            "kubectl",
+            f"--kubeconfig={ADMIN_KUBECONFIG}",
+            "get",
+            "nodes",
+            "-o",
+            "json",
+        ),
+        env=docker.full_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return []
+    items: list[dict[str, Any]] = json.loads(done.stdout).get("items", [])
+    return items
+
+
+def node_networks(
+    docker: DockerClient, control_plane: str, count: int, timeout: float = 120
+) -> list[NodeNet]:
+    """Every node's InternalIP and podCIDR, once all `count` nodes have one."""
+    found: list[NodeNet] = []
+
+    def all_assigned() -> bool:
+        nonlocal found
+        nets = []
+        for item in _nodes_json(docker, control_plane):
+            addresses = item.get("status", {}).get("addresses", [])
+            ip = next((a["address"] for a in addresses if a["type"] == "InternalIP"), None)
+            cidr = item.get("spec", {}).get("podCIDR")
+            if ip and cidr:
+                nets.append(NodeNet(item["metadata"]["name"], ip, cidr))
+        found = nets
+        return len(nets) >= count
+
+    try:
+        eventually(
+            all_assigned, timeout=timeout, interval=0.5, what=f"{count} nodes with a podCIDR"
+        )
+    except AssertionError as exc:
+        raise ProviderError(f"{exc}; nodes so far: {found}") from None
+    return sorted(found, key=lambda n: n.name)
+
+
+def route_pods(docker: DockerClient, nets: list[NodeNet]) -> None:
+    """Each node's CNI config over its podCIDR, and routes to every other node's podCIDR."""
+    for net in nets:
+        _exec(docker, net.name, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")
+        for other in nets:
+            if other is not net:
+                _exec(docker, net.name, "ip", "route", "replace", other.pod_cidr, "via", other.ip)
+        _exec(
+            docker,
+            net.name,
+            "sh",
+            "-c",
+            f"mkdir -p /etc/cni/net.d && cat > {CNI_CONFIG}.n && mv {CNI_CONFIG}.n {CNI_CONFIG}",
+            stdin=conflist(net.pod_cidr),
+        )
+        log.info(
+            "node %s: pods on %s, routes to %d other nodes", net.name, net.pod_cidr, len(nets) - 1
+        )

@@ -1,0 +1,116 @@
+"""Versions, names and paths of the kind provider: one place, so they agree.
+
+Kubernetes is the version the local provider builds (one build of the binaries serves both);
+etcd, CoreDNS and pause are the versions that version's kubeadm asks for (read from kubeadm
+itself at build time). kind is pinned from its Go module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2e.providers.base import cache_root
+from e2e.providers.local.settings import KUBERNETES_VERSION
+
+# The newest kind the Go module proxy served here; its default node image would be 1.35.
+KIND_VERSION = "v0.33.0"
+KIND_MODULE = "sigs.k8s.io/kind"
+CRICTL_VERSION = "v1.34.0"
+# kind v0.33 pins v0.0.34 (as kindest/local-path-provisioner), which the proxy does not serve.
+LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
+
+# One cluster name everywhere: pytest (--cluster-name), python -m e2e.cluster and e2e.images.
+CLUSTER_NAME = "upgrade-gate"
+# pytest-kind's --cluster-name default; taken as "not chosen", i.e. CLUSTER_NAME.
+PYTEST_KIND_DEFAULT_NAME = "pytest-kind"
+
+# Names that say "ours" on the host.
+CGROUP_PARENT = "upgrade-gate-kind"
+IMAGE_DOMAIN = "upgrade-gate.local"
+# A label our node image carries: it has no kindnetd, the provider routes pods itself.
+CNI_LABEL = "io.upgrade-gate.kind.cni"
+
+
+def cluster_name(given: str | None) -> str:
+    """The cluster name to use: the one given, unless it is pytest-kind's default."""
+    if not given or given == PYTEST_KIND_DEFAULT_NAME:
+        return CLUSTER_NAME
+    return given
+
+
+@dataclass(frozen=True)
+class KindSettings:
+    kubernetes_version: str = KUBERNETES_VERSION
+    kind_version: str = KIND_VERSION
+    crictl_version: str = CRICTL_VERSION
+    local_path_provisioner_version: str = LOCAL_PATH_PROVISIONER_VERSION
+    cache: Path = field(default_factory=cache_root)
+    # Sockets must fit in 108 bytes whatever XDG_CACHE_HOME is, so runtime files live in /run.
+    run_dir: Path = Path("/run/upgrade-gate/kind")
+    pod_subnet: str = "10.244.0.0/16"
+
+    # --- cached (kept across `down`) ------------------------------------------------------
+    @property
+    def kind_dir(self) -> Path:
+        return self.cache / "kind"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.cache / "images"
+
+    @property
+    def build_log(self) -> Path:
+        return self.kind_dir / "build.log"
+
+    @property
+    def docker_data_root(self) -> Path:
+        return self.kind_dir / "docker"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """TMPDIR of `kind build node-image`, which unpacks the server tarball there."""
+        return self.kind_dir / "tmp"
+
+    def state_dir(self, cluster: str) -> Path:
+        return self.kind_dir / "clusters" / cluster
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.kind_dir / "logs"
+
+    @property
+    def ledger(self) -> Path:
+        """What the host looked like before the first `up`, so `down` can put it back."""
+        return self.kind_dir / "ledger.json"
+
+    # --- runtime (removed by `down`) ---------------------------------------------------------
+    @property
+    def netns(self) -> Path:
+        """The network namespace our dockerd, its bridges and rules, and the nodes live in."""
+        return self.run_dir / "netns"
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.run_dir / "docker.sock"
+
+    @property
+    def docker_exec_root(self) -> Path:
+        return self.run_dir / "docker"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.run_dir / "pids"
+
+    @property
+    def runc_wrapper(self) -> Path:
+        return self.run_dir / "runc-nosysresource"
+
+    # --- images --------------------------------------------------------------------------------
+    def node_image(self, key: str) -> str:
+        return f"{IMAGE_DOMAIN}/kind-node:{self.kubernetes_version}-{key}"
+
+    @property
+    def base_image(self) -> str:
+        """The app's base image, shared with the local provider (debootstrap + python3)."""
+        return "upgrade-gate/debian-python:bookworm"
