@@ -49,7 +49,7 @@ class Case:
     @property
     def file(self) -> str:
         """The test's file, relative to the repository (``e2e/scenarios/test_x.py``)."""
-        return self.classname.replace(".", "/") + ".py" if self.classname else ""
+        return source_file(self.classname)
 
     @property
     def folder(self) -> str:
@@ -62,6 +62,26 @@ class Case:
             return None
         found = re.findall(rf"^{re.escape(self.file)}:(\d+):", self.details, re.MULTILINE)
         return int(found[-1]) if found else None
+
+
+def source_file(classname: str, root: Path = ROOT) -> str:
+    """The file behind a JUnit classname, which is its path with dots for slashes.
+
+    ``e2e.scenarios.test_x`` is ``e2e/scenarios/test_x.py``; a scenario file's
+    ``e2e.scenarios.files.idle-upgrade.scenario.yaml`` is the file in ``e2e/scenarios/files``
+    whose name is the rest, dots and all.
+    """
+    if not classname:
+        return ""
+    python = classname.replace(".", "/") + ".py"
+    if (root / python).is_file():
+        return python
+    parts = classname.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        candidate = Path(*parts[:cut]) / ".".join(parts[cut:])
+        if (root / candidate).is_file():
+            return candidate.as_posix()
+    return python
 
 
 @dataclass

@@ -185,3 +185,18 @@ def test_a_missing_folder_is_refused(tmp_path: Path) -> None:
     done = summary(tmp_path / "nowhere")
     assert done.returncode == 2
     assert "is not a folder" in done.stderr
+
+
+def test_a_scenario_file_is_found_behind_its_dotted_classname(tmp_path: Path) -> None:
+    from e2e.summary import source_file
+
+    files = tmp_path / "e2e" / "scenarios" / "files"
+    files.mkdir(parents=True)
+    (files / "idle-upgrade.scenario.yaml").write_text("kind: Scenario\n")
+    (tmp_path / "e2e" / "scenarios" / "test_x.py").write_text("")
+    assert (
+        source_file("e2e.scenarios.files.idle-upgrade.scenario.yaml", tmp_path)
+        == "e2e/scenarios/files/idle-upgrade.scenario.yaml"
+    )
+    assert source_file("e2e.scenarios.test_x", tmp_path) == "e2e/scenarios/test_x.py"
+    assert source_file("", tmp_path) == ""
