@@ -222,7 +222,11 @@ def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
     with scenario.recording(f"a rollout that fails after the hook ({scenario.helm.name})"):
         # An image that does not exist: the hook lets the upgrade go (nothing
         # runs), the new pod never starts, helm gives up and rolls back.
-        upgrade = scenario.upgrade("missing-tag", rollback_flag, "--timeout", "40s")
+        # The hook runs an image that exists (by default it runs the new one).
+        hook_image = {"repository": scenario.images.repository, "tag": "v2"}
+        upgrade = scenario.upgrade(
+            "missing-tag", rollback_flag, "--timeout", "40s", gate={"image": hook_image}
+        )
         code = scenario.finish(upgrade, timeout=240, label="failed rollout, rolled back")
         helm_exited = time.monotonic()
         assert code != 0, upgrade.output
