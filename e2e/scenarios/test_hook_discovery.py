@@ -6,9 +6,11 @@ import base64
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from app.hook.pods import KubernetesSource
 from e2e.kube import wait_for
@@ -68,9 +70,13 @@ def test_another_release_in_the_namespace_is_not_gated(scenario: Scenario) -> No
     assert [p.name for p in source.list_pods()] == [scenario.only_pod().metadata.name]
 
 
-@pytest.mark.parametrize("verbs", [[], ["get"]], ids=["no-role", "get-only"])
+@pytest.mark.parametrize(
+    ("verbs", "resource"),
+    [([], "pods"), (["get"], "pods"), (["list"], "replicasets")],
+    ids=["no-role", "get-only", "pods-only"],
+)
 def test_missing_rbac_exits_3_naming_the_verb_and_resource(
-    scenario: Scenario, tmp_path: Path, verbs: list[str]
+    scenario: Scenario, tmp_path: Path, verbs: list[str], resource: str
 ) -> None:
     kube, namespace = scenario.kube, scenario.namespace
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
@@ -121,10 +127,104 @@ def test_missing_rbac_exits_3_naming_the_verb_and_resource(
     )
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "cannot list pods" in last
-    assert "needs verb 'list' on resource 'pods'" in last
+    assert f"cannot list {resource}" in last
+    assert f"needs verb 'list' on resource '{resource}'" in last
     assert "system:serviceaccount:" in last  # the API server's own words
     assert "Traceback" not in result.stderr
+
+
+def test_a_pod_without_an_address_blocks_the_gate_until_the_deadline(
+    scenario: Scenario,
+) -> None:
+    scenario.install("v1")
+    # A pod of the release that can never be scheduled: Pending, no IP.
+    apps: Any = client.AppsV1Api(scenario.kube.api_client)
+    (template,) = [
+        d.spec.template for d in apps.list_namespaced_deployment(scenario.namespace).items
+    ]
+    stuck = {
+        "metadata": {"name": "stuck", "labels": template.metadata.labels},
+        "spec": {
+            **scenario.kube.api_client.sanitize_for_serialization(template.spec),
+            "nodeSelector": {"upgrade-gate/no-such-node": "true"},
+        },
+    }
+    scenario.kube.core.create_namespaced_pod(scenario.namespace, stuck)
+    result = _hook(scenario, "--timeout", "4")
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "stuck (not yet gated: no IP yet (Pending))" in last, last
+    # Gone, it no longer counts.
+    scenario.kube.core.delete_namespaced_pod("stuck", scenario.namespace, grace_period_seconds=0)
+    source = KubernetesSource(
+        _selector("demo"), "http", scenario.namespace, str(scenario.kube.kubeconfig)
+    )
+    wait_for(
+        lambda: [p.name for p in source.list_pods()] == [scenario.only_pod().metadata.name],
+        timeout=30,
+        what="the stuck pod no longer counted",
+    )
+
+
+def test_a_deleted_pod_is_waited_for_until_its_replacement_exists(scenario: Scenario) -> None:
+    scenario.install("v1", replicaCount=2)
+    source = KubernetesSource(
+        _selector("demo"), "http", scenario.namespace, str(scenario.kube.kubeconfig)
+    )
+    pods = scenario.app_pods()
+    scenario.kube.core.delete_namespaced_pod(
+        pods[0].metadata.name, scenario.namespace, grace_period_seconds=0
+    )
+    # Whenever it lists, the hook counts two: the survivor and the replacement,
+    # as a placeholder before the ReplicaSet has created it, then as a pod.
+    for _ in range(20):
+        listed = source.list_pods()
+        assert len(listed) == 2, listed
+        assert pods[0].metadata.uid not in {p.uid for p in listed}
+
+
+def test_pods_on_the_new_template_are_not_gated_unless_some_will_go(scenario: Scenario) -> None:
+    scenario.install("v1", replicaCount=2)
+    pods = scenario.app_pods()
+    (on_template,) = {p.metadata.annotations["upgrade-gate/template-hash"] for p in pods}
+    kubeconfig = str(scenario.kube.kubeconfig)
+
+    def listed(template_hash: str, replicas: int) -> list[str]:
+        source = KubernetesSource(
+            _selector("demo"),
+            "http",
+            scenario.namespace,
+            kubeconfig,
+            template_hash=template_hash,
+            replicas=replicas,
+        )
+        return [p.name for p in source.list_pods()]
+
+    names = sorted(p.metadata.name for p in pods)
+    assert listed(on_template, 2) == []  # a config-only upgrade: nothing to gate
+    assert listed("0123456789abcdef", 2) == names  # another template: all are replaced
+    assert listed(on_template, 1) == names  # a scale-down: any of them may go
+
+
+def _hook(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "wait",
+            "--selector",
+            _selector("demo"),
+            "--namespace",
+            scenario.namespace,
+            "--kubeconfig",
+            str(scenario.kube.kubeconfig),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def _kubeconfig_with_token(admin: Path, token: str, path: Path) -> Path:
