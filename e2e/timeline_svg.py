@@ -10,7 +10,7 @@ from html import escape
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from e2e.timeline import Timeline
+    from e2e.timeline import Operation, Timeline
 
 _COLORS = {
     "helm": "#6c7a89",
@@ -98,24 +98,42 @@ def render_svg(timeline: Timeline, title: str) -> str:
         if pod.exited:
             bar(pod.exited, end, _COLORS["exited"], f"{pod.name}: exited {pod.exit_code}")
         y += row_h
+        # Operations one after another share a row (work arriving every second
+        # would otherwise make a row each).
+        lanes: list[list[Operation]] = []
         for op in sorted(
             (o for o in timeline.operations.values() if o.pod == pod.name), key=lambda o: o.started
         ):
-            label(f"  operation {op.id} ({op.seconds:g}s)")
-            end = op.finished or t_end
-            verdict = "CUT OFF" if op.cut_off else op.state
-            bar(
-                op.started,
-                end,
-                _COLORS["cut"] if op.cut_off else _COLORS["op"],
-                f"operation {op.id}: {verdict}, {op.started - t0:.1f}s to {end - t0:.1f}s",
-                10,
+            lane = next(
+                (lane for lane in lanes if (lane[-1].finished or t_end) <= op.started), None
             )
-            if op.cut_off:
-                rows.append(
-                    f'<text x="{x(end) + 4:.1f}" y="{y + 14}" font-size="11" '
-                    f'fill="{_COLORS["cut"]}">cut off</text>'
+            if lane is None:
+                lanes.append([op])
+            else:
+                lane.append(op)
+        for lane in lanes:
+            first = lane[0]
+            label(
+                f"  operation {first.id} ({first.seconds:g}s)"
+                if len(lane) == 1
+                else f"  {len(lane)} operations"
+            )
+            for op in lane:
+                end = op.finished or t_end
+                verdict = "CUT OFF" if op.cut_off else op.state
+                bar(
+                    op.started,
+                    end,
+                    _COLORS["cut"] if op.cut_off else _COLORS["op"],
+                    f"operation {op.id} ({op.seconds:g}s): {verdict}, "
+                    f"{op.started - t0:.1f}s to {end - t0:.1f}s",
+                    10,
                 )
+                if op.cut_off:
+                    rows.append(
+                        f'<text x="{x(end) + 4:.1f}" y="{y + 14}" font-size="11" '
+                        f'fill="{_COLORS["cut"]}">cut off</text>'
+                    )
             y += row_h
     for i, (name, moment) in enumerate(timeline.marks):
         top = 44 + 14 * i
