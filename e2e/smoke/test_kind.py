@@ -162,15 +162,37 @@ def test_pods_on_different_nodes_reach_each_other(
         for p in json.loads(kubectl(kind, "-n", scratch_ns, "get", "pods", "-o", "json"))["items"]
     }
     assert len({node for _ip, node in ips.values()}) == min(len(nodes), len(placed))
-    targets = [f"http://{ip}:8000/" for name, (ip, _node) in ips.items() if name != "p0"]
-    targets.append(f"http://p1.{scratch_ns}.svc.cluster.local/")
     fetch = (
         "import sys, urllib.request\n"
         "for url in sys.argv[1:]:\n"
         "    print(url, urllib.request.urlopen(url, timeout=5).status)\n"
     )
-    out = kubectl(kind, "-n", scratch_ns, "exec", "p0", "--", "python3", "-c", fetch, *targets)
-    assert out.split() == [word for url in targets for word in (url, "200")]
+
+    def from_p0(*urls: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(str(kind.kubectl_path), f"--kubeconfig={kind.kubeconfig}", "-n", scratch_ns),
+                *("exec", "p0", "--", "python3", "-c", fetch, *urls),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    # Pod to pod (across nodes where there are several): routed at once.
+    urls = [f"http://{ip}:8000/" for name, (ip, _node) in ips.items() if name != "p0"]
+    direct = from_p0(*urls)
+    assert direct.stdout.split() == [w for url in urls for w in (url, "200")], direct.stderr
+    # Through the Service's name: once CoreDNS and kube-proxy have the new Service.
+    service = f"http://p1.{scratch_ns}.svc.cluster.local/"
+    eventually(
+        lambda: from_p0(service).stdout.split() == [service, "200"],
+        timeout=30,
+        interval=1,
+        what=f"{service} answering p0",
+        describe=lambda: from_p0(service).stderr[-300:],
+    )
 
 
 def test_an_image_archive_loads_into_every_node(kind: KindProvider, base_loaded: str) -> None:

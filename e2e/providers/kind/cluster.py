@@ -328,10 +328,20 @@ class KindProvider:
                 network.route_pods(docker, nets)
         with progress.phase("nodes ready"):
             self._kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s")
-        with progress.phase("coredns"):
+        with progress.phase("kube-proxy"):
             self._kubectl(
-                "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=180s"
+                "-n", "kube-system", "rollout", "status", "daemonset/kube-proxy", "--timeout=180s"
             )
+        with progress.phase("coredns") as note:
+            coredns = ("-n", "kube-system", "deployment/coredns")
+            available = ("wait", "--for=condition=Available", "--timeout=5s")
+            if not self._kubectl(*available, *coredns, check=False):
+                # CoreDNS started with kube-proxy, before the API server's Service address
+                # led anywhere; its client backs off (30 s and more) before it asks again.
+                # New pods find the API at once.
+                self._kubectl("rollout", "restart", *coredns)
+                note.detail = "restarted once kube-proxy ran"
+            self._kubectl("rollout", "status", *coredns, "--timeout=180s")
 
     def _write_config(self, port: int | None, routes: bool) -> Path:
         networking: dict[str, Any] = {}
