@@ -9,6 +9,7 @@ those expectations, and count their passes.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from e2e.images import AppImages
+from e2e.kube import Kube
 
 pytestmark = pytest.mark.e2e
 
@@ -59,7 +61,7 @@ def _harness_options(config: pytest.Config) -> list[str]:
 
 
 def test_a_wrong_expectation_fails_reproduce_and_names_it(
-    app_images: AppImages, pytestconfig: pytest.Config, tmp_path: Path
+    app_images: AppImages, kube: Kube, pytestconfig: pytest.Config, tmp_path: Path
 ) -> None:
     scenario_file = tmp_path / "wrong.scenario.yaml"
     scenario_file.write_text(WRONG)
@@ -81,6 +83,9 @@ def test_a_wrong_expectation_fails_reproduce_and_names_it(
         cwd=ROOT,
     )
     out = result.stdout
+    # A failed run keeps its namespace for inspection (--keep-cluster): not these.
+    for namespace in re.findall(r"namespace (\S+) kept for inspection", out):
+        kube.delete_namespace(namespace)
     assert result.returncode == 1, out[-4000:] + result.stderr[-4000:]
     assert "VERDICT: FAIL: failed: release, serves;" in out, out[-3000:]
     assert "FAIL  serves" in out
