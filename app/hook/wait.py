@@ -8,16 +8,16 @@ The rule (what counts is the pod source's: see ``app/hook/pods.py``):
   gated again from the start.
 - **When a pod is gated.** Its own thread fences it (a drain lease, renewed
   every third of its length) and long-polls ``/upgradeable``. A fenced pod that
-  answers idle cannot take new work while the lease holds; the thread then
-  swaps the short lease for the ``hold`` lease that covers Helm's rollout, and
-  the pod is *ready*. The pod's process is part of its identity: an answer
-  from another ``instance`` (the container restarted) drops the pod back to
-  "not fenced" and it is fenced and asked again.
+  answers idle cannot take new work while the lease holds: it is *ready*. The
+  pod's process is part of its identity: an answer from another ``instance``
+  (the container restarted) drops the pod back to "not fenced" and it is
+  fenced and asked again.
 - **What ends the wait.** When a fresh listing shows every counted pod ready,
-  one final round fences every pod again (with the hold lease) and each must
-  answer idle in that very answer; then one more listing must show the same
-  pods. Only then does the hook exit 0. Every pod gone is confirmed by a
-  second listing before it counts as "nothing to wait for".
+  one final round fences every pod again, now with the ``hold`` lease that
+  covers Helm's rollout, and each must answer idle in that very answer; then
+  one more listing must show the same pods. Only then does the hook exit 0.
+  Every pod gone is confirmed by a second listing before it counts as
+  "nothing to wait for".
 - **Failing safe.** On the deadline, or SIGTERM, every fence this hook placed
   is released (the summary names any pod where that failed) and the hook
   fails: Helm then changes nothing. If the hook itself dies, the leases run
@@ -175,9 +175,10 @@ class Waiter:
         first_listing = True
         listing_error: str | None = None
         empty_since: float | None = None
+        next_round_at = 0.0
         try:
             while True:
-                pods, attempted = None, False
+                pods, attempted, deferred = None, False, None
                 try:
                     pods = self.source.list_pods()
                     listing_error = None
@@ -203,9 +204,14 @@ class Waiter:
                     elif self.clock() - empty_since >= options.discovery_interval:
                         return Outcome(Exit.OK, self._no_pods_summary(first_listing))
                     if pods and self._all_ready():
-                        attempted = True
-                        if self._final_round() and (confirmed := self._confirm_listing()):
-                            return confirmed
+                        if self.clock() >= next_round_at:
+                            attempted = True
+                            if self._final_round() and (confirmed := self._confirm_listing()):
+                                return confirmed
+                            # A pod that refuses the final fence is not asked again at once.
+                            next_round_at = self.clock() + MIN_POLL_INTERVAL
+                        else:
+                            deferred = next_round_at - self.clock()
                 if self._terminated:
                     released = self._release_all()
                     return Outcome(
@@ -222,9 +228,15 @@ class Waiter:
                         f"{reason or self._busy_summary()}",
                     )
                 with self._cond:
-                    if attempted or not self._all_ready_locked() or empty_since is not None:
+                    if (
+                        attempted
+                        or deferred is not None
+                        or not self._all_ready_locked()
+                        or empty_since is not None
+                    ):
                         remaining = max(0.0, deadline - self.clock())
-                        self._cond.wait(min(options.discovery_interval, remaining))
+                        pause = min(options.discovery_interval, remaining)
+                        self._cond.wait(pause if deferred is None else min(pause, deferred))
         finally:
             self._stop_all()
 
@@ -262,7 +274,7 @@ class Waiter:
             return False
         if not self.options.fence:
             return state.idle
-        return state.idle and state.lease >= self.options.final_lease
+        return state.idle and state.lease > 0
 
     def _all_ready(self) -> bool:
         with self._cond:
@@ -361,10 +373,9 @@ class Waiter:
         backoff = _Backoff()
         renew_at = 0.0
         while not state.stop.is_set():
-            if options.fence and (
-                self.clock() >= renew_at or self._wants_hold(state) or not state.lease
-            ):
-                ttl = options.final_lease if state.idle else options.lease
+            if options.fence and (self.clock() >= renew_at or not state.lease):
+                # Never shorten a lease: the final round may have given the hold.
+                ttl = max(options.lease, state.lease)
                 answer = self._fence(state, ttl)
                 if answer is None:
                     return
@@ -401,9 +412,6 @@ class Waiter:
                 # A long-poll that came back busy before its time: do not spin.
                 pause = max(answer.retry_after or 0.0, MIN_POLL_INTERVAL)
                 state.pause(max(0.0, min(pause, wait) - (self.clock() - asked)))
-
-    def _wants_hold(self, state: _PodState) -> bool:
-        return state.idle and state.lease < self.options.final_lease
 
     @staticmethod
     def _fence(state: _PodState, ttl: float) -> Answer | None:
