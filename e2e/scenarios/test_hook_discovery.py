@@ -106,25 +106,7 @@ def test_missing_rbac_exits_3_naming_the_verb_and_resource(
     ).status.token
     config = _kubeconfig_with_token(kube.kubeconfig, token, tmp_path / "nobody.kubeconfig")
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "wait",
-            "--selector",
-            _selector("demo"),
-            "--namespace",
-            namespace,
-            "--kubeconfig",
-            str(config),
-            "--timeout",
-            "20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = _hook(scenario, "--timeout", "20", kubeconfig=config)
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert f"cannot list {resource}" in last
@@ -206,7 +188,9 @@ def test_pods_on_the_new_template_are_not_gated_unless_some_will_go(scenario: Sc
     assert listed(on_template, 1) == names  # a scale-down: any of them may go
 
 
-def _hook(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
+def _hook(
+    scenario: Scenario, *args: str, kubeconfig: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
@@ -218,7 +202,7 @@ def _hook(scenario: Scenario, *args: str) -> subprocess.CompletedProcess[str]:
             "--namespace",
             scenario.namespace,
             "--kubeconfig",
-            str(scenario.kube.kubeconfig),
+            str(kubeconfig or scenario.kube.kubeconfig),
             *args,
         ],
         capture_output=True,
