@@ -49,6 +49,8 @@ def _harness_options(config: pytest.Config) -> list[str]:
         ("cluster_name", "--cluster-name"),
         ("kind_bin", "--kind-bin"),
         ("kind_kubectl_bin", "--kind-kubectl-bin"),
+        ("kind_image", "--kind-image"),
+        ("--kind-nodes", "--kind-nodes"),
         ("--registry", "--registry"),
         ("--base-image", "--base-image"),
     ):

@@ -305,10 +305,18 @@ class KindProvider:
         want = {"nodes": self.nodes, "image": image, "routes": routes}
         record = self._record()
         if self.exists():
-            if {k: record.get(k) for k in want} == want and self._healthy(record):
+            running = {k: record.get(k) for k in want}
+            if running != want and record:
+                # Another session may be using it: say so rather than replace it.
+                raise ProviderError(
+                    f"kind cluster {self.cluster_name} runs with {running}, not {want}; "
+                    "ask for the same (--kind-nodes, --kind-image) or take it down first: "
+                    f"python -m e2e.cluster down --provider kind --cluster-name {self.cluster_name}"
+                )
+            if self._healthy(record):
                 progress.line(f"cluster {self.cluster_name} already up: reusing it")
                 return
-            with progress.phase("delete", "not the cluster asked for, or not healthy"):
+            with progress.phase("delete", "a partial or unhealthy cluster"):
                 self._delete()
         port = free_port() if self.own_docker else None
         record = {**want, "port": port}
@@ -377,8 +385,9 @@ class KindProvider:
         )
         return done.stdout
 
-    def _healthy(self, record: dict[str, Any]) -> bool:
-        if record.get("port") is not None:
+    def _healthy(self, record: dict[str, Any], relay: bool = True) -> bool:
+        """All the nodes asked for are Ready (through the relay, started if `relay`)."""
+        if relay and record.get("port") is not None:
             self._start_relay(int(record["port"]))
         done = subprocess.run(
             [
@@ -487,7 +496,7 @@ class KindProvider:
             self.exists()
         )
         report["cluster"] = self.cluster_name if exists else "(none)"
-        healthy = exists and self._healthy(self._record())
+        healthy = exists and self._healthy(self._record(), relay=False)
         report["node"] = f"Ready ({self.nodes} node(s))" if healthy else "not Ready"
         report["kubeconfig"] = str(self.kubeconfig) if self.kubeconfig.exists() else "(none)"
         return report
@@ -497,6 +506,9 @@ class KindProvider:
         cluster = self._kind_cluster(None)
         with self._kind_env():
             cluster.delete()
+        # The relay led to that cluster's port; the next one gets its own.
+        self.table.stop(self._relay)
+        self._record_path.unlink(missing_ok=True)
 
     def down(self) -> None:
         with self._exclusive():
