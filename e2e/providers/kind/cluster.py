@@ -238,9 +238,18 @@ class KindProvider:
         return self.cluster_name in self._kind("get", "clusters", check=False).split()
 
     # --- build -------------------------------------------------------------------------------
-    def build(self, progress: Progress | None = None) -> Built:
+    def build(self) -> Built:
+        """The node image, for `python -m e2e.cluster build`: a daemon started for it is
+        stopped again (and the host checked, as by `down`) unless a cluster runs on it."""
+        with self._exclusive():
+            started = self.own_docker and self.table.get(dockerd.DOCKERD) is None
+            node = self._build(Progress("build"))
+            if started and not dockerd.kind_clusters(self._ensure_docker()):
+                self._down()
+            return node
+
+    def _build(self, progress: Progress) -> Built:
         """Our node image (and the app's base image), built or found in our daemon."""
-        progress = progress or Progress("build")
         docker = self._ensure_docker(progress)
         self.settings.tmp_dir.mkdir(parents=True, exist_ok=True)
         node = NodeImageBuild(self.settings, docker, progress).run()
@@ -300,7 +309,7 @@ class KindProvider:
         self._ensure_kind(progress)
         image = self.image
         if image is None and self.own_docker:
-            image = self.build(progress).ref
+            image = self._build(progress).ref
         routes = image is not None and image_labels(docker, image).get(CNI_LABEL) == "routes"
         want = {"nodes": self.nodes, "image": image, "routes": routes}
         record = self._record()
