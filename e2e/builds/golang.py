@@ -18,13 +18,15 @@ recipe key (record.py); a binary whose stamp matches is never rebuilt.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,20 @@ def staging_replacements(go_mod_text: str, minor: str, version: str) -> list[str
     return [f"\t{module} => {module} {staging_version}" for module in modules]
 
 
+@contextlib.contextmanager
+def build_lock(directory: Path) -> Iterator[None]:
+    """One build per directory at a time: the providers (and several test sessions) share the
+    cache; whoever waited finds the stamps of what the other built."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".build.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another build in %s", directory)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _build_into(
     target: Path, argv: Sequence[str], cwd: Path, log_file: Path, env: Mapping[str, str]
 ) -> None:
@@ -150,7 +166,9 @@ def go_install(
     key = recipe_key(recipe)
     if is_stamped(binary, key):
         return Built(name, binary, version, key, "cached")
-    with progress.phase(f"build {name}", f"{module}@{version}"):
+    with build_lock(workdir), progress.phase(f"build {name}", f"{module}@{version}"):
+        if is_stamped(binary, key):  # built meanwhile by whoever held the lock
+            return Built(name, binary, version, key, "cached")
         info = download_module(module, version, workdir, log_file)
         flags = ["-s", "-w", *ldflags]
         if commit_variable and info.commit:
@@ -271,7 +289,12 @@ class ModuleBuild:
     def ensure(self) -> Built:
         if is_stamped(self.binary, self.key):
             return Built(self.name, self.binary, self.version, self.key, "cached")
-        with self.progress.phase(f"build {self.name}", f"{self.module}@{self.version}"):
+        with (
+            build_lock(self.dir),
+            self.progress.phase(f"build {self.name}", f"{self.module}@{self.version}"),
+        ):
+            if is_stamped(self.binary, self.key):  # built meanwhile by whoever held the lock
+                return Built(self.name, self.binary, self.version, self.key, "cached")
             info = download_module(self.module, self.version, self.dir, self.log_file)
             source = ThrowawayModule(
                 path=f"upgrade-gate.local/{self.name}build",
@@ -339,13 +362,18 @@ class KubernetesBuild:
             raise ProviderError(f"not a command this build knows: {sorted(unknown)}")
         missing = self.missing(names)
         if missing:
-            self.bin_dir.mkdir(parents=True, exist_ok=True)
-            with self.progress.phase("go-module-setup", f"{KUBERNETES_MODULE}@{self.version}"):
-                module = self._prepare_module()
-            for name in missing:
-                with self.progress.phase(f"build {name}"):
-                    self._build(name, module)
-        else:
+            with build_lock(self.dir):
+                missing = self.missing(names)  # what another build left to do
+                self.bin_dir.mkdir(parents=True, exist_ok=True)
+                if missing:
+                    with self.progress.phase(
+                        "go-module-setup", f"{KUBERNETES_MODULE}@{self.version}"
+                    ):
+                        module = self._prepare_module()
+                for name in missing:
+                    with self.progress.phase(f"build {name}"):
+                        self._build(name, module)
+        if not missing:
             self.progress.line(f"kubernetes {self.version} binaries: cached in {self.bin_dir}")
         return {
             name: Built(
