@@ -178,12 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-USAGE = 2
-
-
 def _usage(args: argparse.Namespace, message: str) -> int:
     print(f"python -m app {args.command}: error: {message}", file=sys.stderr)
-    return USAGE
+    return 2  # Exit.USAGE, without importing the hook for it
 
 
 def _token(args: argparse.Namespace) -> str | None:
@@ -218,7 +215,8 @@ def _source(args: argparse.Namespace) -> PodSource:
 
 def _wait(args: argparse.Namespace) -> int:
     from app.hook import Exit, Options, Waiter
-    from app.hook.pods import ForbiddenError, SourceError
+    from app.hook.pods import SourceError
+    from app.hook.wait import exit_for
 
     if args.fence and args.lease <= args.poll / 2:
         return _usage(args, f"--lease ({args.lease:g}s) must exceed half of --poll")
@@ -229,7 +227,7 @@ def _wait(args: argparse.Namespace) -> int:
         return _usage(args, str(exc))
     except SourceError as exc:
         log.error("%s", exc)
-        return Exit.FORBIDDEN if isinstance(exc, ForbiddenError) else Exit.USAGE
+        return exit_for(exc)
 
     if args.fence and token is None:
         log.warning("no token in $%s: pods will refuse the fence", args.token_env)
@@ -258,8 +256,9 @@ def _wait(args: argparse.Namespace) -> int:
 
 def _release(args: argparse.Namespace) -> int:
     from app.hook import Exit
-    from app.hook.pods import ForbiddenError, KubernetesSource, SourceError
+    from app.hook.pods import KubernetesSource, SourceError
     from app.hook.release import release_fences
+    from app.hook.wait import exit_for
 
     try:
         token = _token(args)
@@ -269,6 +268,6 @@ def _release(args: argparse.Namespace) -> int:
         return _usage(args, str(exc))
     except SourceError as exc:
         log.error("%s", exc)
-        return Exit.FORBIDDEN if isinstance(exc, ForbiddenError) else Exit.USAGE
+        return exit_for(exc)
     log.info("%s", release_fences(pods, token, f"release/{socket.gethostname()}"))
     return Exit.OK

@@ -57,6 +57,11 @@ class Exit(IntEnum):
     TERMINATED = 143
 
 
+def exit_for(error: SourceError) -> Exit:
+    """How the hook ends when its pods cannot be listed and retrying cannot help."""
+    return Exit.FORBIDDEN if isinstance(error, ForbiddenError) else Exit.USAGE
+
+
 @dataclass(frozen=True)
 class Options:
     timeout: float = 300.0
@@ -184,8 +189,7 @@ class Waiter:
                     listing_error = None
                 except (ForbiddenError, MisconfiguredError) as exc:
                     self._release_all()
-                    code = Exit.FORBIDDEN if isinstance(exc, ForbiddenError) else Exit.USAGE
-                    return Outcome(code, str(exc))
+                    return Outcome(exit_for(exc), str(exc))
                 except SourceError as exc:
                     if listing_error != str(exc):
                         log.warning("%s; retrying", exc)
