@@ -6,7 +6,7 @@ runs ``python -m app wait --endpoints ...`` and waits until it has fenced every
 pod; the figure is the hook's exit moment minus the last ``finished_at``.
 If the pods were waited on one after another, the time would grow with N.
 
-    python bench/hook_release.py [--sizes 1,10,100] [--trials 20]
+    python -m bench.hook_release [--sizes 1,10,100] [--trials 20]
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-from _stats import ms, parse_time, percentile, table
-
-from app.testing import TOKEN, AppProcess
+from bench._stats import ms, parse_time, percentile, table
+from e2e.loopback import TOKEN, AppProcess
 
 
 def trial(apps: list[AppProcess], pool: ThreadPoolExecutor) -> float:

@@ -11,7 +11,7 @@ The crowd runs in a process of its own, as the kubelet and the hook are not in
 the crowd's. Every client loop is bounded in tries and time; all traffic is
 loopback.
 
-    python bench/longpoll_flood.py [--clients 500] [--samples 300]
+    python -m bench.longpoll_flood [--clients 500] [--samples 300]
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 import requests
-from _stats import ms, percentile, table
 
-from app.testing import TOKEN, AppProcess, eventually
+from bench._stats import ms, percentile, table
+from e2e.loopback import TOKEN, AppProcess
+from e2e.wait import eventually
 
 REQUEST_TIMEOUT = 5.0  # a failed sample, not a hang, if the pod starves
 

@@ -6,7 +6,7 @@ the 200 minus the ``finished_at`` the app recorded. Polling (what the
 original demo did, every 10 s) is measured alongside at a 0.5 s period, for
 scale.
 
-    python bench/longpoll_release.py [--trials 300]
+    python -m bench.longpoll_release [--trials 300]
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ import argparse
 import time
 from datetime import UTC, datetime
 
-from _stats import ms, parse_time, percentile, table
-
-from app.testing import AppProcess
+from bench._stats import ms, parse_time, percentile, table
+from e2e.loopback import AppProcess
 
 
 def trial(app: AppProcess, seconds: float, poll_every: float | None) -> float:

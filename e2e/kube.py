@@ -16,7 +16,7 @@ import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from app.testing import eventually
+from e2e.wait import eventually
 
 T = TypeVar("T")
 APP_PORT = 8080
@@ -182,5 +182,5 @@ def wait_for(
     what: str,
     describe: Callable[[], str] | None = None,
 ) -> T:
-    """:func:`app.testing.eventually` at the pace of a cluster: each try is an API call."""
+    """:func:`e2e.wait.eventually` at the pace of a cluster: each try is an API call."""
     return eventually(check, timeout=timeout, interval=0.25, what=what, describe=describe)

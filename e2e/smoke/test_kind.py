@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 import yaml
 
-from app.testing import eventually
 from e2e.builds.images import normalize
 from e2e.host import iptables, mounts, sysctls
 from e2e.host.processes import proc_start_time
@@ -35,6 +34,7 @@ from e2e.providers.kind.ledger import (
     leftovers,
 )
 from e2e.providers.kind.settings import CGROUP_PARENT
+from e2e.wait import eventually
 
 pytestmark = pytest.mark.kind
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from app.testing import AppProcess
+from e2e.loopback import AppProcess
 
 AppFactory = Callable[..., AppProcess]
 

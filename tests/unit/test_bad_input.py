@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from app.testing import TOKEN, AppProcess
+from e2e.loopback import TOKEN, AppProcess
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.testing import AppProcess
+from e2e.loopback import AppProcess
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from app.gate import Gate, State, WorkRefusedError
-from app.testing import eventually
+from e2e.wait import eventually
 from tests.unit.thread_limited_app import UnstartableThread
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from app.hook import Exit
-from app.testing import TOKEN, AppProcess, eventually
+from e2e.loopback import TOKEN, AppProcess
+from e2e.wait import eventually
 from tests.unit.conftest import AppFactory
 
 

@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from app.gate import CONTRACT
-from app.testing import TOKEN, AppProcess, eventually
+from e2e.loopback import TOKEN, AppProcess
+from e2e.wait import eventually
 from tests.unit.conftest import AppFactory
 
 

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from app.testing import TOKEN, AppProcess, eventually
+from e2e.loopback import TOKEN, AppProcess
+from e2e.wait import eventually
 from tests.unit.conftest import AppFactory
 
 PROBE_TIMEOUT = 2.0  # the chart's readinessProbe.timeoutSeconds

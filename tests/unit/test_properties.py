@@ -11,7 +11,7 @@ import requests
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from app.testing import TOKEN, AppProcess
+from e2e.loopback import TOKEN, AppProcess
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -17,7 +17,7 @@ from contextlib import ExitStack
 import pytest
 import requests
 
-from app.testing import AppProcess
+from e2e.loopback import AppProcess
 
 PROBE_TIMEOUT = 2.0  # the chart's readinessProbe.timeoutSeconds
 

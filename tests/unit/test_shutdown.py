@@ -7,7 +7,7 @@ import threading
 
 import requests
 
-from app.testing import eventually
+from e2e.wait import eventually
 from tests.unit.conftest import AppFactory
 
 

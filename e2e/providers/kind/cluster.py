@@ -34,7 +34,6 @@ from typing import Any
 import requests
 import urllib3
 
-from app.testing import free_port
 from e2e.builds.docker import DockerClient, environment_daemon
 from e2e.builds.golang import go_install
 from e2e.builds.images import ensure_debian_image
@@ -42,6 +41,7 @@ from e2e.builds.record import Built
 from e2e.host import mounts, packages, sysctls
 from e2e.host.commands import run, tail
 from e2e.host.processes import Daemon, ProcessTable, stop_all
+from e2e.loopback import free_port
 from e2e.providers.base import Progress, ProviderError
 from e2e.providers.kind import dockerd, network
 from e2e.providers.kind.ledger import KindLedger, leftovers, mount_roots, our_processes

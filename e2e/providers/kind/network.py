@@ -19,10 +19,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
-from app.testing import eventually
 from e2e.builds.docker import DockerClient
 from e2e.host.commands import run
 from e2e.providers.base import ProviderError
+from e2e.wait import eventually
 
 log = logging.getLogger("e2e.kind.network")
 

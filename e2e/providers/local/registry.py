@@ -19,8 +19,9 @@ from types import TracebackType
 
 import requests
 
-from app.testing import eventually, free_port
+from e2e.loopback import free_port
 from e2e.providers.base import ProviderError
+from e2e.wait import eventually
 
 log = logging.getLogger("e2e.local.registry")
 

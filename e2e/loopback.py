@@ -1,5 +1,7 @@
 """Run the sample app as a real gunicorn process on loopback, for tests and benchmarks.
 
+Part of the harness, not of the image: ``app/`` is what ships.
+
 ``AppProcess`` is what a pod is to the hook: an address that answers the gate
 contract, started with ``python -m app serve`` exactly as the image starts it.
 """
@@ -13,16 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any
 
 import requests
 
-T = TypeVar("T")
-TOKEN = "test-token"  # noqa: S105 (a loopback test fixture, not a secret)
+TOKEN = "test-token"
 
 
 def free_port() -> int:
@@ -178,27 +179,3 @@ def running_apps(count: int, env: Mapping[str, str] | None = None) -> Iterator[l
     finally:
         for app in apps:
             app.stop()
-
-
-def eventually(
-    predicate: Callable[[], T | Literal[False] | None],
-    timeout: float = 10.0,
-    interval: float = 0.02,
-    what: str = "condition",
-    describe: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that.
-
-    Fails after ``timeout`` seconds on the monotonic clock (not a count of
-    tries), saying ``what`` was awaited and the last value seen, or what
-    ``describe`` reports when the predicate's own value says too little.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            seen = describe() if describe is not None else f"last value: {value!r}"
-            raise AssertionError(f"{what} not met within {timeout:g}s ({seen})")
-        time.sleep(interval)
