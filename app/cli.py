@@ -4,8 +4,9 @@
 Exit codes of ``wait``: 0 every pod idle (or none exist), 1 not idle by the
 deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 143 terminated
 by SIGTERM or SIGINT (fences released; a Job may retry). ``release`` exits 0
-even when a pod cannot be reached (its lease runs out on its own), 2 on bad
-usage, 3 when forbidden.
+even when a pod cannot be reached or the pods cannot be listed within its
+``--timeout`` (the fences run out with their lease), 2 on bad usage, 3 when
+forbidden.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -130,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(the pods a rollback or an upgrade keeps), so they take work again at once.",
     )
     _pod_options(release)
+    release.add_argument(
+        "--timeout",
+        type=_non_negative,
+        default=30.0,
+        help="how long to retry listing the pods when the API server is away; then exit 0, "
+        "as the fences run out with their lease (default: 30)",
+    )
     return parser
 
 
@@ -256,18 +265,55 @@ def _wait(args: argparse.Namespace) -> int:
 
 def _release(args: argparse.Namespace) -> int:
     from app.hook import Exit
-    from app.hook.pods import KubernetesSource, SourceError
+    from app.hook.pods import (
+        ForbiddenError,
+        KubernetesSource,
+        MisconfiguredError,
+        Pod,
+        SourceError,
+    )
     from app.hook.release import release_fences
     from app.hook.wait import exit_for
 
     try:
         token = _token(args)
         source = _source(args)
-        pods = source.staying_pods() if isinstance(source, KubernetesSource) else source.list_pods()
     except ValueError as exc:
         return _usage(args, str(exc))
     except SourceError as exc:
         log.error("%s", exc)
         return exit_for(exc)
+
+    def listing() -> list[Pod]:
+        if isinstance(source, KubernetesSource):
+            return source.staying_pods()
+        return source.list_pods()
+
+    deadline = time.monotonic() + args.timeout
+    pause = 0.25
+    while True:
+        try:
+            pods = listing()
+            break
+        except (ForbiddenError, MisconfiguredError) as exc:
+            log.error("%s", exc)
+            return exit_for(exc)
+        except SourceError as exc:
+            # The API server away for a moment must not fail the rollback: retry
+            # until the deadline, then give up. Nothing is lost: the fences this
+            # would lift run out with their lease.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning(
+                    "could not list the pods within %gs (%s); fences left in place "
+                    "run out with their lease",
+                    args.timeout,
+                    exc,
+                )
+                return Exit.OK
+            if pause == 0.25:
+                log.warning("%s; retrying for up to %gs", exc, args.timeout)
+            time.sleep(min(pause, left))  # nothing to wait on but the API server
+            pause = min(pause * 2, 2.0)
     log.info("%s", release_fences(pods, token, f"release/{socket.gethostname()}"))
     return Exit.OK

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from app.hook import Exit
-from e2e.loopback import TOKEN, AppProcess
+from e2e.loopback import TOKEN, AppProcess, free_port
 from e2e.wait import eventually
 from tests.unit.conftest import AppFactory
 
@@ -361,3 +361,54 @@ def test_release_lifts_the_fences_of_the_pods_that_stay(make_app: AppFactory) ->
     assert result.returncode == 0, result.stderr
     assert not staying.status()["draining"]
     assert staying.post("/start", json={"seconds": 0.1}).status_code == 202
+
+
+def _kubeconfig_of_an_absent_api_server(path: Path) -> Path:
+    """A kubeconfig whose API server is a loopback port nothing listens on."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "away", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
+        "users": [{"name": "hook", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "away", "context": {"cluster": "away", "user": "hook", "namespace": "ns"}}
+        ],
+        "current-context": "away",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_release_does_not_fail_a_rollback_when_the_api_server_is_away(tmp_path: Path) -> None:
+    """The post-rollback hook retries a listing that fails for a while, then ends 0.
+
+    A failed post-rollback hook marks the rollback failed, yet nothing is lost
+    by giving up: the fences it would lift run out with their lease.
+    """
+    kubeconfig = _kubeconfig_of_an_absent_api_server(tmp_path / "kubeconfig")
+    started = time.monotonic()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "release",
+            "--selector",
+            "app=x",
+            "--timeout",
+            "2",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    assert result.returncode == Exit.OK, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Kubernetes API unreachable" in lines[0], lines
+    assert "retrying" in lines[0], lines
+    assert "run out with their lease" in lines[-1], lines
+    assert len(lines) == 2, lines  # one line per state change, not one per try
+    assert took >= 2, took  # it did retry for its whole deadline
