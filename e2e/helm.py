@@ -94,7 +94,9 @@ class Helm:
         values: dict[str, Any],
         timeout: str,
         *extra: str,
+        chart_dir: Path = CHART,
     ) -> BackgroundHelm:
+        """Start ``helm upgrade --wait`` of ``chart_dir`` (default: the working tree's)."""
         values_file = self.workdir / f"values-{time.monotonic_ns()}.json"
         values_file.parent.mkdir(parents=True, exist_ok=True)
         values_file.write_text(json.dumps(values, indent=2))
@@ -103,7 +105,7 @@ class Helm:
             [
                 "upgrade",
                 release,
-                str(CHART),
+                str(chart_dir),
                 "--namespace",
                 namespace,
                 "--values",

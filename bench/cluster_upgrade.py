@@ -1,0 +1,321 @@
+"""What the gate costs an idle ``helm upgrade --wait``, side by side with the floor.
+
+On a running cluster (the harness's providers: ``local`` or ``kind``; brought
+up if it is not, never taken down), for each helm (the pinned 3 and 4), one
+release per mode, each in its own namespace, one idle replica, upgrades
+alternating between the v1 and v2 images. The modes:
+
+- ``gated``: the chart as it ships (its default hook);
+- ``--no-hooks``: the same chart, helm's bypass;
+- ``floor Job`` / ``floor Pod``: the gate off (``gate.enabled=false``) plus a
+  trivial pre-upgrade hook rendered into a copy of the chart: the same image
+  running ``python3 -c pass``, the same delete policy, no service-account
+  token, no volume. No hook of that kind can cost less.
+
+Every (helm, mode) pair runs ``--runs`` times, all in one random order, so the
+load of a shared machine falls on every mode alike; the table shows medians
+side by side. Then an operation in flight: an operation of ``--operation``
+seconds starts on the only pod, the gated upgrade starts at once, and the
+figure is the time from the operation's end (the app's own record) to helm's
+exit.
+
+    python -m bench.cluster_upgrade [--cluster local|kind] [--runs 5] [--helm 3,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._stats import parse_time, table
+from e2e import tools
+from e2e.helm import CHART, Helm
+from e2e.images import build_app_images
+from e2e.kube import Kube, wait_for
+from e2e.providers import make_provider
+from e2e.scenario import BASE_VALUES, HOOK_VERDICT, merge
+
+RELEASE = "bench"
+
+# A trivial hook of the given kind, rendered into a copy of the chart: what any
+# pre-upgrade hook of that kind costs at the least. Same image, same delete
+# policy and security context as the gate's hook; no token, no volume.
+FLOOR_META = """\
+metadata:
+  name: {{ include "upgrade-gate.fullname" . }}-floor
+  labels:
+    {{- include "upgrade-gate.hookLabels" . | nindent 4 }}
+  annotations:
+    helm.sh/hook: pre-upgrade
+    helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+"""
+
+
+def floor_pod_spec(at: int) -> str:
+    """The trivial hook's pod spec, its keys indented by ``at`` spaces."""
+    lines = [
+        "restartPolicy: Never",
+        "automountServiceAccountToken: false",
+        "enableServiceLinks: false",
+        "securityContext:",
+        f"  {{{{- toYaml .Values.podSecurityContext | nindent {at + 2} }}}}",
+        "containers:",
+        "  - name: floor",
+        '    image: {{ include "upgrade-gate.image" . | quote }}',
+        "    imagePullPolicy: {{ .Values.image.pullPolicy }}",
+        '    command: ["python3", "-c", "pass"]',
+        "    securityContext:",
+        f"      {{{{- toYaml .Values.securityContext | nindent {at + 6} }}}}",
+        "    resources:",
+        f"      {{{{- toYaml .Values.gate.resources | nindent {at + 6} }}}}",
+    ]
+    return "".join(" " * at + line + "\n" for line in lines)
+
+
+def floor_template(kind: str) -> str:
+    if kind == "Pod":
+        return f"apiVersion: v1\nkind: Pod\n{FLOOR_META}spec:\n{floor_pod_spec(2)}"
+    return (
+        f"apiVersion: batch/v1\nkind: Job\n{FLOOR_META}spec:\n  backoffLimit: 0\n"
+        f"  template:\n    spec:\n{floor_pod_spec(6)}"
+    )
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    values: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    floor: str | None = None  # "Job" or "Pod": the trivial hook added to a copy of the chart
+
+
+MODES = (
+    Mode("gated"),
+    Mode("--no-hooks", flags=("--no-hooks",)),
+    Mode("floor Job", {"gate": {"enabled": False}}, floor="Job"),
+    Mode("floor Pod", {"gate": {"enabled": False}}, floor="Pod"),
+)
+
+
+@dataclass
+class Release:
+    """One release of one mode under one helm, in a namespace of its own."""
+
+    helm: Helm
+    mode: Mode
+    namespace: str
+    chart: Path
+    values: dict[str, Any]
+    tag: str = "v1"
+    times: list[float] = field(default_factory=list)
+
+    def upgrade(self, timeout: str) -> float:
+        self.tag = "v2" if self.tag == "v1" else "v1"
+        self.values = merge(self.values, {"image": {"tag": self.tag}})
+        command = self.helm.upgrade_in_background(
+            RELEASE, self.namespace, self.values, timeout, *self.mode.flags, chart_dir=self.chart
+        )
+        code = command.wait(600)
+        if code != 0:
+            raise SystemExit(
+                f"{self.helm.name} {self.mode.name}: helm upgrade exited {code}:\n{command.output}"
+            )
+        assert command.ended is not None
+        return command.ended - command.started
+
+
+def helm_timeout(values: dict[str, Any]) -> str:
+    """The chart's own rule: gate deadline + 60 s (the Job's) + 60 s (helm's)."""
+    return f"{int(values['gate']['timeoutSeconds']) + 120}s"
+
+
+@contextmanager
+def namespaces(kube: Kube) -> Iterator[list[str]]:
+    """Namespaces made on demand (Pod Security "restricted", as the scenarios'); gone after."""
+    made: list[str] = []
+    try:
+        yield made
+    finally:
+        for name in made:
+            kube.delete_namespace(name)
+
+
+def new_namespace(kube: Kube, made: list[str], label: str) -> str:
+    name = f"ug-bench-{label}-{secrets.token_hex(2)}"
+    kube.create_namespace(
+        name,
+        {
+            "pod-security.kubernetes.io/enforce": "restricted",
+            "pod-security.kubernetes.io/enforce-version": "latest",
+            "app.kubernetes.io/part-of": "upgrade-gate-bench",
+        },
+    )
+    made.append(name)
+    return name
+
+
+def chart_for(mode: Mode, workdir: Path) -> Path:
+    if mode.floor is None:
+        return CHART
+    chart = workdir / f"chart-floor-{mode.floor.lower()}"
+    if not chart.exists():
+        shutil.copytree(CHART, chart)
+        (chart / "templates" / "bench-floor.yaml").write_text(floor_template(mode.floor))
+    return chart
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:20].strip("-")
+
+
+def in_flight(release: Release, kube: Kube, seconds: float) -> float | None:
+    """Operation end -> helm exit, for one gated upgrade with an operation in flight.
+
+    None when the hook said yes before the operation ended (it was not in flight).
+    """
+    (pod,) = kube.app_pods(release.namespace, RELEASE)
+    op_id = kube.start_operation(release.namespace, pod.metadata.name, seconds)
+    release.tag = "v2" if release.tag == "v1" else "v1"
+    release.values = merge(release.values, {"image": {"tag": release.tag}})
+    command = release.helm.upgrade_in_background(
+        RELEASE, release.namespace, release.values, helm_timeout(release.values)
+    )
+
+    def finished() -> str | None:
+        ops = kube.operations(release.namespace, pod.metadata.name) or []
+        done = [o for o in ops if o.get("id") == op_id and o.get("finished_at")]
+        return str(done[0]["finished_at"]) if done else None
+
+    ended = parse_time(wait_for(finished, timeout=seconds + 60, what="the operation's end"))
+    code = command.wait(600)
+    if code != 0:
+        raise SystemExit(f"in-flight upgrade: helm exited {code}:\n{command.output}")
+    assert command.ended is not None
+    verdict = HOOK_VERDICT.search(command.output)
+    if verdict is None or parse_time(verdict["at"]) < ended:
+        print(
+            f"  (skipped: the hook said yes before the operation ended){verdict}", file=sys.stderr
+        )
+        return None
+    return command.ended - ended.timestamp()
+
+
+def fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):5.2f} s ({min(values):.2f}-{max(values):.2f})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.cluster_upgrade", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--cluster", choices=["local", "kind"], default="local")
+    parser.add_argument("--kind-nodes", type=int, default=1, help="kind: the running cluster's")
+    parser.add_argument("--runs", type=int, default=5, help="idle upgrades per helm and mode")
+    parser.add_argument("--helm", default="3,4", help="helm majors, comma-separated")
+    parser.add_argument("--modes", help="comma-separated mode names (default: all)")
+    parser.add_argument("--in-flight", type=int, default=5, help="in-flight upgrades per helm")
+    parser.add_argument("--operation", type=float, default=8.0, help="in-flight operation, s")
+    parser.add_argument("--seed", type=int, help="of the random order")
+    args = parser.parse_args(argv)
+
+    modes = [m for m in MODES if not args.modes or m.name in args.modes.split(",")]
+    provider = make_provider(args.cluster, kind_nodes=args.kind_nodes)
+    provider.up()
+    started = time.monotonic()
+    images = build_app_images(provider)
+    print(f"images built and loaded in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    kube = Kube(provider.kubeconfig)
+    seed = args.seed if args.seed is not None else random.randrange(10**6)
+    rng = random.Random(seed)
+
+    with tempfile.TemporaryDirectory() as tmp, namespaces(kube) as made:
+        workdir = Path(tmp)
+        helms = [
+            Helm(tools.helm3() if major == "3" else tools.helm4(), provider.kubeconfig, workdir)
+            for major in args.helm.split(",")
+        ]
+        releases: list[Release] = []
+        for helm in helms:
+            for mode in modes:
+                namespace = new_namespace(kube, made, f"{helm.major}-{slug(mode.name)}")
+                values = merge(
+                    merge(BASE_VALUES, mode.values), {"image": {"repository": images.repository}}
+                )
+                values = merge(values, {"image": {"tag": "v1"}})
+                chart = chart_for(mode, workdir)
+                helm.install(RELEASE, namespace, values, chart_dir=chart)
+                releases.append(Release(helm, mode, namespace, chart, values))
+        print(f"{len(releases)} releases installed; seed {seed}", file=sys.stderr)
+
+        order = [r for r in releases for _ in range(args.runs)]
+        rng.shuffle(order)
+        for i, release in enumerate(order, 1):
+            took = release.upgrade(helm_timeout(release.values))
+            release.times.append(took)
+            print(
+                f"[{i}/{len(order)}] {release.helm.name} {release.mode.name}: {took:.2f}s",
+                file=sys.stderr,
+            )
+
+        gated = {r.helm.name: r for r in releases if r.mode.name == "gated"}
+        flights: dict[str, list[float]] = {name: [] for name in gated}
+        order = [r for r in gated.values() for _ in range(args.in_flight)]
+        rng.shuffle(order)
+        for release in order:
+            delay = in_flight(release, kube, args.operation)
+            if delay is not None:
+                flights[release.helm.name].append(delay)
+                print(f"  in flight, {release.helm.name}: {delay:.2f}s", file=sys.stderr)
+
+    print(
+        f"\nIdle `helm upgrade --wait`, one replica, v1 <-> v2, {args.runs} runs per cell in "
+        f"random order (seed {seed}); median (min-max), {provider.name} cluster"
+    )
+    header = ["mode", *(f"{h.name} {h.version}" for h in helms)]
+    rows = [header]
+    for mode in modes:
+        cells = [mode.name]
+        for helm in helms:
+            (release,) = [r for r in releases if r.helm is helm and r.mode is mode]
+            cells.append(fmt(release.times))
+        rows.append(cells)
+    print(table(rows))
+    for helm in helms:
+        by_mode = {r.mode.name: r for r in releases if r.helm is helm}
+        if "gated" in by_mode and "floor Job" in by_mode:
+            ratio = statistics.median(by_mode["gated"].times) / statistics.median(
+                by_mode["floor Job"].times
+            )
+            line = f"idle upgrade, gated / floor Job: {ratio:.2f}  ({helm.name} {helm.version})"
+            if "gated, Pod hook" in by_mode:
+                pod_ratio = statistics.median(by_mode["gated, Pod hook"].times) / statistics.median(
+                    by_mode["floor Job"].times
+                )
+                line += f"; gated with the Pod hook / floor Job: {pod_ratio:.2f}"
+            print(line)
+    for helm in helms:
+        delays = flights.get(helm.name, [])
+        if delays:
+            print(
+                f"operation end -> helm exit: median {statistics.median(delays):.2f} s "
+                f"({helm.name}, {len(delays)} runs, {min(delays):.2f}-{max(delays):.2f} s, "
+                f"a {args.operation:g} s operation in flight, gated)"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
