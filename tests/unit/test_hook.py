@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -235,15 +235,24 @@ def test_a_restarted_pod_is_gated_again_and_waited_for(
     make_app: AppFactory, hooks: list[Hook]
 ) -> None:
     restarted, busy = make_app(), make_app()
-    busy.start_operation(2.0)
-    hook = run_hook(hooks, "--endpoints", endpoints(restarted, busy), "--timeout", "30")
+    holding = busy.start_operation(10.0)  # keeps the hook waiting, however slow the machine
+    hook = run_hook(hooks, "--endpoints", endpoints(restarted, busy), "--timeout", "40")
     eventually(lambda: restarted.status()["draining"], what="fenced")
     # The container restarts: same address, a new process without our fence,
     # which takes a new operation before the hook asks again.
     restarted.kill()
     restarted.start()
     assert not restarted.status()["draining"]
-    late = restarted.start_operation(4.0)
+    record = busy.operation(holding)
+    assert record["state"] == "running", "the premise: the hook is still waiting on busy"
+    # The late operation ends after the one that holds the hook, so only a hook
+    # that gated the new process waits for it.
+    left = (
+        datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+        + timedelta(seconds=10.0)
+        - datetime.now(UTC)
+    ).total_seconds()
+    late = restarted.start_operation(max(0.0, left) + 3.0)
 
     assert hook.wait() == Exit.OK, hook.output
     assert hook.ended_at is not None
