@@ -14,6 +14,11 @@ Fixtures: ``cluster`` (session), ``app_images`` (session: v1 and v2 built and
 loaded), ``kube``, ``helms`` (one per ``--helm-bin``), ``namespace`` (per test,
 Pod Security "restricted"), ``scenario`` (a release in that namespace with a
 timeline recorder). Unit tests do not touch any of them.
+
+With pytest-xdist (``-n 3``: ``tox -e e2e`` runs so) the tests run side by side in worker
+processes, each test in its own namespace: the images are built and loaded once for all
+workers, only the controller takes the cluster down, and the controller prints one phase
+table for the run (e2e/workers.py).
 """
 
 from __future__ import annotations
@@ -24,11 +29,15 @@ import os
 import re
 import secrets
 import shutil
+import sys
 from collections.abc import Generator, Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from e2e import workers
 
 if TYPE_CHECKING:
     from e2e.helm import Helm
@@ -42,6 +51,8 @@ ROOT = Path(__file__).resolve().parent
 # Scenario files (*.scenario.yaml) collected as tests: e2e/playbook/plugin.py.
 pytest_plugins = ("e2e.playbook.plugin",)
 PHASES_KEY = pytest.StashKey["Phases"]()
+# The controller of an xdist run: a worker brought the cluster up without --keep-cluster.
+CLUSTER_DOWN_KEY = pytest.StashKey[bool]()
 FAILED_KEY = pytest.StashKey[bool]()
 
 
@@ -90,7 +101,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     from e2e.phases import Phases
 
-    config.stash[PHASES_KEY] = Phases()
+    config.stash[PHASES_KEY] = Phases(worker=workers.worker_id(config))
     # pyhelm3 logs every helm command it runs at INFO; the scenarios say more.
     logging.getLogger("pyhelm3").setLevel(logging.WARNING)
     config.pluginmanager.register(SkipGuard(config), "upgrade-gate-skip-guard")
@@ -127,7 +138,30 @@ def pytest_runtest_makereport(
     return report
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    out = workers.output(config)
+    if out is not None:
+        # An xdist worker: its rows go to the controller, which prints the one table.
+        out[workers.PHASES] = config.stash[PHASES_KEY].to_json()
+    elif config.stash.get(CLUSTER_DOWN_KEY, False):
+        # The controller, once every worker is done with the cluster (none took it down).
+        provider = _provider(config)
+        with config.stash[PHASES_KEY].measure(f"cluster down ({provider.name})"):
+            provider.down()
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, in the controller
+def pytest_testnodedown(node: Any, error: object) -> None:
+    out: dict[str, Any] = getattr(node, "workeroutput", None) or {}
+    node.config.stash[PHASES_KEY].extend(out.get(workers.PHASES, []))
+    if out.get(workers.CLUSTER_USED):
+        node.config.stash[CLUSTER_DOWN_KEY] = True
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if workers.output(config) is not None:
+        return  # a worker's rows are in the controller's table
     phases = config.stash.get(PHASES_KEY, None)
     if phases is not None and phases.rows:
         terminalreporter.section("phase timings")
@@ -146,14 +180,13 @@ def phases(pytestconfig: pytest.Config) -> Phases:
     return pytestconfig.stash[PHASES_KEY]
 
 
-@pytest.fixture(scope="session")
-def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProvider]:
+def _provider(config: pytest.Config) -> ClusterProvider:
     from e2e.providers import make_provider
 
     # --kubeconfig, --keep-cluster, --cluster-name, --kind-image, --kind-bin and
     # --kind-kubectl-bin are pytest-kind's options, used with the same meaning.
-    option = pytestconfig.getoption
-    provider = make_provider(
+    option = config.getoption
+    return make_provider(
         option("--cluster"),
         kubeconfig=Path(option("kubeconfig")) if option("kubeconfig") else None,
         registry=option("--registry"),
@@ -163,29 +196,58 @@ def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProv
         kind_image=option("kind_image"),
         kind_nodes=option("--kind-nodes"),
     )
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProvider]:
+    provider = _provider(pytestconfig)
     # Bringing a cluster up can take minutes (a first local build: 7 to 14):
     # its progress lines go to the terminal as they happen, not to the capture.
+    # Every xdist worker brings it up (the first builds or starts it, the others
+    # wait on the provider's lock and reuse it); a worker's stdout is /dev/null,
+    # so there the lines go to stderr.
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
     with phases.measure(f"cluster up ({provider.name})"), capture.global_and_fixture_disabled():
-        provider.up()
+        if workers.worker_id(pytestconfig) is None:
+            provider.up()
+        else:
+            with redirect_stdout(sys.stderr):
+                provider.up()
     yield provider
+    out = workers.output(pytestconfig)
     if pytestconfig.getoption("--keep-cluster"):
         print(f"\ncluster kept; kubeconfig: {provider.kubeconfig}")
+    elif out is not None:
+        out[workers.CLUSTER_USED] = True  # the controller takes it down after every worker
     else:
         with phases.measure(f"cluster down ({provider.name})"):
             provider.down()
 
 
 @pytest.fixture(scope="session")
-def app_images(cluster: ClusterProvider, pytestconfig: pytest.Config, phases: Phases) -> AppImages:
-    from e2e.images import build_app_images
+def app_images(
+    cluster: ClusterProvider,
+    pytestconfig: pytest.Config,
+    phases: Phases,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AppImages:
+    """v1 and v2 built and in the cluster; with xdist, by the first worker that asks."""
+    from e2e.images import AppImages, build_app_images
 
-    with phases.measure("images: build v1 and v2, load"):
-        return build_app_images(
+    return workers.measured_once(
+        pytestconfig,
+        tmp_path_factory,
+        phases,
+        "app-images",
+        "images: build v1 and v2, load",
+        lambda: build_app_images(
             cluster,
             push_to=pytestconfig.getoption("--registry"),
             base_image=pytestconfig.getoption("--base-image"),
-        )
+        ),
+        lambda images: {"repository": images.repository, "tags": list(images.tags)},
+        lambda stored: AppImages(stored["repository"], tuple(stored["tags"])),
+    )
 
 
 @pytest.fixture(scope="session")

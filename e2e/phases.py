@@ -1,4 +1,9 @@
-"""Where a session's time went: cluster up, images, then each test's installs and upgrades."""
+"""Where a session's time went: cluster up, images, then each test's installs and upgrades.
+
+With pytest-xdist each worker process keeps its own :class:`Phases`; the controller merges
+their rows (:meth:`Phases.extend`) and prints one table. Session rows name their worker
+(``cluster up (local) [gw1]``): each worker has its own.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,14 @@ SESSION = "session"
 
 
 class Phases:
-    def __init__(self) -> None:
+    def __init__(self, worker: str | None = None) -> None:
         self.rows: list[tuple[str, str, float]] = []
+        self.worker = worker
         self._group = SESSION
 
     def add(self, name: str, seconds: float) -> None:
+        if self.worker is not None and self._group == SESSION:
+            name = f"{name} [{self.worker}]"
         self.rows.append((self._group, name, seconds))
 
     @contextmanager
@@ -38,18 +46,29 @@ class Phases:
         """The rows as ``phases.json`` holds them (read by ``python -m e2e.summary``)."""
         return [
             {"group": group, "phase": name, "seconds": round(seconds, 3)}
-            for group, name, seconds in self.rows
+            for group, name, seconds in self.ordered()
         ]
+
+    def extend(self, rows: list[dict[str, object]]) -> None:
+        """Add another process's rows, as :meth:`to_json` gave them (an xdist worker's)."""
+        self.rows += [
+            (str(row["group"]), str(row["phase"]), float(str(row["seconds"]))) for row in rows
+        ]
+
+    def ordered(self) -> list[tuple[str, str, float]]:
+        """The rows by group, the session's first (whichever worker sent them)."""
+        groups = list(dict.fromkeys([SESSION, *(group for group, _, _ in self.rows)]))
+        return [row for group in groups for row in self.rows if row[0] == group]
 
     def report(self) -> str:
         if not self.rows:
             return "no phases recorded"
         width = max(len(name) for _, name, _ in self.rows) + 2
         lines: list[str] = []
-        groups = list(dict.fromkeys(group for group, _, _ in self.rows))
-        for group in groups:
-            lines.append(group)
-            lines += [
-                f"  {name:<{width}}{seconds:7.1f} s" for g, name, seconds in self.rows if g == group
-            ]
+        group = None
+        for row_group, name, seconds in self.ordered():
+            if row_group != group:
+                group = row_group
+                lines.append(group)
+            lines.append(f"  {name:<{width}}{seconds:7.1f} s")
         return "\n".join(lines)
