@@ -49,6 +49,7 @@ class PodLife:
     exit_code: int | None = None
     terminating: float | None = None
     gone: float | None = None
+    node: str | None = None  # where the scheduler put it
 
 
 @dataclass
@@ -217,6 +218,9 @@ class Recorder:
             life = PodLife(meta.name, meta.uid, role, pod.spec.containers[0].image, created)
             self.timeline.pods[meta.uid] = life
             log.info("pod %s (%s, %s) created", meta.name, role, life.image)
+        if pod.spec.node_name and life.node is None:
+            life.node = pod.spec.node_name
+            log.info("pod %s on node %s", meta.name, life.node)
         ready = next(
             (c for c in (pod.status.conditions or []) if c.type == "Ready" and c.status == "True"),
             None,

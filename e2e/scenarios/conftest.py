@@ -1,0 +1,43 @@
+"""Scenarios that need several nodes run only where the cluster will have them.
+
+A ``multinode`` test needs :data:`MULTINODE_NODES` nodes (one control plane, two workers).
+At collection the node count is known from the options: the local cluster has one node,
+a kind cluster ``--kind-nodes``. Where that is fewer, such tests are deselected (and a
+line says so), so ``tox -e e2e`` on the local cluster neither skips nor fails them; on a
+cluster whose size is not known beforehand (``--cluster existing``) they run, and fail
+saying what they need when the cluster is smaller (``workers`` in test_multinode.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+MULTINODE_NODES = 3
+
+
+def planned_nodes(config: pytest.Config) -> int | None:
+    """How many nodes the session's cluster will have; None when only the cluster knows."""
+    provider = config.getoption("--cluster")
+    if provider == "local":
+        return 1
+    if provider == "kind":
+        return int(config.getoption("--kind-nodes"))
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    nodes = planned_nodes(config)
+    if nodes is None or nodes >= MULTINODE_NODES:
+        return
+    multinode = [item for item in items if item.get_closest_marker("multinode")]
+    if not multinode:
+        return
+    config.hook.pytest_deselected(items=multinode)
+    items[:] = [item for item in items if item not in multinode]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(
+            f"multinode: {len(multinode)} test(s) deselected: --cluster "
+            f"{config.getoption('--cluster')} has {nodes} node(s), they need "
+            f"{MULTINODE_NODES} (tox -e e2e-kind, or --cluster kind --kind-nodes 3)"
+        )
