@@ -18,3 +18,21 @@ if [ ! -x .venv/bin/tox ]; then
 fi
 # shellcheck disable=SC2034 # used by ci/test and ci/demo, which source this file
 tox=.venv/bin/tox
+
+# The cluster: the one named (--cluster NAME, $UPGRADE_GATE_CLUSTER), else the one this machine
+# can run (e2e/clusterchoice.py: root and apt-get, the local cluster; else a Docker daemon
+# that answers and kind, kind). Says which and why in one line, exports it as
+# UPGRADE_GATE_CLUSTER (what pytest's and e2e.reproduce's --cluster default to), and leaves
+# the arguments without --cluster in the array `args`.
+choose_cluster() {
+    UPGRADE_GATE_CLUSTER=$("$python" -m e2e.clusterchoice "$@")
+    export UPGRADE_GATE_CLUSTER
+    args=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --cluster) shift; if [ $# -gt 0 ]; then shift; fi ;;
+            --cluster=*) shift ;;
+            *) args+=("$1"); shift ;;
+        esac
+    done
+}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -106,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         "the harness as in tox -e e2e.",
     )
     parser.add_argument("file", type=Path, help="a scenario file (*.scenario.yaml)")
-    parser.add_argument("--cluster", choices=["local", "kind", "existing"], default="local")
+    parser.add_argument(
+        "--cluster",
+        choices=["local", "kind", "existing"],
+        default=os.environ.get("UPGRADE_GATE_CLUSTER", "local"),
+        help="default: $UPGRADE_GATE_CLUSTER or local",
+    )
     parser.add_argument("--helm", type=int, choices=[3, 4], help="default: the file's spec.helm")
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="play it N times")
     parser.add_argument(
