@@ -1,5 +1,8 @@
 """Pinned Go tools, built from their Go modules: actionlint (``tox -e lint``) and kind (CI).
 
+kind is pinned and built in one place, e2e/builds/kind.py, for this command and the kind
+provider alike (``<cache>/kind/<version>/bin/kind``); the rest as follows.
+
 ``go install <package>@<version>`` with ``GOBIN`` in a hidden staging folder, then renamed
 to ``${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/go-tools/<name>-<version>/<name>``: a folder
 with the final name is always complete, and a tool is built once per version. The sources
@@ -15,18 +18,17 @@ own binary instead.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.providers.base import cache_root
+from e2e.builds.kind import KIND_MODULE, KIND_VERSION, build_kind
+from e2e.host.locks import exclusive
+from e2e.providers.base import Progress, ProviderError, cache_root
 
 PROBE_TIMEOUT = 30.0
 
@@ -54,9 +56,8 @@ class GoTool:
 ACTIONLINT = GoTool(
     "actionlint", "github.com/rhysd/actionlint/cmd/actionlint", "v1.7.12", ("-version",)
 )
-# kind v0.31.0: its release notes publish the kindest/node images the CI matrix pins
-# (1.33.7, 1.34.3, 1.35.0).
-KIND = GoTool("kind", "sigs.k8s.io/kind", "v0.31.0", ("version",))
+# kind: e2e/builds/kind.py pins it (the version whose kindest/node images CI pins).
+KIND = GoTool("kind", KIND_MODULE, KIND_VERSION, ("version",))
 TOOLS = {tool.name: tool for tool in (ACTIONLINT, KIND)}
 
 
@@ -73,12 +74,20 @@ def path(name: str, root: Path | None = None) -> Path:
         if found is None:
             raise GoToolError(f"{tool.env}={override}: not an executable")
         return Path(found)
+    if tool is KIND:
+        # The kind provider's build: one binary per version, whoever asks first builds it.
+        if shutil.which("go") is None:
+            raise GoToolError("kind: `go` is not on PATH (Go 1.24 or newer builds it)")
+        try:
+            return build_kind(cache_root(), Progress("kind", sys.stderr)).path
+        except ProviderError as exc:
+            raise GoToolError(str(exc)) from exc
     root = root or tools_dir()
     binary = root / tool.dirname / tool.name
     if _usable(tool, binary):
         return binary
     root.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
+    with exclusive(root / ".lock", "another build of a Go tool"):
         if not _usable(tool, binary):  # another builder may have finished meanwhile
             _build(tool, root)
     return binary
@@ -134,16 +143,6 @@ def _usable(tool: GoTool, binary: Path) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return result.returncode == 0 and tool.version in result.stdout
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    with (root / ".lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _tool(name: str) -> GoTool:

@@ -19,19 +19,19 @@ recipe key (record.py); a binary whose stamp matches is never rebuilt.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e.builds.record import Built, file_hash, is_stamped, recipe_key, write_stamp
 from e2e.host.commands import run
+from e2e.host.locks import exclusive
 from e2e.providers.base import Progress, ProviderError
 
 log = logging.getLogger("e2e.builds.golang")
@@ -109,18 +109,10 @@ def staging_replacements(go_mod_text: str, minor: str, version: str) -> list[str
     return [f"\t{module} => {module} {staging_version}" for module in modules]
 
 
-@contextlib.contextmanager
-def build_lock(directory: Path) -> Iterator[None]:
+def build_lock(directory: Path) -> contextlib.AbstractContextManager[None]:
     """One build per directory at a time: the providers (and several test sessions) share the
     cache; whoever waited finds the stamps of what the other built."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / ".build.lock").open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another build in %s", directory)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    return exclusive(directory / ".build.lock", f"another build in {directory}")
 
 
 def _build_into(

@@ -18,7 +18,6 @@ e2e.tools or our own build.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -35,11 +34,12 @@ import requests
 import urllib3
 
 from e2e.builds.docker import DockerClient, environment_daemon
-from e2e.builds.golang import go_install
 from e2e.builds.images import ensure_debian_image
+from e2e.builds.kind import build_kind, kind_binary
 from e2e.builds.record import Built
 from e2e.host import mounts, packages, sysctls
 from e2e.host.commands import run, tail
+from e2e.host.locks import exclusive
 from e2e.host.processes import Daemon, ProcessTable, stop_all
 from e2e.loopback import free_port
 from e2e.providers.base import Progress, ProviderError
@@ -49,7 +49,6 @@ from e2e.providers.kind.nodeimage import NodeImageBuild, image_labels
 from e2e.providers.kind.settings import (
     CGROUP_PARENT,
     CNI_LABEL,
-    KIND_MODULE,
     KindSettings,
     cluster_name,
 )
@@ -114,7 +113,7 @@ class KindProvider:
 
     # --- tools ---------------------------------------------------------------------------------
     def _pinned_kind(self) -> Path:
-        return self.settings.cache / "kind" / self.settings.kind_version / "bin" / "kind"
+        return kind_binary(self.settings.cache, self.settings.kind_version)
 
     def _resolve_kind(self, explicit: Path | None) -> Path:
         given = _explicit_tool(explicit, "UPGRADE_GATE_KIND")
@@ -134,15 +133,7 @@ class KindProvider:
 
     def _ensure_kind(self, progress: Progress) -> Path:
         if self.kind_path == self._pinned_kind():
-            go_install(
-                "kind",
-                KIND_MODULE,
-                self.settings.kind_version,
-                KIND_MODULE,
-                self.settings.cache,
-                progress,
-                commit_variable=f"{KIND_MODULE}/pkg/cmd/kind/version.gitCommit",
-            )
+            build_kind(self.settings.cache, progress, self.settings.kind_version)
         return self.kind_path
 
     @property
@@ -268,17 +259,9 @@ class KindProvider:
         return node
 
     # --- up ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
         lock_path = self.settings.run_dir.parent / f"{self.settings.run_dir.name}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another kind up/down on this machine (%s)", lock_path)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        return exclusive(lock_path, "another kind up/down on this machine")
 
     @property
     def _record_path(self) -> Path:

@@ -23,13 +23,15 @@ from pathlib import Path
 
 from e2e.builds.docker import DockerClient
 from e2e.host.commands import run
-from e2e.host.processes import Daemon, ProcessTable
+from e2e.host.dockerd import DOCKERD, socket_client, start_dockerd
+from e2e.host.processes import ProcessTable
 from e2e.providers.base import ProviderError
 from e2e.providers.kind.settings import CGROUP_PARENT, KindSettings
 
 log = logging.getLogger("e2e.kind.dockerd")
 
-DOCKERD = "dockerd"
+__all__ = ["DOCKERD", "client", "kind_clusters", "start"]
+
 RUNTIME = "ugate-runc"
 CAP_SYS_RESOURCE = 24
 
@@ -95,7 +97,7 @@ def lacks_cap_sys_resource() -> bool:
 
 
 def client(settings: KindSettings) -> DockerClient:
-    return DockerClient(env={"DOCKER_HOST": f"unix://{settings.docker_socket}"}, ours=True)
+    return socket_client(settings.docker_socket)
 
 
 def netns_exists(settings: KindSettings) -> bool:
@@ -142,35 +144,22 @@ def write_runc_wrapper(settings: KindSettings) -> Path:
 
 def start(settings: KindSettings, table: ProcessTable) -> DockerClient:
     """Our dockerd in our namespace: running already, or started now."""
-    docker = client(settings)
-    if table.get(DOCKERD) is not None and docker.answers():
-        return docker
+    if table.get(DOCKERD) is not None and client(settings).answers():
+        return client(settings)
     ensure_netns(settings)
-    settings.docker_data_root.mkdir(parents=True, exist_ok=True)
-    argv = [
-        "dockerd",
-        "--host",
-        f"unix://{settings.docker_socket}",
-        "--data-root",
-        str(settings.docker_data_root),
-        "--exec-root",
-        str(settings.docker_exec_root),
-        "--pidfile",
-        str(settings.run_dir / "dockerd.pid"),
-        "--storage-driver",
-        "overlay2",
-        "--exec-opt",
-        "native.cgroupdriver=cgroupfs",
-        "--cgroup-parent",
-        f"/{CGROUP_PARENT}",
-    ]
+    flags = ["--cgroup-parent", f"/{CGROUP_PARENT}"]
     if lacks_cap_sys_resource():
         wrapper = write_runc_wrapper(settings)
-        argv += ["--add-runtime", f"{RUNTIME}={wrapper}", "--default-runtime", RUNTIME]
-    log_file = settings.logs_dir / "dockerd.log"
-    table.start(Daemon(DOCKERD, in_netns(settings, *argv), log_file))
-    table.wait_until(DOCKERD, docker.answers, timeout=60, log_file=log_file, what="answering")
-    return docker
+        flags += ["--add-runtime", f"{RUNTIME}={wrapper}", "--default-runtime", RUNTIME]
+    return start_dockerd(
+        table,
+        socket=settings.docker_socket,
+        data_root=settings.docker_data_root,
+        exec_root=settings.docker_exec_root,
+        log_file=settings.logs_dir / "dockerd.log",
+        flags=flags,
+        wrap=lambda argv: in_netns(settings, *argv),
+    )
 
 
 def kind_clusters(docker: DockerClient) -> set[str]:

@@ -36,10 +36,11 @@ from pathlib import Path
 from e2e.builds import images
 from e2e.builds.docker import DockerClient
 from e2e.builds.golang import KubernetesBuild, ModuleBuild, download_module, go_install
+from e2e.builds.kind import KIND_MODULE, build_kind
 from e2e.builds.record import Built, file_hash, recipe_key
 from e2e.host.commands import run
 from e2e.providers.base import Progress, ProviderError
-from e2e.providers.kind.settings import CNI_LABEL, IMAGE_DOMAIN, KIND_MODULE, KindSettings
+from e2e.providers.kind.settings import CNI_LABEL, IMAGE_DOMAIN, KindSettings
 from e2e.providers.local.settings import COREDNS_VERSION
 
 log = logging.getLogger("e2e.kind.nodeimage")
@@ -259,15 +260,7 @@ class NodeImageBuild:
 
     def _kind(self) -> str:
         s = self.settings
-        kind = go_install(
-            "kind",
-            KIND_MODULE,
-            s.kind_version,
-            KIND_MODULE,
-            s.cache,
-            self.progress,
-            commit_variable=f"{KIND_MODULE}/pkg/cmd/kind/version.gitCommit",
-        )
+        kind = build_kind(s.cache, self.progress, s.kind_version)
         self.built["kind"] = kind
         module = download_module(KIND_MODULE, s.kind_version, kind.path.parent, self.log_file)
         self.kind_source = module.dir

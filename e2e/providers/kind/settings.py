@@ -2,7 +2,7 @@
 
 Kubernetes is the version the local provider builds (one build of the binaries serves both);
 etcd, CoreDNS and pause are the versions that version's kubeadm asks for (read from kubeadm
-itself at build time). kind is pinned from its Go module.
+itself at build time). kind is pinned once, in e2e/builds/kind.py.
 """
 
 from __future__ import annotations
@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.builds.kind import KIND_VERSION
+from e2e.host.layout import ProviderLayout
 from e2e.providers.base import cache_root
 from e2e.providers.local.settings import KUBERNETES_VERSION
 
-# The newest kind the Go module proxy served here; its default node image would be 1.35.
-KIND_VERSION = "v0.33.0"
-KIND_MODULE = "sigs.k8s.io/kind"
 CRICTL_VERSION = "v1.34.0"
 # kind v0.33 pins v0.0.34 (as kindest/local-path-provisioner), which the proxy does not serve.
 LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
@@ -40,7 +39,7 @@ def cluster_name(given: str | None) -> str:
 
 
 @dataclass(frozen=True)
-class KindSettings:
+class KindSettings(ProviderLayout):
     kubernetes_version: str = KUBERNETES_VERSION
     kind_version: str = KIND_VERSION
     crictl_version: str = CRICTL_VERSION
@@ -54,10 +53,6 @@ class KindSettings:
     @property
     def kind_dir(self) -> Path:
         return self.cache / "kind"
-
-    @property
-    def images_dir(self) -> Path:
-        return self.cache / "images"
 
     @property
     def build_log(self) -> Path:
@@ -91,26 +86,9 @@ class KindSettings:
         return self.run_dir / "netns"
 
     @property
-    def docker_socket(self) -> Path:
-        return self.run_dir / "docker.sock"
-
-    @property
-    def docker_exec_root(self) -> Path:
-        return self.run_dir / "docker"
-
-    @property
-    def pids_dir(self) -> Path:
-        return self.run_dir / "pids"
-
-    @property
     def runc_wrapper(self) -> Path:
         return self.run_dir / "runc-nosysresource"
 
     # --- images --------------------------------------------------------------------------------
     def node_image(self, key: str) -> str:
         return f"{IMAGE_DOMAIN}/kind-node:{self.kubernetes_version}-{key}"
-
-    @property
-    def base_image(self) -> str:
-        """The app's base image, shared with the local provider (debootstrap + python3)."""
-        return "upgrade-gate/debian-python:bookworm"

@@ -9,13 +9,12 @@ image is built on this machine (see images.py) and imported into containerd.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from e2e.builds.docker import DockerClient, environment_daemon
 from e2e.builds.record import Built
 from e2e.host import mounts, sysctls
 from e2e.host.commands import run, tail
+from e2e.host.locks import exclusive
 from e2e.host.processes import Daemon, ProcessTable, stop_all
 from e2e.providers.base import Progress, ProviderError
 from e2e.providers.local import addons, binaries, components, hostprep, images, network
@@ -154,18 +154,10 @@ class LocalProvider:
         api = f"https://127.0.0.1:{self.settings.ports.apiserver}/readyz"
         return self._https_ok(api, pki) and self.node_ready()
 
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
+    def _exclusive(self) -> contextlib.AbstractContextManager[None]:
         """One `up` or `down` at a time on this machine: both start and stop the same daemons."""
         lock_path = self.settings.run_dir.parent / f"{self.settings.run_dir.name}.lock"
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with lock_path.open("a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another up/down on this machine (%s)", lock_path)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            yield
+        return exclusive(lock_path, "another up/down on this machine")
 
     def up(self) -> None:
         with self._exclusive():

@@ -7,59 +7,34 @@ host's network; builds against it use `--network none` (or host). Its data root 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from e2e.builds.docker import DockerClient
-from e2e.host.processes import Daemon, ProcessTable
+from e2e.host.dockerd import DOCKERD, socket_client, start_dockerd
+from e2e.host.processes import ProcessTable
 from e2e.providers.base import ProviderError
 from e2e.providers.local.settings import Settings
 
-log = logging.getLogger("e2e.local.docker")
-
-DOCKERD = "dockerd"
+__all__ = ["DOCKERD", "dockerd_children", "own_client", "require", "start_own_daemon"]
 
 
 def own_client(settings: Settings) -> DockerClient:
-    return DockerClient(env={"DOCKER_HOST": f"unix://{settings.docker_socket}"}, ours=True)
+    return socket_client(settings.docker_socket)
 
 
 def start_own_daemon(settings: Settings, table: ProcessTable) -> DockerClient:
-    client = own_client(settings)
-    if table.get(DOCKERD) is not None and client.answers():
-        return client
-    settings.docker_data_root.mkdir(parents=True, exist_ok=True)
-    log_file = settings.logs_dir / "dockerd.log"
-    table.start(
-        Daemon(
-            DOCKERD,
-            [
-                "dockerd",
-                "--host",
-                f"unix://{settings.docker_socket}",
-                "--data-root",
-                str(settings.docker_data_root),
-                "--exec-root",
-                str(settings.docker_exec_root),
-                "--pidfile",
-                str(settings.run_dir / "dockerd.pid"),
-                # Nothing on the host network: no docker0, no NAT, no rules.
-                "--bridge",
-                "none",
-                "--iptables=false",
-                "--ip-masq=false",
-                "--ip-forward=false",
-                "--userland-proxy=false",
-                "--storage-driver",
-                "overlay2",
-                "--exec-opt",
-                "native.cgroupdriver=cgroupfs",
-            ],
-            log_file,
-        )
+    return start_dockerd(
+        table,
+        socket=settings.docker_socket,
+        data_root=settings.docker_data_root,
+        exec_root=settings.docker_exec_root,
+        log_file=settings.logs_dir / "dockerd.log",
+        # Nothing on the host network: no docker0, no NAT, no rules.
+        flags=[
+            *("--bridge", "none", "--iptables=false", "--ip-masq=false"),
+            *("--ip-forward=false", "--userland-proxy=false"),
+        ],
     )
-    table.wait_until(DOCKERD, client.answers, timeout=60, log_file=log_file, what="answering")
-    return client
 
 
 def dockerd_children(settings: Settings) -> list[Path]:

@@ -9,6 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from e2e.host.layout import ProviderLayout
 from e2e.providers.base import cache_root
 
 # 1.34 is the last minor whose kubelet runs on cgroup v1 without opting in (1.35 sets
@@ -47,7 +48,7 @@ class Ports:
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(ProviderLayout):
     """Everything the local provider derives its files and flags from."""
 
     kubernetes_version: str = KUBERNETES_VERSION
@@ -81,10 +82,6 @@ class Settings:
     @property
     def registry_bin(self) -> Path:
         return self.cache / "registry" / self.registry_version / "bin"
-
-    @property
-    def images_dir(self) -> Path:
-        return self.cache / "images"
 
     @property
     def docker_data_root(self) -> Path:
@@ -157,10 +154,6 @@ class Settings:
 
     # --- runtime files -------------------------------------------------------------------
     @property
-    def pids_dir(self) -> Path:
-        return self.run_dir / "pids"
-
-    @property
     def containerd_state(self) -> Path:
         return self.run_dir / "containerd"
 
@@ -168,19 +161,7 @@ class Settings:
     def containerd_socket(self) -> Path:
         return self.run_dir / "containerd.sock"
 
-    @property
-    def docker_socket(self) -> Path:
-        return self.run_dir / "docker.sock"
-
-    @property
-    def docker_exec_root(self) -> Path:
-        return self.run_dir / "docker"
-
     # --- images ----------------------------------------------------------------------------
-    @property
-    def base_image(self) -> str:
-        return "upgrade-gate/debian-python:bookworm"
-
     @property
     def pause_image(self) -> str:
         return f"{IMAGE_DOMAIN}/pause:{self.pause_version}"
