@@ -258,7 +258,7 @@ class Gate:
 
     @property
     def long_polls(self) -> int:
-        """Callers blocked in :meth:`wait_upgradeable` now (hooks waiting on this pod)."""
+        """Callers blocked in :meth:`wait_upgradeable` or :meth:`watch_fence` now (hooks)."""
         with self._cond:
             return self._long_polls
 
@@ -284,6 +284,31 @@ class Gate:
             finally:
                 self._long_polls -= 1
             self._expire_lease_locked()
+            return self._status_locked()
+
+    def watch_fence(self, timeout: float) -> Status:
+        """Block while the gate is fenced and idle, at most ``timeout`` s.
+
+        The long-poll of a hook that found this pod ready (fenced, nothing
+        running): it answers the moment that stops holding (the fence lifted
+        or run out, shutdown begun), so the hook knows the pod is still ready
+        for as long as the call is open, without asking again. A restarted
+        process breaks the connection instead, which the hook sees as well.
+        """
+        deadline = self._clock() + timeout
+        with self._cond:
+            self._long_polls += 1
+            try:
+                while True:
+                    self._expire_lease_locked()
+                    now = self._clock()
+                    if self._lease is None or self._running or self._shutting_down:
+                        break
+                    if now >= deadline:
+                        break
+                    self._cond.wait(min(deadline, self._lease.expires_monotonic) - now)
+            finally:
+                self._long_polls -= 1
             return self._status_locked()
 
     # -- fencing ------------------------------------------------------------
@@ -370,6 +395,7 @@ class Gate:
         if self._lease_timer is not None:
             self._lease_timer.cancel()
             self._lease_timer = None
+        self._cond.notify_all()  # watches of the fence answer now
 
     def _arm_timer_locked(self, ttl: float, generation: int) -> None:
         if self._lease_timer is not None:

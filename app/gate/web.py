@@ -5,6 +5,11 @@ of release N. Fields are only ever added; ``contract`` names the version.
 Clients should read ``upgradeable`` (``isUpgradeable`` is kept for the original
 demo's clients) and may rely on the status code: 200 upgradeable, 503 busy,
 429 when too many long-polls already wait (retry after ``Retry-After``).
+
+``GET /upgradeable?wait=N`` answers when nothing runs (at most N seconds);
+``GET /upgradeable?watch=N`` is its mirror for a hook that found the pod ready:
+it answers when the pod stops being fenced and idle (at most N seconds), with
+``"watched": true`` in the body so that the hook knows this app can watch.
 """
 
 from __future__ import annotations
@@ -152,6 +157,15 @@ def too_many_long_polls(status: Status) -> Response:
     return response
 
 
+def _would_wait(status: Status, watched: bool) -> bool:
+    """Whether a long-poll would block now (``watch``: while fenced and idle)."""
+    if status.shutting_down:
+        return False
+    if watched:
+        return status.draining and status.upgradeable
+    return not status.upgradeable
+
+
 @dataclass(frozen=True)
 class LongPollLimits:
     """How many long-polls may wait at once.
@@ -226,24 +240,34 @@ class UpgradeGate:
         return bp
 
     def _upgradeable(self) -> Response:
-        wait_arg = request.args.get("wait")
-        if wait_arg is None:
+        wait_arg, watch_arg = request.args.get("wait"), request.args.get("watch")
+        watched = watch_arg is not None
+        if wait_arg is not None and watched:
+            raise InputError(
+                "ask with wait (until idle) or watch (while fenced and idle), not both"
+            )
+        if wait_arg is None and watch_arg is None:
             status = self.gate.status()
         else:
+            name, text = ("watch", watch_arg) if watched else ("wait", wait_arg)
             try:
-                wait = float(wait_arg)
+                seconds = float(str(text))
             except ValueError:
-                raise InputError(f"wait must be a number of seconds, got {wait_arg!r}") from None
-            wait = number_in_range(wait, "wait", maximum=MAX_WAIT_SECONDS)
+                raise InputError(f"{name} must be a number of seconds, got {text!r}") from None
+            seconds = number_in_range(seconds, name, maximum=MAX_WAIT_SECONDS)
             with self._long_poll_slot() as admitted:
                 if admitted:
-                    status = self.gate.wait_upgradeable(wait)
+                    call = self.gate.watch_fence if watched else self.gate.wait_upgradeable
+                    status = call(seconds)
                 else:
                     # No slot: an answer that needs no waiting is still given.
                     status = self.gate.status()
-                    if not (status.upgradeable or status.shutting_down):
+                    if _would_wait(status, watched):
                         return too_many_long_polls(status)
-        response = jsonify(status_body(status))
+        body = status_body(status)
+        if watched:
+            body["watched"] = True  # this app watches; an older one ignores ?watch
+        response = jsonify(body)
         if not status.upgradeable:
             response.status_code = 503
             response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -55,6 +55,15 @@ class Answer:
         return instance if isinstance(instance, str) and instance else None
 
     @property
+    def watched(self) -> bool:
+        """The answer of a ``?watch`` the app understood (an older one ignores it)."""
+        return self.body.get("watched") is True
+
+    @property
+    def draining(self) -> bool:
+        return self.body.get("draining") is True
+
+    @property
     def active(self) -> int | None:
         active = self.body.get("active")
         return active if isinstance(active, int) and not isinstance(active, bool) else None
@@ -91,6 +100,10 @@ class PodClient:
     def upgradeable(self, wait: float = 0.0) -> Answer:
         path = f"/upgradeable?wait={wait:.3f}" if wait > 0 else "/upgradeable"
         return self._call("GET", path, read=wait + READ_MARGIN)
+
+    def watch(self, seconds: float) -> Answer:
+        """Held while the pod stays fenced and idle, at most ``seconds``."""
+        return self._call("GET", f"/upgradeable?watch={seconds:.3f}", read=seconds + READ_MARGIN)
 
     def close(self) -> None:
         self.pool.close()

@@ -8,20 +8,26 @@ The rule (what counts is the pod source's: see ``app/hook/pods.py``):
   gated again from the start.
 - **When a pod is gated.** Its own thread fences it (a drain lease, renewed
   every third of its length) and long-polls ``/upgradeable``. A fenced pod that
-  answers idle cannot take new work while the lease holds: it is *ready*. The
-  pod's process is part of its identity: an answer from another ``instance``
-  (the container restarted) drops the pod back to "not fenced" and it is
-  fenced and asked again.
+  answers idle cannot take new work while the lease holds: it is *ready*, and
+  from then on it is fenced with the ``hold`` lease (plus one renewal) and
+  *watched*: ``/upgradeable?watch`` stays open while the pod stays fenced and
+  idle, and answers the moment that ends (the fence lifted or run out,
+  shutdown). The pod's process is part of its identity: an answer from another
+  ``instance``, or a watch whose connection breaks (the container restarted),
+  drops the pod back to "not fenced" and it is fenced and asked again.
 - **What ends the wait.** When a fresh listing shows every counted pod ready,
-  one final round fences every pod again, now with the ``hold`` lease that
-  covers Helm's rollout, and each must answer idle in that very answer; then
-  one more listing must show the same pods. Only then does the hook exit 0.
-  Every pod gone is confirmed by a second listing before it counts as
-  "nothing to wait for".
+  a final round fences again, with the ``hold`` lease that covers Helm's
+  rollout, every pod whose watch is not open at that moment (the pod that
+  just became idle, an app that cannot watch); each must answer idle in that
+  very answer. A pod with an open watch has already been asked: any change
+  would be on its way. Then one more listing must show the same pods. Only
+  then does the hook exit 0. Every pod gone is confirmed by a second listing
+  before it counts as "nothing to wait for".
 - **Failing safe.** On the deadline, or SIGTERM, every fence this hook placed
   is released (the summary names any pod where that failed) and the hook
   fails: Helm then changes nothing. If the hook itself dies, the leases run
-  out on their own.
+  out on their own: a busy pod's within ``lease``, an idle pod's within
+  ``hold`` plus ``lease``, since it may be let go at any moment.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ T = TypeVar("T")
 # A busy answer that comes back sooner than this (a pod shutting down, an app
 # that ignores ?wait, a 429) is not asked again before it has passed.
 MIN_POLL_INTERVAL = 0.5
+# The longest lease the gate contract accepts (app.gate.web.MAX_LEASE_SECONDS).
+MAX_LEASE = 3600.0
+# A renewal due sooner than this is waited for, not watched.
+MIN_WATCH = 0.05
 
 
 class Exit(IntEnum):
@@ -116,6 +126,10 @@ class _PodState:
     idle: bool = False
     idle_at: float | None = None
     instance: str | None = None
+    # A ``?watch`` is open: the pod answers the moment it stops being fenced
+    # and idle, so while this holds it needs no asking in the final round.
+    watching: bool = False
+    can_watch: bool = True  # False for an app that ignores ?watch
     last: Answer | None = None
     fence_refusal: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)
@@ -280,6 +294,10 @@ class Waiter:
             return state.idle
         return state.idle and state.lease > 0
 
+    def _watched(self, state: _PodState) -> bool:
+        """Ready, holding the hold lease, and its watch open (the caller holds the lock)."""
+        return state.watching and self._ready(state) and state.lease >= self.options.final_lease
+
     def _all_ready(self) -> bool:
         with self._cond:
             return self._all_ready_locked()
@@ -288,9 +306,15 @@ class Waiter:
         return bool(self._pods) and all(self._ready(s) for s in self._pods.values())
 
     def _final_round(self) -> bool:
-        """Every pod, at once, must answer idle with this hook's fence in place."""
+        """Every pod, at once, must answer idle with this hook's fence in place.
+
+        A pod whose watch is open has that answer on the way the moment it
+        stops holding, and the hold lease from its renewals: it is not asked.
+        """
         with self._cond:
             states = list(self._pods.values())
+            if self.options.fence:
+                states = [s for s in states if not self._watched(s)]
         if not self.options.fence:
             return self._confirm_idle(states)
 
@@ -376,10 +400,14 @@ class Waiter:
         assert client is not None
         backoff = _Backoff()
         renew_at = 0.0
+        # Never shorten a lease. An idle pod holds the hold lease and one
+        # renewal on top: whenever the wait ends, the rollout is covered.
+        held = min(options.final_lease + options.lease, MAX_LEASE)
         while not state.stop.is_set():
-            if options.fence and (self.clock() >= renew_at or not state.lease):
-                # Never shorten a lease: the final round may have given the hold.
-                ttl = max(options.lease, state.lease)
+            if options.fence and (
+                self.clock() >= renew_at or not state.lease or (state.idle and state.lease < held)
+            ):
+                ttl = held if state.idle else max(options.lease, state.lease)
                 answer = self._fence(state, ttl)
                 if answer is None:
                     return
@@ -394,8 +422,9 @@ class Waiter:
                 self._observe(state, answer, lease=ttl, fenced=True)
                 continue
             if state.idle and options.fence:
-                # Fenced and idle stays idle: nothing to ask until the renewal.
-                state.pause(max(0.0, renew_at - self.clock()))
+                # Fenced and idle stays idle, unless the fence goes or the
+                # process restarts: watch for that until the renewal.
+                self._watch_ready(state, max(0.0, renew_at - self.clock()), backoff)
                 continue
             wait = options.poll
             if options.fence:
@@ -416,6 +445,39 @@ class Waiter:
                 # A long-poll that came back busy before its time: do not spin.
                 pause = max(answer.retry_after or 0.0, MIN_POLL_INTERVAL)
                 state.pause(max(0.0, min(pause, wait) - (self.clock() - asked)))
+
+    def _watch_ready(self, state: _PodState, until_renewal: float, backoff: _Backoff) -> None:
+        """Hold a ``?watch`` on a ready pod until its renewal is due."""
+        if not state.can_watch or until_renewal < MIN_WATCH:
+            state.pause(until_renewal)
+            return
+        client = state.client
+        assert client is not None
+        with self._cond:
+            state.watching = True
+        try:
+            answer = client.watch(min(until_renewal, self.options.poll))
+        finally:
+            with self._cond:
+                state.watching = False
+        if state.stop.is_set():
+            return
+        if answer.status == 429:  # no long-poll slot: the final round asks this pod
+            state.pause(min(answer.retry_after or MIN_POLL_INTERVAL, until_renewal))
+            return
+        if not answer.understood:
+            self._record_failure(state, answer, None)
+            state.pause(answer.retry_after or backoff.next())
+            return
+        if not answer.watched:
+            state.can_watch = False
+            log.info(
+                "pod %s: its app cannot watch (no ?watch): asked again at the end", state.pod.name
+            )
+        # The fence gone (lifted, run out) makes the pod not ready: fenced again.
+        self._observe(state, answer, lease=state.lease if answer.draining else 0.0, fenced=False)
+        if not answer.watched:
+            state.pause(until_renewal)
 
     @staticmethod
     def _fence(state: _PodState, ttl: float) -> Answer | None:

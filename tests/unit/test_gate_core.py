@@ -100,6 +100,47 @@ def test_wait_upgradeable_gives_up_after_its_timeout() -> None:
     assert not gate.wait_upgradeable(0.05).upgradeable
 
 
+def _watch_in_background(gate: Gate) -> tuple[threading.Thread, list[bool]]:
+    """A hook's watch on ``gate``; the list gets whether it still saw the fence."""
+    seen: list[bool] = []
+    watcher = threading.Thread(target=lambda: seen.append(gate.watch_fence(30).draining))
+    watcher.start()
+    eventually(lambda: gate.long_polls == 1, what="the watch holding")
+    return watcher, seen
+
+
+@pytest.mark.parametrize("end", ["undrain", "lease runs out", "shutdown"])
+def test_a_watch_holds_while_fenced_and_idle_and_answers_when_that_ends(end: str) -> None:
+    gate = Gate()
+    gate.drain(ttl=0.5 if end == "lease runs out" else 60, holder="hook")
+    watcher, seen = _watch_in_background(gate)
+    assert watcher.is_alive()
+    if end == "undrain":
+        gate.undrain("someone")
+    elif end == "shutdown":
+        gate.begin_shutdown()
+    watcher.join(10)
+    assert not watcher.is_alive()
+    assert seen == [end == "shutdown"]
+    assert gate.long_polls == 0
+
+
+def test_a_watch_answers_at_once_when_the_pod_is_not_fenced_or_busy() -> None:
+    gate = Gate()
+    assert not gate.watch_fence(30).draining
+    gate.begin("x")
+    gate.drain(ttl=60)
+    assert gate.watch_fence(30).active == 1
+
+
+def test_a_watch_gives_up_after_its_timeout_still_fenced() -> None:
+    gate = Gate()
+    gate.drain(ttl=60)
+    status = gate.watch_fence(0.05)
+    assert status.draining
+    assert status.upgradeable
+
+
 def test_shutdown_refuses_work_and_wait_idle_is_bounded() -> None:
     gate = Gate()
     op = gate.begin("x")

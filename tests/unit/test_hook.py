@@ -421,3 +421,45 @@ def test_release_does_not_fail_a_rollback_when_the_api_server_is_away(tmp_path: 
     assert "run out with their lease" in lines[-1], lines
     assert len(lines) == 2, lines  # one line per state change, not one per try
     assert took >= 2, took  # it did retry for its whole deadline
+
+
+def _long_polls(app: AppProcess) -> int:
+    text = app.get("/metrics").text
+    line = next(ln for ln in text.splitlines() if ln.startswith("upgrade_gate_long_polls "))
+    return int(float(line.split()[1]))
+
+
+def test_a_fence_lifted_from_a_watched_pod_is_placed_again_and_its_work_waited_for(
+    make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    """A ready pod is not asked again in the final round while its watch is open:
+    the watch must report a fence lifted by someone else, and the pod be gated again."""
+    watched, busy = make_app(), make_app()
+    holding = busy.start_operation(8.0)
+    hook = run_hook(
+        hooks, "--endpoints", endpoints(watched, busy), "--timeout", "40", "--lease", "30"
+    )
+    eventually(
+        lambda: watched.status()["draining"] and _long_polls(watched) == 1,
+        timeout=20,
+        what="the hook watching the ready pod",
+    )
+    record = busy.operation(holding)
+    assert record["state"] == "running", "the premise: the hook is still waiting on busy"
+    left = (
+        datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+        + timedelta(seconds=8.0)
+        - datetime.now(UTC)
+    ).total_seconds()
+    # Someone lifts the fence (an operator's DELETE /drain) and work arrives at once.
+    assert watched.delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"}).ok
+    late = watched.post("/operations", json={"seconds": max(0.0, left) + 3.0})
+
+    assert hook.wait() == Exit.OK, hook.output
+    assert hook.ended_at is not None
+    if late.status_code == 202:
+        assert finished_at(watched, late.json()["id"]) <= hook.ended_at
+    else:  # the hook fenced it again first: the promise too
+        assert late.json()["error"] == "draining", late.text
+    assert f"pod {watched.endpoint}: busy" in hook.output, hook.output
+    assert watched.status()["draining"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
@@ -144,6 +145,42 @@ def test_long_poll_on_an_idle_pod_answers_at_once(app: AppProcess) -> None:
     # A long wait on an idle pod must not hold the request (timeout < wait).
     response = app.get("/upgradeable", params={"wait": 60}, timeout=5)
     assert response.status_code == 200
+
+
+def test_a_watch_holds_until_the_fence_is_lifted(app: AppProcess) -> None:
+    assert app.drain(60).status_code == 200
+    with ThreadPoolExecutor(1) as pool:
+        watch = pool.submit(app.get, "/upgradeable", params={"watch": 30}, timeout=40)
+        eventually(lambda: app.status().get("draining") and _long_polls(app) == 1, what="held")
+        assert not watch.done()
+        app.delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"})
+        response = watch.result(timeout=10)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["watched"] is True  # a hook tells this app from one that ignores ?watch
+    assert body["draining"] is False
+
+
+def test_a_watch_on_a_pod_that_is_not_fenced_answers_at_once(app: AppProcess) -> None:
+    response = app.get("/upgradeable", params={"watch": 60}, timeout=5)
+    assert response.status_code == 200
+    assert response.json()["watched"] is True
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"watch": "soon"}, {"watch": -1}, {"watch": 61}, {"watch": 1, "wait": 1}],
+)
+def test_a_bad_watch_is_a_400(app: AppProcess, params: dict[str, object]) -> None:
+    response = app.get("/upgradeable", params=params)
+    assert response.status_code == 400
+    assert response.json()["error"]
+
+
+def _long_polls(app: AppProcess) -> int:
+    text = app.get("/metrics").text
+    match = re.search(r"^upgrade_gate_long_polls (\d+)", text, re.M)
+    return int(match.group(1)) if match else -1
 
 
 def test_maximum_comes_from_configuration(make_app: AppFactory) -> None:
