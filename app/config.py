@@ -7,7 +7,6 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the hook imports this module too, and needs no Flask
@@ -19,6 +18,10 @@ class ConfigError(ValueError):
 
 
 def package_version() -> str:
+    # Imported here: importlib.metadata is the dearest import of the hook's
+    # start (which needs only ConfigError), and only the app reads a version.
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("helm-upgrade-gate")
     except PackageNotFoundError:

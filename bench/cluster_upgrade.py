@@ -5,7 +5,8 @@ up if it is not, never taken down), for each helm (the pinned 3 and 4), one
 release per mode, each in its own namespace, one idle replica, upgrades
 alternating between the v1 and v2 images. The modes:
 
-- ``gated``: the chart as it ships (its default hook);
+- ``gated``: the chart as it ships (its default hook, a Job);
+- ``gated, Pod hook``: the chart with ``gate.hookKind=Pod``;
 - ``--no-hooks``: the same chart, helm's bypass;
 - ``floor Job`` / ``floor Pod``: the gate off (``gate.enabled=false``) plus a
   trivial pre-upgrade hook rendered into a copy of the chart: the same image
@@ -102,6 +103,7 @@ class Mode:
 
 MODES = (
     Mode("gated"),
+    Mode("gated, Pod hook", {"gate": {"hookKind": "Pod"}}),
     Mode("--no-hooks", flags=("--no-hooks",)),
     Mode("floor Job", {"gate": {"enabled": False}}, floor="Job"),
     Mode("floor Pod", {"gate": {"enabled": False}}, floor="Pod"),
@@ -270,15 +272,20 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
 
-        gated = {r.helm.name: r for r in releases if r.mode.name == "gated"}
-        flights: dict[str, list[float]] = {name: [] for name in gated}
-        order = [r for r in gated.values() for _ in range(args.in_flight)]
+        gated = [r for r in releases if r.mode.name.startswith("gated")]
+        flights: dict[tuple[str, str], list[float]] = {
+            (r.helm.name, r.mode.name): [] for r in gated
+        }
+        order = [r for r in gated for _ in range(args.in_flight)]
         rng.shuffle(order)
         for release in order:
             delay = in_flight(release, kube, args.operation)
             if delay is not None:
-                flights[release.helm.name].append(delay)
-                print(f"  in flight, {release.helm.name}: {delay:.2f}s", file=sys.stderr)
+                flights[release.helm.name, release.mode.name].append(delay)
+                print(
+                    f"  in flight, {release.helm.name} {release.mode.name}: {delay:.2f}s",
+                    file=sys.stderr,
+                )
 
     print(
         f"\nIdle `helm upgrade --wait`, one replica, v1 <-> v2, {args.runs} runs per cell in "
@@ -306,13 +313,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 line += f"; gated with the Pod hook / floor Job: {pod_ratio:.2f}"
             print(line)
-    for helm in helms:
-        delays = flights.get(helm.name, [])
+    for (helm_name, mode_name), delays in flights.items():
         if delays:
             print(
                 f"operation end -> helm exit: median {statistics.median(delays):.2f} s "
-                f"({helm.name}, {len(delays)} runs, {min(delays):.2f}-{max(delays):.2f} s, "
-                f"a {args.operation:g} s operation in flight, gated)"
+                f"({helm_name}, {mode_name}, {len(delays)} runs, "
+                f"{min(delays):.2f}-{max(delays):.2f} s, a {args.operation:g} s operation)"
             )
     return 0
 

@@ -170,14 +170,14 @@ class KubernetesSource:
         template_hash: str | None = None,
         replicas: int | None = None,
     ) -> None:
-        from kubernetes import client, config
+        from app.hook.kubeapi import ConfigError, KubeApi
 
         try:
             if kubeconfig is None and _in_cluster():
-                config.load_incluster_config()  # type: ignore[no-untyped-call]
+                self.api = KubeApi.in_cluster()
             else:
-                config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-        except config.ConfigException as exc:
+                self.api = KubeApi.from_kubeconfig(kubeconfig)
+        except ConfigError as exc:
             raise MisconfiguredError(f"no Kubernetes configuration: {exc}") from None
         self.namespace = namespace or _default_namespace(kubeconfig)
         self.selector = selector
@@ -185,8 +185,6 @@ class KubernetesSource:
         self.request_timeout = request_timeout
         self.template_hash = template_hash
         self.replicas = replicas
-        self.api = client.CoreV1Api()
-        self.apps = client.AppsV1Api()
         self._notes: dict[str, str] = {}
 
     @property
@@ -197,9 +195,9 @@ class KubernetesSource:
         return text
 
     def list_pods(self) -> list[Pod]:
-        pods = self._call("pods", lambda: self.api.list_namespaced_pod)
-        sets = self._call("replicasets", lambda: self.apps.list_namespaced_replica_set)
-        gated, kept, notes, live_by_owner = self._classify(pods.items)
+        pods = self._list("pods", f"/api/v1/namespaces/{self.namespace}/pods")
+        sets = self._list("replicasets", f"/apis/apps/v1/namespaces/{self.namespace}/replicasets")
+        gated, kept, notes, live_by_owner = self._classify(pods)
         if kept and self.replicas is not None and len(kept) > self.replicas:
             for pod in kept:
                 notes[pod.name] = (
@@ -210,18 +208,18 @@ class KubernetesSource:
         else:
             for pod in kept:
                 notes[pod.name] = "runs the new pod template already: not replaced, not gated"
-        gated += self._not_yet_created(sets.items, live_by_owner)
+        gated += self._not_yet_created(sets, live_by_owner)
         self._log_notes(notes)
         return sorted(gated)
 
     def staying_pods(self) -> list[Pod]:
         """The addressable pods on ``template_hash`` (all of them without one)."""
-        pods = self._call("pods", lambda: self.api.list_namespaced_pod)
-        gated, kept, _, _ = self._classify(pods.items)
+        pods = self._list("pods", f"/api/v1/namespaces/{self.namespace}/pods")
+        gated, kept, _, _ = self._classify(pods)
         return sorted(p for p in (kept if self.template_hash else gated) if p.addressable)
 
     def _classify(
-        self, items: list[Any]
+        self, items: list[dict[str, Any]]
     ) -> tuple[list[Pod], list[Pod], dict[str, str], dict[str, int]]:
         """(pods to gate, pods on the new template, notes by pod, live pods by owner UID)."""
         notes: dict[str, str] = {}
@@ -229,19 +227,19 @@ class KubernetesSource:
         gated: list[Pod] = []
         kept: list[Pod] = []
         for item in items:
-            meta, status = item.metadata, item.status
-            if meta is None or status is None or meta.deletion_timestamp is not None:
+            meta, status = item.get("metadata") or {}, item.get("status") or {}
+            if not meta or not status or meta.get("deletionTimestamp"):
                 continue
-            if status.phase not in ("Pending", "Running"):
+            if status.get("phase") not in ("Pending", "Running"):
                 continue
-            for owner in meta.owner_references or []:
-                live_by_owner[owner.uid] = live_by_owner.get(owner.uid, 0) + 1
-            name, uid = str(meta.name), str(meta.uid)
-            if reason := _cannot_start(item):
+            for owner in meta.get("ownerReferences") or []:
+                live_by_owner[owner["uid"]] = live_by_owner.get(owner["uid"], 0) + 1
+            name, uid = str(meta.get("name")), str(meta.get("uid"))
+            if reason := _cannot_start(status):
                 notes[name] = f"cannot start ({reason}) and never ran: it holds no work"
                 continue
             pod = self._pod(item, name, uid)
-            annotations = meta.annotations or {}
+            annotations = meta.get("annotations") or {}
             if self.template_hash and annotations.get(TEMPLATE_HASH_ANNOTATION) == (
                 self.template_hash
             ):
@@ -250,52 +248,54 @@ class KubernetesSource:
                 gated.append(pod)
         return gated, kept, notes, live_by_owner
 
-    def _pod(self, item: Any, name: str, uid: str) -> Pod:
+    def _pod(self, item: dict[str, Any], name: str, uid: str) -> Pod:
         port = self._resolve_port(item)
         if port is None:
             raise MisconfiguredError(f"pod {name} has no container port named {self.port!r}")
-        if not item.status.pod_ip:
-            return Pod(name, uid, None, port, waiting=f"no IP yet ({item.status.phase})")
-        return Pod(name, uid, str(item.status.pod_ip), port)
+        status = item["status"]
+        if not status.get("podIP"):
+            return Pod(name, uid, None, port, waiting=f"no IP yet ({status.get('phase')})")
+        return Pod(name, uid, str(status["podIP"]), port)
 
     @staticmethod
-    def _not_yet_created(replica_sets: list[Any], live_by_owner: dict[str, int]) -> list[Pod]:
+    def _not_yet_created(
+        replica_sets: list[dict[str, Any]], live_by_owner: dict[str, int]
+    ) -> list[Pod]:
         """Placeholders for pods a ReplicaSet of the release still has to create."""
         missing = []
         for rs in replica_sets:
-            if rs.metadata is None or rs.metadata.deletion_timestamp is not None:
+            meta = rs.get("metadata") or {}
+            if not meta or meta.get("deletionTimestamp"):
                 continue
-            wanted = (rs.spec.replicas if rs.spec else 0) or 0
-            short = wanted - live_by_owner.get(str(rs.metadata.uid), 0)
+            wanted = (rs.get("spec") or {}).get("replicas") or 0
+            name, uid = meta.get("name"), meta.get("uid")
+            short = wanted - live_by_owner.get(str(uid), 0)
             missing += [
                 Pod(
-                    name=f"{rs.metadata.name}-<not created yet #{i + 1}>",
-                    uid=f"{rs.metadata.uid}/missing/{i}",
-                    waiting=f"ReplicaSet {rs.metadata.name} wants {wanted}, has not created it yet",
+                    name=f"{name}-<not created yet #{i + 1}>",
+                    uid=f"{uid}/missing/{i}",
+                    waiting=f"ReplicaSet {name} wants {wanted}, has not created it yet",
                 )
                 for i in range(max(0, short))
             ]
         return missing
 
-    def _call(self, resource: str, method: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
+    def _list(self, resource: str, path: str) -> list[dict[str, Any]]:
         from urllib3.exceptions import HTTPError
 
+        from app.hook.kubeapi import ApiError
+
         try:
-            return method()(
-                self.namespace, label_selector=self.selector, _request_timeout=self.request_timeout
-            )
-        except ApiException as exc:
+            return self.api.list(path, self.selector, self.request_timeout)
+        except ApiError as exc:
             if exc.status in (401, 403):
                 raise ForbiddenError(
                     f"forbidden: cannot list {resource} in namespace {self.namespace!r}; the "
                     f"hook's ServiceAccount needs verb 'list' on resource '{resource}' (API: "
-                    f"{_api_message(exc)})"
+                    f"{exc.message})"
                 ) from None
-            raise SourceError(
-                f"listing {resource} failed: {exc.status} {_api_message(exc)}"
-            ) from exc
-        except HTTPError as exc:
+            raise SourceError(f"listing {resource} failed: {exc}") from exc
+        except (HTTPError, OSError) as exc:
             # The API server itself being away is transient: the caller retries.
             raise SourceError(f"Kubernetes API unreachable: {exc}") from exc
 
@@ -305,26 +305,25 @@ class KubernetesSource:
                 log.info("pod %s %s", name, note)
         self._notes = notes
 
-    def _resolve_port(self, pod: Any) -> int | None:
+    def _resolve_port(self, pod: dict[str, Any]) -> int | None:
         if self.port.isdigit():
             return int(self.port)
-        for container in pod.spec.containers:
-            for port in container.ports or []:
-                if port.name == self.port:
-                    return int(port.container_port)
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for port in container.get("ports") or []:
+                if port.get("name") == self.port:
+                    return int(port["containerPort"])
         return None
 
 
-def _cannot_start(pod: Any) -> str | None:
+def _cannot_start(status: dict[str, Any]) -> str | None:
     """The waiting reason if no container of the pod ever ran and none can start."""
-    statuses = pod.status.container_statuses or []
     reasons = []
-    for status in statuses:
-        waiting = status.state.waiting if status.state else None
-        ran = status.restart_count or (status.last_state and status.last_state.terminated)
-        if waiting is None or waiting.reason not in CANNOT_START or ran:
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting")
+        ran = container.get("restartCount") or (container.get("lastState") or {}).get("terminated")
+        if not waiting or waiting.get("reason") not in CANNOT_START or ran:
             return None
-        reasons.append(str(waiting.reason))
+        reasons.append(str(waiting["reason"]))
     return ", ".join(sorted(set(reasons))) or None
 
 
@@ -347,12 +346,3 @@ def _default_namespace(kubeconfig: str | None) -> str:
         return "default"
     namespace: str = (context or {}).get("context", {}).get("namespace") or "default"
     return namespace
-
-
-def _api_message(exc: Any) -> str:
-    import json
-
-    try:
-        return str(json.loads(exc.body)["message"])
-    except (TypeError, ValueError, KeyError):
-        return str(exc.reason)

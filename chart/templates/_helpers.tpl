@@ -217,7 +217,7 @@ come after all of it.
 {{- end }}
 {{- end }}
 
-{{/* Both pods mount it: the root filesystem is read-only, Python may still want a /tmp. */}}
+{{/* The app mounts it: the root filesystem is read-only, and gunicorn wants a /tmp. */}}
 {{- define "upgrade-gate.tmpVolume" -}}
 - name: tmp
   emptyDir:

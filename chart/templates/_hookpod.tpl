@@ -3,70 +3,78 @@ The pod of a hook Job (the pre-upgrade gate, the post-rollback release): the
 new image running `python3 -m app` with .args, as the hook's ServiceAccount.
 */}}
 {{- define "upgrade-gate.hookPodTemplate" -}}
-{{- $root := .root -}}
-{{- $gate := $root.Values.gate -}}
+{{- $gate := .root.Values.gate -}}
 template:
   metadata:
     labels:
-      {{- include "upgrade-gate.hookLabels" $root | nindent 6 }}
+      {{- include "upgrade-gate.hookLabels" .root | nindent 6 }}
     {{- with $gate.podAnnotations }}
     annotations:
       {{- toYaml . | nindent 6 }}
     {{- end }}
   spec:
-    serviceAccountName: {{ include "upgrade-gate.hookName" $root }}
-    # The ServiceAccount opts out; this pod is the one that needs the API.
-    automountServiceAccountToken: true
-    enableServiceLinks: false
-    restartPolicy: Never
-    {{- with $root.Values.priorityClassName }}
-    priorityClassName: {{ . }}
-    {{- end }}
-    {{- with $root.Values.imagePullSecrets }}
-    imagePullSecrets:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
+    {{- include "upgrade-gate.hookPodSpec" . | nindent 4 }}
+{{- end }}
+
+{{/*
+The spec of a hook's pod, in a Job's template or as the hook itself
+(gate.hookKind Pod). It mounts nothing but the API token: the hook writes no
+file, and the root filesystem stays read-only.
+*/}}
+{{- define "upgrade-gate.hookPodSpec" -}}
+{{- $root := .root -}}
+{{- $gate := $root.Values.gate -}}
+serviceAccountName: {{ include "upgrade-gate.hookName" $root }}
+# The ServiceAccount opts out; this pod is the one that needs the API.
+automountServiceAccountToken: true
+enableServiceLinks: false
+restartPolicy: Never
+{{- with .activeDeadlineSeconds }}
+activeDeadlineSeconds: {{ . }}
+{{- end }}
+{{- with $root.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+containers:
+  - name: gate
+    image: {{ include "upgrade-gate.gateImage" $root | quote }}
+    imagePullPolicy: {{ include "upgrade-gate.gatePullPolicy" $root }}
+    command: ["python3", "-m", "app"]
+    args:
+      {{- toYaml .args | nindent 6 }}
+    env:
+      - name: UPGRADE_GATE_TOKEN
+        valueFrom:
+          secretKeyRef:
+            name: {{ include "upgrade-gate.tokenSecretName" $root }}
+            key: {{ $root.Values.drainToken.key }}
+            # Absent on a first sync (Argo CD runs pre-upgrade hooks as
+            # PreSync then): there are no pods to fence, the hook exits 0.
+            optional: true
+      - name: LOG_LEVEL
+        value: {{ $gate.logLevel | default $root.Values.app.logLevel | quote }}
     securityContext:
-      {{- toYaml $root.Values.podSecurityContext | nindent 6 }}
-    containers:
-      - name: gate
-        image: {{ include "upgrade-gate.gateImage" $root | quote }}
-        imagePullPolicy: {{ include "upgrade-gate.gatePullPolicy" $root }}
-        command: ["python3", "-m", "app"]
-        args:
-          {{- toYaml .args | nindent 10 }}
-        env:
-          - name: UPGRADE_GATE_TOKEN
-            valueFrom:
-              secretKeyRef:
-                name: {{ include "upgrade-gate.tokenSecretName" $root }}
-                key: {{ $root.Values.drainToken.key }}
-                # Absent on a first sync (Argo CD runs pre-upgrade hooks as
-                # PreSync then): there are no pods to fence, the hook exits 0.
-                optional: true
-          - name: LOG_LEVEL
-            value: {{ $gate.logLevel | default $root.Values.app.logLevel | quote }}
-        securityContext:
-          {{- toYaml $root.Values.securityContext | nindent 10 }}
-        {{- with $gate.resources }}
-        resources:
-          {{- toYaml . | nindent 10 }}
-        {{- end }}
-        volumeMounts:
-          - name: tmp
-            mountPath: /tmp
-    volumes:
-      {{- include "upgrade-gate.tmpVolume" $root | nindent 6 }}
-    {{- with $gate.nodeSelector }}
-    nodeSelector:
+      {{- toYaml $root.Values.securityContext | nindent 6 }}
+    {{- with $gate.resources }}
+    resources:
       {{- toYaml . | nindent 6 }}
     {{- end }}
-    {{- with $gate.affinity }}
-    affinity:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with $gate.tolerations }}
-    tolerations:
-      {{- toYaml . | nindent 6 }}
-    {{- end }}
+{{- with $gate.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $gate.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $gate.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}

@@ -142,6 +142,12 @@ def test_notes_give_the_timeout_the_watch_and_the_bypass(helm: Helm) -> None:
     assert [int(n) for _, n in numbers] == [180, 240, 300]
 
 
+def test_notes_name_the_hook_pod_when_the_hook_is_a_pod(helm: Helm) -> None:
+    notes = helm.notes({"gate": {"hookKind": "Pod"}})
+    assert f"first runs the hook Pod {HOOK}" in notes
+    assert f"kubectl --namespace {NAMESPACE} logs --follow pod/{HOOK}" in notes
+
+
 def test_notes_follow_the_values(helm: Helm) -> None:
     notes = helm.notes({"gate": {"timeoutSeconds": 600, "preRollback": True}})
     assert "--timeout 720s" in notes

@@ -113,6 +113,35 @@ def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
     } in rules
 
 
+def test_the_hook_can_be_a_bare_pod_with_the_same_command_and_deadline(
+    helm: Helm, default_render: list[Manifest]
+) -> None:
+    docs = helm.template({"gate": {"hookKind": "Pod", "podAnnotations": {"team": "a"}}})
+    job = gate_job(default_render)
+    (pod,) = find(docs, "Pod")
+    assert pod["metadata"]["name"] == HOOK_NAME
+    assert not [d for d in find(docs, "Job") if d["metadata"]["name"] == HOOK_NAME]
+    # Where the Job was: same events, weight, delete policy, log policy, helm timeout.
+    expected = dict(annotations_of(job))
+    expected["team"] = "a"
+    assert annotations_of(pod) == expected
+    assert labels_of(pod) == labels_of(job)
+    # What it runs and how long it may: the Job's container, the Job's deadline.
+    spec = pod["spec"]
+    job_spec = pod_template(job)["spec"]
+    assert spec["containers"] == job_spec["containers"]
+    assert spec["activeDeadlineSeconds"] == job["spec"]["activeDeadlineSeconds"]
+    assert spec["serviceAccountName"] == job_spec["serviceAccountName"] == HOOK_NAME
+    # Any failure fails the upgrade: a restarted hook would repeat its own
+    # verdicts (deadline 1, usage 2, RBAC 3) until the pod's deadline.
+    assert spec["restartPolicy"] == "Never"
+    assert sorted(d["kind"] for d in hooks_on(docs, "pre-upgrade")) == sorted(
+        ["ServiceAccount", "Role", "RoleBinding", "Pod"]
+    )
+    # The post-rollback release stays a Job.
+    assert release_job(docs)["spec"]["activeDeadlineSeconds"] > 0
+
+
 def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> None:
     docs = helm.template({"gate": {"preRollback": True}})
     # The gate and its RBAC run before a rollback too; the release Job stays post-rollback only.

@@ -85,12 +85,32 @@ API_CALL = re.compile(
     r"(?:_status)?$"
 )
 GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps"}
+# The hook's own client (app/hook/kubeapi.py) names API paths: /api/v1/... or /apis/GROUP/V/...
+API_PATH = re.compile(
+    r"^/api(?:s/(?P<group>[a-z0-9.-]+))?/v[0-9a-z]+/namespaces/\{\}/(?P<resource>[a-z]+)$"
+)
+# Its methods, by the verb each one needs.
+PATH_VERBS = {"_list": "list", "list": "list"}
+
+
+def _path_of(node: ast.expr) -> str | None:
+    """An f-string or string argument as a path, with ``{}`` for its values."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(str(v.value) if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    return None
 
 
 def api_calls() -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) of every namespaced Kubernetes client method the app names."""
+    """(apiGroup, resource, verb) of every namespaced API call the app makes.
+
+    Through the kubernetes client (``list_namespaced_pod``...) or through the
+    hook's own client, which names API paths (``/api/v1/namespaces/{ns}/pods``).
+    """
     clients: dict[str, str] = {}  # attribute holding a client -> its API group
     methods: list[tuple[str, str]] = []  # (client attribute, method)
+    paths: set[tuple[str, str, str]] = set()  # (apiGroup, resource, verb) of API paths
     for source in sorted(APP.rglob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(), str(source))):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
@@ -105,7 +125,16 @@ def api_calls() -> set[tuple[str, str, str]]:
                 and API_CALL.match(node.attr)
             ):
                 methods.append((node.value.attr, node.attr))
-    calls = set()
+            if isinstance(node, ast.Call):
+                for arg in node.args:
+                    path = _path_of(arg)
+                    if path is None or not (match := API_PATH.match(path)):
+                        continue
+                    called = node.func
+                    method = called.attr if isinstance(called, ast.Attribute) else ""
+                    assert method in PATH_VERBS, f"{source}: {method}({path}): which verb?"
+                    paths.add((match["group"] or "", match["resource"], PATH_VERBS[method]))
+    calls = set(paths)
     for holder, method in methods:
         match = API_CALL.match(method)
         assert match
