@@ -26,7 +26,8 @@ from e2e.helm import BackgroundHelm, Helm
 from e2e.images import AppImages
 from e2e.kube import Kube, wait_for
 from e2e.phases import Phases
-from e2e.timeline import Operation, PodLife, Recorder, Timeline
+from e2e.recorder import Recorder
+from e2e.timeline import Operation, PodLife, Timeline
 
 log = logging.getLogger("e2e.scenario")
 

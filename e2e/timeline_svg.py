@@ -7,10 +7,8 @@ exited) with the operations it ran under it; dashed lines mark the moments that 
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from e2e.timeline import Operation, Timeline
+from e2e.timeline import Operation, Timeline
 
 _COLORS = {
     "helm": "#6c7a89",
