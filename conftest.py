@@ -126,6 +126,32 @@ class SkipGuard:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: what ``-n auto`` means here
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Three workers where the CPUs have room, two where they are half busy, else none.
+
+    The scenarios mostly wait (operations, helm, the kubelet), so side by side they
+    finish sooner, but only with CPU to spare: on a machine already busy, hook pods
+    start late and the time-bound checks fail. Measured at the start (the 1-minute
+    load average against the CPUs we may use); 0 runs the tests one after another.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0]
+    workers = 3 if load < cpus else 2 if load < 2 * cpus else 0
+    print(
+        f"e2e: {workers or 'no'} xdist workers (load average {load:.1f} on {cpus} CPUs; "
+        "-n N or UPGRADE_GATE_E2E_WORKERS=N in tox sets another number)",
+        file=sys.stderr,
+    )
+    return workers
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests marked ``long`` first: with xdist the run ends when its last test does, and
+    # a long one handed out last would run alone at the end.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

@@ -19,7 +19,8 @@ import pytest
 from e2e.images import AppImages
 from e2e.kube import Kube
 
-pytestmark = pytest.mark.e2e
+# long: a whole nested session (images, two plays); xdist starts it first.
+pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
 ROOT = Path(__file__).resolve().parents[2]
 WRONG = """\
