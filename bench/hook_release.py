@@ -84,7 +84,7 @@ def main() -> None:
             rows.append([str(n), str(len(times)), ms(p50), ms(max(times)), ms(p50 / n)])
     print("Hook release time (last operation ends -> hook exits 0), loopback, real servers")
     print(table(rows))
-    print("target: p50 <= 200 ms at 100 pods; growth far slower than N")
+    print("target: p50 <= 50 ms at 100 pods; growth far slower than N")
 
 
 if __name__ == "__main__":
