@@ -8,8 +8,8 @@ demo's clients) and may rely on the status code: 200 upgradeable, 503 busy,
 
 ``GET /upgradeable?wait=N`` answers when nothing runs (at most N seconds);
 ``GET /upgradeable?watch=N`` is its mirror for a hook that found the pod ready:
-it answers when the pod stops being fenced and idle (at most N seconds), with
-``"watched": true`` in the body so that the hook knows this app can watch.
+held while the pod is fenced and idle, its head sent at once to say so, its
+body (with ``"watched": true``) when that ends (at most N seconds).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,8 @@ DEFAULT_LEASE_SECONDS = 30.0
 RETRY_AFTER_SECONDS = 2
 LONG_POLL_RETRY_AFTER_SECONDS = 1
 EXTENSION_KEY = "upgrade_gate"
+WATCH_HEADER = "Upgrade-Gate-Watch"
+INSTANCE_HEADER = "Upgrade-Gate-Instance"
 
 
 MISSING: Any = object()  # a field absent from the body (``null`` is not absent)
@@ -157,6 +159,38 @@ def too_many_long_polls(status: Status) -> Response:
     return response
 
 
+def _status_response(status: Status, watched: bool = False) -> Response:
+    body = status_body(status)
+    if watched:
+        body["watched"] = True  # this app watches; an older one ignores ?watch
+    response = jsonify(body)
+    if not status.upgradeable:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+class _HeldWatch:
+    """The body of a held ``?watch``: a space at once, the status when the watch ends.
+
+    An iterable with ``close`` rather than a generator, so that the long-poll
+    slot is given back even when the server never starts iterating.
+    """
+
+    def __init__(self, gate: Gate, seconds: float, slot: ExitStack) -> None:
+        self.gate, self.seconds, self.slot = gate, seconds, slot
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b" "  # the head and this go out now: the watch holds
+        status = self.gate.watch_fence(self.seconds)
+        self.slot.close()
+        yield json.dumps({**status_body(status), "watched": True}).encode()
+
+    def close(self) -> None:
+        self.slot.close()
+
+
 def _would_wait(status: Status, watched: bool) -> bool:
     """Whether a long-poll would block now (``watch``: while fenced and idle)."""
     if status.shutting_down:
@@ -255,22 +289,43 @@ class UpgradeGate:
             except ValueError:
                 raise InputError(f"{name} must be a number of seconds, got {text!r}") from None
             seconds = number_in_range(seconds, name, maximum=MAX_WAIT_SECONDS)
+            if watched:
+                return self._watch(seconds)
             with self._long_poll_slot() as admitted:
                 if admitted:
-                    call = self.gate.watch_fence if watched else self.gate.wait_upgradeable
-                    status = call(seconds)
+                    status = self.gate.wait_upgradeable(seconds)
                 else:
                     # No slot: an answer that needs no waiting is still given.
                     status = self.gate.status()
-                    if _would_wait(status, watched):
+                    if _would_wait(status, watched=False):
                         return too_many_long_polls(status)
-        body = status_body(status)
-        if watched:
-            body["watched"] = True  # this app watches; an older one ignores ?watch
-        response = jsonify(body)
-        if not status.upgradeable:
-            response.status_code = 503
-            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return _status_response(status)
+
+    def _watch(self, seconds: float) -> Response:
+        """``?watch``: held while the pod is fenced and idle, streamed.
+
+        When the pod is fenced and idle as the request is read, the head goes
+        out at once (``Upgrade-Gate-Watch: holding`` and the process's
+        ``Upgrade-Gate-Instance``), then a space; the status body follows when
+        that stops holding or ``seconds`` pass. The head is the hook's proof
+        that this very process holds the watch: a request still queued for a
+        process that is starting proves nothing. Otherwise the status is
+        answered at once, without that head.
+        """
+        slot = ExitStack()
+        admitted = slot.enter_context(self._long_poll_slot())
+        status = self.gate.status()
+        if not _would_wait(status, watched=True):
+            slot.close()
+            return _status_response(status, watched=True)
+        if not admitted:
+            slot.close()
+            return too_many_long_polls(status)
+        response = Response(
+            _HeldWatch(self.gate, seconds, slot), status=200, mimetype="application/json"
+        )
+        response.headers[WATCH_HEADER] = "holding"
+        response.headers[INSTANCE_HEADER] = status.instance
         response.headers["Cache-Control"] = "no-store"
         return response
 

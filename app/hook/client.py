@@ -7,6 +7,7 @@ decides what an unreachable or refusing pod means, never an exception.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
@@ -101,14 +102,33 @@ class PodClient:
         path = f"/upgradeable?wait={wait:.3f}" if wait > 0 else "/upgradeable"
         return self._call("GET", path, read=wait + READ_MARGIN)
 
-    def watch(self, seconds: float) -> Answer:
-        """Held while the pod stays fenced and idle, at most ``seconds``."""
-        return self._call("GET", f"/upgradeable?watch={seconds:.3f}", read=seconds + READ_MARGIN)
+    def watch(self, seconds: float, holding: Callable[[str], None]) -> Answer:
+        """Held while the pod stays fenced and idle, at most ``seconds``.
+
+        ``holding`` is called with the app's instance as soon as the app says
+        the watch holds (the answer's head, before its body).
+        """
+
+        def head(response: urllib3.BaseHTTPResponse) -> None:
+            if response.headers.get("Upgrade-Gate-Watch") == "holding":
+                holding(response.headers.get("Upgrade-Gate-Instance", ""))
+
+        return self._call(
+            "GET", f"/upgradeable?watch={seconds:.3f}", read=seconds + READ_MARGIN, head=head
+        )
 
     def close(self) -> None:
         self.pool.close()
 
-    def _call(self, method: str, path: str, *, read: float, body: bytes | None = None) -> Answer:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        read: float,
+        body: bytes | None = None,
+        head: Callable[[urllib3.BaseHTTPResponse], None] | None = None,
+    ) -> Answer:
         headers = self.headers
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
@@ -119,8 +139,14 @@ class PodClient:
                 body=body,
                 headers=headers,
                 timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read),
-                preload_content=True,
+                preload_content=head is None,
             )
+            if head is None:
+                raw = response.data
+            else:
+                head(response)
+                raw = response.read()  # the body comes when the app ends the watch
+                response.release_conn()
         except (urllib3.exceptions.ConnectTimeoutError, urllib3.exceptions.NewConnectionError) as e:
             return Answer(error=f"unreachable: {_reason(e)}")
         except urllib3.exceptions.ReadTimeoutError:
@@ -133,7 +159,7 @@ class PodClient:
                 return Answer(error=f"unreachable: {_reason(exc)}")
             return Answer(error=f"request failed: {_reason(exc)}")
         try:
-            parsed = json.loads(response.data)
+            parsed = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             parsed = None
         if not isinstance(parsed, dict):

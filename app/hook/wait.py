@@ -126,8 +126,9 @@ class _PodState:
     idle: bool = False
     idle_at: float | None = None
     instance: str | None = None
-    # A ``?watch`` is open: the pod answers the moment it stops being fenced
-    # and idle, so while this holds it needs no asking in the final round.
+    # The app said a ``?watch`` holds (its answer's head, from the process
+    # last seen fenced and idle): it answers the moment that stops, so while
+    # this is true the pod needs no asking in the final round.
     watching: bool = False
     can_watch: bool = True  # False for an app that ignores ?watch
     last: Answer | None = None
@@ -453,10 +454,16 @@ class Waiter:
             return
         client = state.client
         assert client is not None
-        with self._cond:
-            state.watching = True
+
+        def holding(instance: str) -> None:
+            # Only the app's own word counts, from the process this hook saw
+            # fenced and idle: a request still queued for a restarting
+            # container proves nothing.
+            with self._cond:
+                state.watching = bool(instance) and instance == state.instance
+
         try:
-            answer = client.watch(min(until_renewal, self.options.poll))
+            answer = client.watch(min(until_renewal, self.options.poll), holding)
         finally:
             with self._cond:
                 state.watching = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -149,22 +150,28 @@ def test_long_poll_on_an_idle_pod_answers_at_once(app: AppProcess) -> None:
 
 def test_a_watch_holds_until_the_fence_is_lifted(app: AppProcess) -> None:
     assert app.drain(60).status_code == 200
+    instance = app.status()["instance"]
+    # The head comes at once: the process itself says it holds the watch.
+    held = app.get("/upgradeable", params={"watch": 30}, timeout=40, stream=True)
+    assert held.headers["Upgrade-Gate-Watch"] == "holding"
+    assert held.headers["Upgrade-Gate-Instance"] == instance
+    eventually(lambda: _long_polls(app) == 1, what="the watch held")
     with ThreadPoolExecutor(1) as pool:
-        watch = pool.submit(app.get, "/upgradeable", params={"watch": 30}, timeout=40)
-        eventually(lambda: app.status().get("draining") and _long_polls(app) == 1, what="held")
-        assert not watch.done()
+        body = pool.submit(lambda: held.content)
+        assert not body.done()
         app.delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"})
-        response = watch.result(timeout=10)
-    assert response.status_code == 200
-    body = response.json()
-    assert body["watched"] is True  # a hook tells this app from one that ignores ?watch
-    assert body["draining"] is False
+        answer = json.loads(body.result(timeout=10))
+    assert answer["watched"] is True  # a hook tells this app from one that ignores ?watch
+    assert answer["draining"] is False
+    assert answer["instance"] == instance
+    assert _long_polls(app) == 0
 
 
 def test_a_watch_on_a_pod_that_is_not_fenced_answers_at_once(app: AppProcess) -> None:
     response = app.get("/upgradeable", params={"watch": 60}, timeout=5)
     assert response.status_code == 200
     assert response.json()["watched"] is True
+    assert "Upgrade-Gate-Watch" not in response.headers
 
 
 @pytest.mark.parametrize(
