@@ -102,6 +102,13 @@ class AppProcess:
         body: dict[str, Any] = self.get(f"/operations/{op_id}").json()
         return body
 
+    def long_polls(self, timeout: float = 10.0) -> int:
+        """Long-polls and watches waiting in the app now (``upgrade_gate_long_polls``)."""
+        for line in self.get("/metrics", timeout=timeout).text.splitlines():
+            if line.startswith("upgrade_gate_long_polls "):
+                return int(float(line.split()[1]))
+        raise AssertionError("upgrade_gate_long_polls not exported")
+
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = self.get("/upgradeable").json()
         return body

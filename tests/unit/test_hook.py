@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,12 @@ def run_hook(hooks: list[Hook], *args: str, token: str | None = TOKEN) -> Hook:
 
 def endpoints(*apps: AppProcess) -> str:
     return ",".join(app.endpoint for app in apps)
+
+
+def _seconds_left(record: dict[str, Any], seconds: float) -> float:
+    """How long the running operation ``record`` of ``seconds`` still runs."""
+    started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
+    return max(0.0, (started + timedelta(seconds=seconds) - datetime.now(UTC)).total_seconds())
 
 
 def finished_at(app: AppProcess, op_id: str) -> datetime:
@@ -247,12 +254,8 @@ def test_a_restarted_pod_is_gated_again_and_waited_for(
     assert record["state"] == "running", "the premise: the hook is still waiting on busy"
     # The late operation ends after the one that holds the hook, so only a hook
     # that gated the new process waits for it.
-    left = (
-        datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
-        + timedelta(seconds=10.0)
-        - datetime.now(UTC)
-    ).total_seconds()
-    late = restarted.post("/operations", json={"seconds": max(0.0, left) + 3.0})
+    left = _seconds_left(record, 10.0)
+    late = restarted.post("/operations", json={"seconds": left + 3.0})
 
     assert hook.wait() == Exit.OK, hook.output
     assert hook.ended_at is not None
@@ -427,12 +430,6 @@ def test_release_does_not_fail_a_rollback_when_the_api_server_is_away(tmp_path: 
     assert took >= 2, took  # it did retry for its whole deadline
 
 
-def _long_polls(app: AppProcess) -> int:
-    text = app.get("/metrics").text
-    line = next(ln for ln in text.splitlines() if ln.startswith("upgrade_gate_long_polls "))
-    return int(float(line.split()[1]))
-
-
 def test_a_fence_lifted_from_a_watched_pod_is_placed_again_and_its_work_waited_for(
     make_app: AppFactory, hooks: list[Hook]
 ) -> None:
@@ -444,20 +441,16 @@ def test_a_fence_lifted_from_a_watched_pod_is_placed_again_and_its_work_waited_f
         hooks, "--endpoints", endpoints(watched, busy), "--timeout", "40", "--lease", "30"
     )
     eventually(
-        lambda: watched.status()["draining"] and _long_polls(watched) == 1,
+        lambda: watched.status()["draining"] and watched.long_polls() == 1,
         timeout=20,
         what="the hook watching the ready pod",
     )
     record = busy.operation(holding)
     assert record["state"] == "running", "the premise: the hook is still waiting on busy"
-    left = (
-        datetime.fromisoformat(record["started_at"].replace("Z", "+00:00"))
-        + timedelta(seconds=8.0)
-        - datetime.now(UTC)
-    ).total_seconds()
+    left = _seconds_left(record, 8.0)
     # Someone lifts the fence (an operator's DELETE /drain) and work arrives at once.
     assert watched.delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"}).ok
-    late = watched.post("/operations", json={"seconds": max(0.0, left) + 3.0})
+    late = watched.post("/operations", json={"seconds": left + 3.0})
 
     assert hook.wait() == Exit.OK, hook.output
     assert hook.ended_at is not None

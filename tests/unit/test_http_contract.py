@@ -155,7 +155,7 @@ def test_a_watch_holds_until_the_fence_is_lifted(app: AppProcess) -> None:
     held = app.get("/upgradeable", params={"watch": 30}, timeout=40, stream=True)
     assert held.headers["Upgrade-Gate-Watch"] == "holding"
     assert held.headers["Upgrade-Gate-Instance"] == instance
-    eventually(lambda: _long_polls(app) == 1, what="the watch held")
+    eventually(lambda: app.long_polls() == 1, what="the watch held")
     with ThreadPoolExecutor(1) as pool:
         body = pool.submit(lambda: held.content)
         assert not body.done()
@@ -164,7 +164,7 @@ def test_a_watch_holds_until_the_fence_is_lifted(app: AppProcess) -> None:
     assert answer["watched"] is True  # a hook tells this app from one that ignores ?watch
     assert answer["draining"] is False
     assert answer["instance"] == instance
-    assert _long_polls(app) == 0
+    assert app.long_polls() == 0
 
 
 def test_a_watch_on_a_pod_that_is_not_fenced_answers_at_once(app: AppProcess) -> None:
@@ -182,12 +182,6 @@ def test_a_bad_watch_is_a_400(app: AppProcess, params: dict[str, object]) -> Non
     response = app.get("/upgradeable", params=params)
     assert response.status_code == 400
     assert response.json()["error"]
-
-
-def _long_polls(app: AppProcess) -> int:
-    text = app.get("/metrics").text
-    match = re.search(r"^upgrade_gate_long_polls (\d+)", text, re.M)
-    return int(match.group(1)) if match else -1
 
 
 def test_maximum_comes_from_configuration(make_app: AppFactory) -> None:

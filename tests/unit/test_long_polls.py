@@ -68,13 +68,6 @@ def flood(app: AppProcess) -> Iterator[Flood]:
     flood.close()
 
 
-def waiting(app: AppProcess) -> int:
-    for line in app.get("/metrics", timeout=PROBE_TIMEOUT).text.splitlines():
-        if line.startswith("upgrade_gate_long_polls "):
-            return int(float(line.split()[1]))
-    raise AssertionError("upgrade_gate_long_polls not exported")
-
-
 def test_a_flood_of_long_polls_leaves_probes_and_drain_answering(
     app: AppProcess, flood: Flood
 ) -> None:
@@ -89,7 +82,7 @@ def test_a_flood_of_long_polls_leaves_probes_and_drain_answering(
         assert requests.get(f"{app.url}/readyz", timeout=PROBE_TIMEOUT).status_code == 200
         drained = app.post("/drain", json={"ttl": 30}, headers=auth, timeout=PROBE_TIMEOUT)
         assert drained.status_code == 200
-    assert waiting(app) == 16  # half of the 32 threads
+    assert app.long_polls(PROBE_TIMEOUT) == 16  # half of the 32 threads
     assert app.operation(op_id)["state"] == "running"
 
     answers = [poll.result(timeout=30) for poll in polls]
@@ -106,7 +99,7 @@ def test_the_refusal_is_a_json_429_with_retry_after_and_the_status(
     try:
         app.start_operation(6)
         held = flood.long_poll()
-        eventually(lambda: waiting(app) == 1, what="the first long-poll waits")
+        eventually(lambda: app.long_polls(PROBE_TIMEOUT) == 1, what="the first long-poll waits")
         refused = flood.long_poll().result(timeout=10)
         assert refused.status == 429
         assert int(refused.headers["Retry-After"]) > 0
@@ -126,11 +119,11 @@ def test_the_hooks_token_has_its_own_allowance(make_app: AppFactory) -> None:
     try:
         app.start_operation(8)
         anonymous = [flood.long_poll() for _ in range(2)]
-        eventually(lambda: waiting(app) == 2, what="the anonymous long-polls wait")
+        eventually(lambda: app.long_polls(PROBE_TIMEOUT) == 2, what="the anonymous long-polls wait")
         assert flood.long_poll().result(timeout=10).status == 429
         assert flood.long_poll(token="wrong").result(timeout=10).status == 429
         hook = [flood.long_poll(token=TOKEN) for _ in range(4)]
-        eventually(lambda: waiting(app) == 6, what="the hook's long-polls wait")
+        eventually(lambda: app.long_polls(PROBE_TIMEOUT) == 6, what="the hook's long-polls wait")
         assert flood.long_poll(token=TOKEN).result(timeout=10).status == 429
         assert [p.result(timeout=30).status for p in anonymous + hook] == [200] * 6
     finally:
