@@ -106,6 +106,16 @@ class Kube:
             ).items
         )
 
+    def hook_pods(self, namespace: str, release: str) -> list[Any]:
+        """The hook's pods: a hook Job's, or the bare hook Pod (gate.hookKind)."""
+        return list(
+            self.core.list_namespaced_pod(
+                namespace,
+                label_selector=f"app.kubernetes.io/instance={release},"
+                "app.kubernetes.io/component=upgrade-gate",
+            ).items
+        )
+
     # -- the app, through the pod proxy ----------------------------------------
 
     def call(

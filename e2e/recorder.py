@@ -165,6 +165,9 @@ class Recorder:
         if terminated is not None and life.exited is None:
             life.exited, life.exit_code = now, terminated.exit_code
             log.info("pod %s exited %s", meta.name, terminated.exit_code)
+        if pod.status.phase in ("Succeeded", "Failed") and life.finished is None:
+            life.finished = now
+            log.info("pod %s %s", meta.name, pod.status.phase)
         if meta.deletion_timestamp is not None and life.terminating is None:
             life.terminating = now
             log.info("pod %s terminating", meta.name)

@@ -264,9 +264,17 @@ class Scenario:
         }
 
     def hook_running(self) -> bool:
-        return any(
+        """A hook Job has an active pod, or a bare hook Pod (gate.hookKind) runs."""
+        if any(
             (job.status.active or 0) > 0
             for job in self.kube.hook_jobs(self.namespace, self.release)
+        ):
+            return True
+        return any(
+            not (pod.metadata.owner_references or [])
+            and pod.status.phase in ("Pending", "Running")
+            and pod.metadata.deletion_timestamp is None
+            for pod in self.kube.hook_pods(self.namespace, self.release)
         )
 
     def timeline(self) -> Timeline:

@@ -23,6 +23,10 @@ class PodLife:
     ready: float | None = None
     exited: float | None = None  # when the API server first showed the container terminated
     exit_code: int | None = None
+    # When the API server first showed the pod Succeeded or Failed: for a bare
+    # hook Pod, the moment Helm's wait for it ends (the kubelet reports the
+    # phase a relist after the container's exit).
+    finished: float | None = None
     terminating: float | None = None
     gone: float | None = None
     node: str | None = None  # where the scheduler put it

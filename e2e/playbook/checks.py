@@ -276,13 +276,28 @@ def _hook_exited_within(o: Outcome, limit: float) -> Row:
     return Row(name, expected, observed, delay <= limit and pods[-1].exit_code == 0, delay)
 
 
-def _rollout_after_gate(o: Outcome, expected: bool) -> Row:
-    name = "rolloutAfterGate"
+def _hook_done(o: Outcome) -> tuple[str, float] | None:
+    """When Helm's wait for the hook ended: its Job complete, or its bare Pod succeeded."""
     jobs = [j for j in o.timeline.jobs.values() if j.created >= o.main_started - 1]
     completed = [j.completed for j in jobs if j.completed is not None]
-    if o.gate is None or not completed:
-        return Row(name, str(expected).lower(), "no verdict or no completed hook Job", not expected)
-    done = min(completed)
+    if completed:
+        return "Job complete", min(completed)
+    if jobs:
+        return None
+    succeeded = [
+        p.finished
+        for p in o.hook_pods()
+        if p.finished is not None and p.exit_code == 0 and p.created >= o.main_started - 1
+    ]
+    return ("Pod succeeded", min(succeeded)) if succeeded else None
+
+
+def _rollout_after_gate(o: Outcome, expected: bool) -> Row:
+    name = "rolloutAfterGate"
+    done_at = _hook_done(o)
+    if o.gate is None or done_at is None:
+        return Row(name, str(expected).lower(), "no verdict or no finished hook", not expected)
+    what, done = done_at
     early = [
         life.name
         for uid in o.originals
@@ -290,9 +305,9 @@ def _rollout_after_gate(o: Outcome, expected: bool) -> Row:
     ]
     ordered = o.gate[1] <= done and not early
     observed = (
-        f"gate {at(o, o.gate[1])}, Job complete {at(o, done)}, then the old pods"
+        f"gate {at(o, o.gate[1])}, {what} {at(o, done)}, then the old pods"
         if ordered
-        else f"gate {at(o, o.gate[1])}, Job complete {at(o, done)}, terminating before: {early}"
+        else f"gate {at(o, o.gate[1])}, {what} {at(o, done)}, terminating before: {early}"
     )
     return Row(name, str(expected).lower(), observed, ordered == expected)
 
