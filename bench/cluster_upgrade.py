@@ -15,7 +15,11 @@ alternating between the v1 and v2 images. The modes:
 
 Every (helm, mode) pair runs ``--runs`` times, all in one random order, so the
 load of a shared machine falls on every mode alike; the table shows medians
-side by side. Then an operation in flight: an operation of ``--operation``
+side by side. Each upgrade starts after a random pause of up to ``--jitter``
+seconds: the kubelet notices a container's start and exit at its relist, once
+a second, so an upgrade that begins in step with the previous one's end would
+land on the same side of that tick every time, and a mode could gain or lose
+a whole second by its phase alone. Then an operation in flight: an operation of ``--operation``
 seconds starts on the only pod, the gated upgrade starts at once, and the
 figure is the time from the operation's end (the app's own record) to helm's
 exit.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import secrets
 import shutil
 import statistics
@@ -36,6 +41,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +51,9 @@ from e2e.helm import CHART, Helm
 from e2e.images import build_app_images
 from e2e.kube import Kube, wait_for
 from e2e.providers import make_provider
+from e2e.recorder import Recorder
 from e2e.scenario import BASE_VALUES, HOOK_VERDICT, merge
+from e2e.timeline import Timeline
 
 RELEASE = "bench"
 
@@ -178,39 +186,102 @@ def chart_for(mode: Mode, workdir: Path) -> Path:
 
 
 def slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:20].strip("-")
+    """``gated, Pod hook`` -> ``gated-pod-hook``: for namespaces and --modes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:20].strip("-")
 
 
-def in_flight(release: Release, kube: Kube, seconds: float) -> float | None:
+# The stretch from an operation's end to helm's exit, in the order things happen.
+SEGMENTS = (
+    ("gate", "operation end -> the hook's verdict"),
+    ("exit", "verdict -> hook container exit seen"),
+    ("done", "exit seen -> hook done (Job complete, or the Pod Succeeded)"),
+    ("apply", "hook done -> new app pod created (helm's deletes, apply)"),
+    ("ready", "new app pod created -> Ready"),
+    ("helm", "Ready -> helm exit (helm's wait noticing)"),
+)
+
+
+@dataclass
+class Flight:
+    """One in-flight upgrade: the total and where it went, by segment (seconds)."""
+
+    total: float
+    segments: dict[str, float]
+
+
+def in_flight(release: Release, kube: Kube, seconds: float) -> Flight | None:
     """Operation end -> helm exit, for one gated upgrade with an operation in flight.
 
     None when the hook said yes before the operation ended (it was not in flight).
     """
     (pod,) = kube.app_pods(release.namespace, RELEASE)
-    op_id = kube.start_operation(release.namespace, pod.metadata.name, seconds)
-    release.tag = "v2" if release.tag == "v1" else "v1"
-    release.values = merge(release.values, {"image": {"tag": release.tag}})
-    command = release.helm.upgrade_in_background(
-        RELEASE, release.namespace, release.values, helm_timeout(release.values)
-    )
+    with Recorder(kube, release.namespace, RELEASE) as recorder:
+        op_id = kube.start_operation(release.namespace, pod.metadata.name, seconds)
+        release.tag = "v2" if release.tag == "v1" else "v1"
+        release.values = merge(release.values, {"image": {"tag": release.tag}})
+        command = release.helm.upgrade_in_background(
+            RELEASE, release.namespace, release.values, helm_timeout(release.values)
+        )
 
-    def finished() -> str | None:
-        ops = kube.operations(release.namespace, pod.metadata.name) or []
-        done = [o for o in ops if o.get("id") == op_id and o.get("finished_at")]
-        return str(done[0]["finished_at"]) if done else None
+        def finished() -> str | None:
+            ops = kube.operations(release.namespace, pod.metadata.name) or []
+            done = [o for o in ops if o.get("id") == op_id and o.get("finished_at")]
+            return str(done[0]["finished_at"]) if done else None
 
-    ended = parse_time(wait_for(finished, timeout=seconds + 60, what="the operation's end"))
-    code = command.wait(600)
-    if code != 0:
-        raise SystemExit(f"in-flight upgrade: helm exited {code}:\n{command.output}")
-    assert command.ended is not None
+        ended = parse_time(wait_for(finished, timeout=seconds + 60, what="the operation's end"))
+        code = command.wait(600)
+        if code != 0:
+            raise SystemExit(f"in-flight upgrade: helm exited {code}:\n{command.output}")
+        recorder.mark_at("helm ended", command.ended or time.time())
+        timeline = recorder.snapshot()
     verdict = HOOK_VERDICT.search(command.output)
     if verdict is None or parse_time(verdict["at"]) < ended:
         print(
             f"  (skipped: the hook said yes before the operation ended){verdict}", file=sys.stderr
         )
         return None
-    return command.ended - ended.timestamp()
+    assert command.ended is not None
+    return Flight(
+        command.ended - ended.timestamp(),
+        segments(timeline, ended.timestamp(), parse_time(verdict["at"]).timestamp(), command.ended),
+    )
+
+
+def segments(
+    timeline: Timeline, op_end: float, verdict: float, helm_end: float
+) -> dict[str, float]:
+    """Where the time between the operation's end and helm's exit went (see SEGMENTS).
+
+    A moment the recorder missed leaves its segment out rather than guessing it.
+    """
+    hooks = [p for p in timeline.pods.values() if p.role == "hook" and p.exited]
+    exit_seen = max((p.exited for p in hooks if p.exited), default=None)
+    if timeline.jobs:
+        done = max((j.completed for j in timeline.jobs.values() if j.completed), default=None)
+    else:  # a bare hook Pod: Helm goes on when it has Succeeded
+        done = max((p.finished for p in hooks if p.finished), default=None)
+    new = [p for p in timeline.app_pods() if p.created >= verdict]
+    created = min((p.created for p in new), default=None)
+    ready = max((p.ready for p in new if p.ready), default=None)
+    moments = [op_end, verdict, exit_seen, done, created, ready, helm_end]
+    found: dict[str, float] = {}
+    for (key, _), (start, end) in zip(SEGMENTS, pairwise(moments), strict=True):
+        if start is not None and end is not None:
+            found[key] = end - start
+    return found
+
+
+def segment_table(flights: dict[tuple[str, str], list[Flight]]) -> str:
+    """One row per segment, one column per (helm, mode) that ran in flight: medians."""
+    ran = {name: runs for name, runs in flights.items() if runs}
+    rows = [["segment", *(f"{helm} {mode}" for helm, mode in ran)]]
+    for key, label in SEGMENTS:
+        cells = [label]
+        for runs in ran.values():
+            seconds = [f.segments[key] for f in runs if key in f.segments]
+            cells.append(f"{statistics.median(seconds):.2f}" if seconds else "-")
+        rows.append(cells)
+    return table(rows)
 
 
 def fmt(values: list[float]) -> str:
@@ -227,13 +298,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind-nodes", type=int, default=1, help="kind: the running cluster's")
     parser.add_argument("--runs", type=int, default=5, help="idle upgrades per helm and mode")
     parser.add_argument("--helm", default="3,4", help="helm majors, comma-separated")
-    parser.add_argument("--modes", help="comma-separated mode names (default: all)")
+    parser.add_argument(
+        "--modes",
+        help="comma-separated modes, by name or slug: gated,gated-pod-hook,no-hooks,"
+        "floor-job,floor-pod (default: all)",
+    )
     parser.add_argument("--in-flight", type=int, default=5, help="in-flight upgrades per helm")
     parser.add_argument("--operation", type=float, default=8.0, help="in-flight operation, s")
-    parser.add_argument("--seed", type=int, help="of the random order")
+    parser.add_argument(
+        "--jitter",
+        type=float,
+        default=1.0,
+        help="each upgrade starts after a random pause of up to this many seconds (default 1: "
+        "the kubelet's relist period), so that no mode runs in step with the node's clock",
+    )
+    parser.add_argument("--seed", type=int, help="of the random order and pauses")
     args = parser.parse_args(argv)
 
-    modes = [m for m in MODES if not args.modes or m.name in args.modes.split(",")]
+    chosen = {slug(name) for name in args.modes.split(",")} if args.modes else None
+    modes = [m for m in MODES if chosen is None or slug(m.name) in chosen]
     provider = make_provider(args.cluster, kind_nodes=args.kind_nodes)
     provider.up()
     started = time.monotonic()
@@ -265,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         order = [r for r in releases for _ in range(args.runs)]
         rng.shuffle(order)
         for i, release in enumerate(order, 1):
+            time.sleep(rng.uniform(0, args.jitter))
             took = release.upgrade(helm_timeout(release.values))
             release.times.append(took)
             print(
@@ -273,17 +357,20 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         gated = [r for r in releases if r.mode.name.startswith("gated")]
-        flights: dict[tuple[str, str], list[float]] = {
+        flights: dict[tuple[str, str], list[Flight]] = {
             (r.helm.name, r.mode.name): [] for r in gated
         }
         order = [r for r in gated for _ in range(args.in_flight)]
         rng.shuffle(order)
         for release in order:
-            delay = in_flight(release, kube, args.operation)
-            if delay is not None:
-                flights[release.helm.name, release.mode.name].append(delay)
+            time.sleep(rng.uniform(0, args.jitter))
+            flight = in_flight(release, kube, args.operation)
+            if flight is not None:
+                flights[release.helm.name, release.mode.name].append(flight)
+                parts = ", ".join(f"{k} {v:.2f}" for k, v in flight.segments.items())
                 print(
-                    f"  in flight, {release.helm.name} {release.mode.name}: {delay:.2f}s",
+                    f"  in flight, {release.helm.name} {release.mode.name}: "
+                    f"{flight.total:.2f}s ({parts})",
                     file=sys.stderr,
                 )
 
@@ -313,13 +400,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 line += f"; gated with the Pod hook / floor Job: {pod_ratio:.2f}"
             print(line)
-    for (helm_name, mode_name), delays in flights.items():
-        if delays:
+    for (helm_name, mode_name), runs in flights.items():
+        if runs:
+            delays = [f.total for f in runs]
             print(
                 f"operation end -> helm exit: median {statistics.median(delays):.2f} s "
                 f"({helm_name}, {mode_name}, {len(delays)} runs, "
                 f"{min(delays):.2f}-{max(delays):.2f} s, a {args.operation:g} s operation)"
             )
+    if any(flights.values()):
+        print(f"\nWhere it went, median seconds per segment ({len(order)} in-flight upgrades)")
+        print(segment_table(flights))
     return 0
 
 
