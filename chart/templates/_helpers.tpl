@@ -31,6 +31,11 @@ Too long a name is cut and keeps a digest of the whole, so it stays unique.
 {{- printf "%s-hook" (include "upgrade-gate.fullname" .) }}
 {{- end }}
 
+{{/* The hook's identity as regular objects of the release (gate-rbac.yaml). */}}
+{{- define "upgrade-gate.identityName" -}}
+{{- printf "%s-gate" (include "upgrade-gate.fullname" .) }}
+{{- end }}
+
 {{/*
 The post-rollback Job. "-release" is longer than the room fullname leaves:
 a long name is cut to 58 and keeps a digest of the whole, so it stays unique.
@@ -85,6 +90,12 @@ app.kubernetes.io/component: app
 {{- define "upgrade-gate.hookLabels" -}}
 {{ include "upgrade-gate.labels" . }}
 app.kubernetes.io/component: upgrade-gate
+{{- end }}
+
+{{/* The hook's regular identity: not component upgrade-gate, which names hook objects. */}}
+{{- define "upgrade-gate.identityLabels" -}}
+{{ include "upgrade-gate.labels" . }}
+app.kubernetes.io/component: upgrade-gate-identity
 {{- end }}
 
 {{/* The same labels as a selector string for `app wait --selector`. */}}
@@ -238,4 +249,74 @@ helm.sh/hook: {{ .events | default (join "," $events) }}
 helm.sh/hook-weight: {{ sub (int $values.hookWeight) (int .offset) | quote }}
 {{- /* before-hook-creation: an interrupted run's leftovers never make the next one fail "already exists". */}}
 helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
+{{- end }}
+
+{{/*
+What runs the pre-upgrade gate: Job or Pod. gate.hookKind auto chooses by the
+Helm that renders the chart. Helm 4 fails an upgrade whose hook Pod is deleted
+(it waits for the Pod to succeed and it never does), so the bare Pod, a second
+quicker, is safe there. Helm 3 takes a hook Pod deleted with grace period 0 (a
+force delete, or a lost node's pods) for a hook that succeeded, and upgrades
+with work in flight: there the Job, which replaces its pod, is the only safe
+choice.
+*/}}
+{{- define "upgrade-gate.hookKind" -}}
+{{- $kind := .Values.gate.hookKind }}
+{{- if eq $kind "auto" }}
+{{- $kind = ternary "Pod" "Job" (semverCompare ">=4.0.0-0" .Capabilities.HelmVersion.Version) }}
+{{- end }}
+{{- $kind }}
+{{- end }}
+
+{{/* What the hook may do: list the pods and ReplicaSets of its namespace, nothing more. */}}
+{{- define "upgrade-gate.hookRules" -}}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]
+{{- end }}
+
+{{/*
+"true" when the hook can run as the release's own identity (identityName):
+its ServiceAccount, Role and RoleBinding are in the cluster, made by this
+release, granting exactly hookRules to exactly that ServiceAccount. They are
+then what an earlier revision applied, so they exist before this upgrade's
+hook runs, and the hook needs no RBAC hooks of its own (six fewer objects for
+Helm to create, delete and wait for). Otherwise (the first upgrade from a
+chart without them, a chart whose hook needs other rights, objects changed by
+hand, `helm template`, which looks nothing up) the hook runs as an identity of
+its own made as hooks, as it always did. Never with gate.preRollback: a
+pre-rollback hook runs before the rollback applies anything, under whatever
+the current revision left, which may be a revision without the gate.
+*/}}
+{{- define "upgrade-gate.identityInCluster" -}}
+{{- if not .Values.gate.preRollback }}
+{{- $name := include "upgrade-gate.identityName" . }}
+{{- $ns := .Release.Namespace }}
+{{- $account := lookup "v1" "ServiceAccount" $ns $name }}
+{{- $role := lookup "rbac.authorization.k8s.io/v1" "Role" $ns $name }}
+{{- $binding := lookup "rbac.authorization.k8s.io/v1" "RoleBinding" $ns $name }}
+{{- $ours := true }}
+{{- range (list $account $role $binding) }}
+{{- $annotations := dig "metadata" "annotations" (dict) . }}
+{{- if not (and (eq (get $annotations "meta.helm.sh/release-name") $.Release.Name) (eq (get $annotations "meta.helm.sh/release-namespace") $ns)) }}
+{{- $ours = false }}
+{{- end }}
+{{- end }}
+{{- $rules := include "upgrade-gate.hookRules" . | fromYamlArray }}
+{{- $subjects := list (dict "kind" "ServiceAccount" "name" $name "namespace" $ns) }}
+{{- $roleRef := dict "apiGroup" "rbac.authorization.k8s.io" "kind" "Role" "name" $name }}
+{{- if and $ours (eq (toJson (dig "rules" (list) $role)) (toJson $rules)) (eq (toJson (dig "subjects" (list) $binding)) (toJson $subjects)) (eq (toJson (dig "roleRef" (dict) $binding)) (toJson $roleRef)) }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The ServiceAccount the hook pods run as (see identityInCluster). */}}
+{{- define "upgrade-gate.hookAccount" -}}
+{{- if include "upgrade-gate.identityInCluster" . }}
+{{- include "upgrade-gate.identityName" . }}
+{{- else }}
+{{- include "upgrade-gate.hookName" . }}
+{{- end }}
 {{- end }}

@@ -24,7 +24,7 @@ file, and the root filesystem stays read-only.
 {{- define "upgrade-gate.hookPodSpec" -}}
 {{- $root := .root -}}
 {{- $gate := $root.Values.gate -}}
-serviceAccountName: {{ include "upgrade-gate.hookName" $root }}
+serviceAccountName: {{ include "upgrade-gate.hookAccount" $root }}
 # The ServiceAccount opts out; this pod is the one that needs the API.
 automountServiceAccountToken: true
 enableServiceLinks: false

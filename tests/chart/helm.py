@@ -176,27 +176,40 @@ def hooks_on(docs: list[Manifest], event: str) -> list[Manifest]:
     return [doc for doc in hooks(docs) if event in hook_events(doc)]
 
 
-def jobs_running(docs: list[Manifest], subcommand: str) -> list[Manifest]:
-    """The Jobs whose container runs ``python3 -m app <subcommand>``."""
+def hooks_running(docs: list[Manifest], subcommand: str) -> list[Manifest]:
+    """The hook Jobs and Pods whose container runs ``python3 -m app <subcommand>``."""
     return [
         doc
-        for doc in find(docs, "Job")
+        for doc in [*find(docs, "Job"), *find(docs, "Pod")]
         if any(c["args"][:1] == [subcommand] for c in pod_template(doc)["spec"]["containers"])
     ]
 
 
-def gate_job(docs: list[Manifest]) -> Manifest:
-    """The pre-upgrade gate: the one Job running ``app wait``."""
-    found = jobs_running(docs, "wait")
-    assert len(found) == 1, f"expected one Job running 'wait', found {len(found)}"
+def gate_hook(docs: list[Manifest]) -> Manifest:
+    """The pre-upgrade gate: the one Job or Pod running ``app wait`` (gate.hookKind)."""
+    found = hooks_running(docs, "wait")
+    assert len(found) == 1, f"expected one hook running 'wait', found {len(found)}"
     return found[0]
 
 
 def release_job(docs: list[Manifest]) -> Manifest:
     """The post-rollback Job lifting fences: the one Job running ``app release``."""
-    found = jobs_running(docs, "release")
+    found = hooks_running(docs, "release")
     assert len(found) == 1, f"expected one Job running 'release', found {len(found)}"
+    assert found[0]["kind"] == "Job"
     return found[0]
+
+
+def identity(docs: list[Manifest], kind: str) -> Manifest:
+    """The hook's identity as regular objects of the release: ServiceAccount, Role, RoleBinding."""
+    (found,) = [doc for doc in find(docs, kind) if "helm.sh/hook" not in annotations_of(doc)]
+    return found
+
+
+def hook_identity(docs: list[Manifest], kind: str) -> Manifest:
+    """The hook's identity made as a hook, for when the regular one cannot serve."""
+    (found,) = [doc for doc in find(docs, kind) if "helm.sh/hook" in annotations_of(doc)]
+    return found
 
 
 def template_hash(docs: list[Manifest]) -> str:
@@ -205,7 +218,8 @@ def template_hash(docs: list[Manifest]) -> str:
 
 
 def pod_template(doc: Manifest) -> Manifest:
-    template: Manifest = doc["spec"]["template"]
+    """A workload's pod template; a Pod is its own (metadata and spec)."""
+    template: Manifest = doc if doc["kind"] == "Pod" else doc["spec"]["template"]
     return template
 
 

@@ -15,7 +15,7 @@ from tests.chart.helm import (
     annotations_of,
     container,
     flag,
-    gate_job,
+    gate_hook,
     one,
 )
 
@@ -26,7 +26,7 @@ HOOK = f"{RELEASE}-upgrade-gate-hook"
 
 def timings(docs: list[Manifest]) -> tuple[int, int, int]:
     """(gate --timeout, Job activeDeadlineSeconds, the helm --timeout the chart asks for)."""
-    job = gate_job(docs)
+    job = gate_hook(docs)
     gate = int(flag(container(job, "gate")["args"], "--timeout"))
     helm_timeout = annotations_of(job)["upgrade-gate/helm-timeout"]
     assert helm_timeout.endswith("s")
@@ -123,14 +123,14 @@ def test_settings_the_programs_refuse_fail_the_render(
 
 def test_no_fence_needs_no_lease(helm: Helm) -> None:
     docs = helm.template({"gate": {"fence": False, "leaseSeconds": 1, "pollSeconds": 60}})
-    assert "--no-fence" in container(gate_job(docs), "gate")["args"]
+    assert "--no-fence" in container(gate_hook(docs), "gate")["args"]
 
 
 # -- NOTES.txt -------------------------------------------------------------------
 
 
 def test_notes_give_the_timeout_the_watch_and_the_bypass(helm: Helm) -> None:
-    notes = helm.notes()
+    notes = helm.notes({"gate": {"hookKind": "Job"}})
     assert f"helm upgrade {RELEASE} <chart> --namespace {NAMESPACE} --timeout 300s" in notes
     assert f"kubectl --namespace {NAMESPACE} logs --follow job/{HOOK}" in notes
     assert "--no-hooks" in notes

@@ -1,8 +1,10 @@
-"""The hooks: which objects are hooks, on which events, in which order, and what the Jobs run.
+"""The hooks: which objects are hooks, on which events, in which order, and what they run.
 
-Two Jobs share the hook's ServiceAccount: the pre-upgrade gate (``app wait``)
-and, with ``gate.releaseOnRollback`` and ``gate.fence``, the post-rollback
-release (``app release``), which lifts the fences on the pods that stay.
+Two hooks share the hook's ServiceAccount: the pre-upgrade gate (``app wait``;
+a Job, or a bare Pod with ``gate.hookKind=Pod``, and ``auto`` chooses the Pod
+when Helm 4 renders) and, with ``gate.releaseOnRollback`` and ``gate.fence``,
+the post-rollback release Job (``app release``), which lifts the fences on
+the pods that stay. Tests of what only a Job has render ``hookKind: Job``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from tests.chart.helm import (
     env,
     find,
     flag,
-    gate_job,
+    gate_hook,
     hook_events,
+    hook_identity,
     hooks,
     hooks_on,
     labels_of,
@@ -36,6 +39,7 @@ from tests.chart.helm import (
 pytestmark = pytest.mark.chart
 
 HOOK_KINDS = ["ServiceAccount", "Role", "RoleBinding", "Job"]
+AS_JOB = {"gate": {"hookKind": "Job"}}
 HOOK_NAME = f"{RELEASE}-upgrade-gate-hook"
 RELEASE_JOB_NAME = f"{RELEASE}-upgrade-gate-release"
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
@@ -45,12 +49,11 @@ def weight(doc: Manifest) -> int:
     return int(annotations_of(doc)["helm.sh/hook-weight"])
 
 
-def test_the_hooks_are_the_jobs_and_their_rbac(default_render: list[Manifest]) -> None:
-    found = sorted((doc["kind"], doc["metadata"]["name"]) for doc in hooks(default_render))
+def test_the_hooks_are_the_jobs_and_their_rbac(helm: Helm) -> None:
+    docs = helm.template(AS_JOB)
+    found = sorted((doc["kind"], doc["metadata"]["name"]) for doc in hooks(docs))
     assert found == sorted([*((kind, HOOK_NAME) for kind in HOOK_KINDS), ("Job", RELEASE_JOB_NAME)])
-    events = {
-        (doc["kind"], doc["metadata"]["name"]): hook_events(doc) for doc in hooks(default_render)
-    }
+    events = {(doc["kind"], doc["metadata"]["name"]): hook_events(doc) for doc in hooks(docs)}
     assert events == {
         # The hook's identity serves both Jobs, so it exists on both events.
         **{(kind, HOOK_NAME): {"pre-upgrade", "post-rollback"} for kind in RBAC_KINDS},
@@ -60,11 +63,11 @@ def test_the_hooks_are_the_jobs_and_their_rbac(default_render: list[Manifest]) -
 
 
 @pytest.mark.parametrize("event", ["pre-upgrade", "post-rollback"])
-def test_rbac_hooks_are_created_before_the_job(default_render: list[Manifest], event: str) -> None:
+def test_rbac_hooks_are_created_before_the_job(helm: Helm, event: str) -> None:
     # Helm creates an event's hooks in weight order and runs a Job's pod at
     # once: its ServiceAccount must exist by then, and the binding before the
     # first API call.
-    ordered = sorted(hooks_on(default_render, event), key=weight)
+    ordered = sorted(hooks_on(helm.template(AS_JOB), event), key=weight)
     assert [doc["kind"] for doc in ordered] == HOOK_KINDS
     assert len({weight(doc) for doc in ordered}) == len(HOOK_KINDS), "weights must be distinct"
 
@@ -72,7 +75,7 @@ def test_rbac_hooks_are_created_before_the_job(default_render: list[Manifest], e
 def test_hook_weight_value_moves_the_whole_group(helm: Helm) -> None:
     docs = helm.template({"gate": {"hookWeight": 5}})
     weights = {doc["kind"]: weight(doc) for doc in hooks(docs) if doc["kind"] != "Job"}
-    assert weight(gate_job(docs)) == weight(release_job(docs)) == 5
+    assert weight(gate_hook(docs)) == weight(release_job(docs)) == 5
     assert weights["ServiceAccount"] < weights["Role"] < weights["RoleBinding"] < 5
 
 
@@ -85,23 +88,21 @@ def test_no_leftover_can_block_the_next_upgrade(default_render: list[Manifest]) 
 
 
 def test_helm_prints_the_hook_log(default_render: list[Manifest]) -> None:
-    job = gate_job(default_render)
+    job = gate_hook(default_render)  # a Job or a Pod: Helm prints either's log
     policy = set(annotations_of(job)["helm.sh/hook-output-log-policy"].split(","))
     assert policy == {"hook-failed", "hook-succeeded"}
 
 
-def test_job_retries_only_within_its_deadline(default_render: list[Manifest]) -> None:
-    job = gate_job(default_render)
+def test_job_retries_only_within_its_deadline(helm: Helm) -> None:
+    job = gate_hook(helm.template(AS_JOB))
     assert job["spec"]["backoffLimit"] == 2
     assert job["spec"]["activeDeadlineSeconds"] > 0
     assert pod_template(job)["spec"]["restartPolicy"] == "Never"
     assert "ttlSecondsAfterFinished" not in job["spec"], "a failed Job is kept for its log"
 
 
-def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
-    default_render: list[Manifest],
-) -> None:
-    rules = gate_job(default_render)["spec"]["podFailurePolicy"]["rules"]
+def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(helm: Helm) -> None:
+    rules = gate_hook(helm.template(AS_JOB))["spec"]["podFailurePolicy"]["rules"]
     assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
     assert {
         "action": "FailJob",
@@ -113,11 +114,9 @@ def test_a_killed_hook_pod_is_replaced_and_the_hooks_verdicts_are_final(
     } in rules
 
 
-def test_the_hook_can_be_a_bare_pod_with_the_same_command_and_deadline(
-    helm: Helm, default_render: list[Manifest]
-) -> None:
+def test_the_hook_can_be_a_bare_pod_with_the_same_command_and_deadline(helm: Helm) -> None:
     docs = helm.template({"gate": {"hookKind": "Pod", "podAnnotations": {"team": "a"}}})
-    job = gate_job(default_render)
+    job = gate_hook(helm.template(AS_JOB))
     (pod,) = find(docs, "Pod")
     assert pod["metadata"]["name"] == HOOK_NAME
     assert not [d for d in find(docs, "Job") if d["metadata"]["name"] == HOOK_NAME]
@@ -131,7 +130,7 @@ def test_the_hook_can_be_a_bare_pod_with_the_same_command_and_deadline(
     job_spec = pod_template(job)["spec"]
     assert spec["containers"] == job_spec["containers"]
     assert spec["activeDeadlineSeconds"] == job["spec"]["activeDeadlineSeconds"]
-    assert spec["serviceAccountName"] == job_spec["serviceAccountName"] == HOOK_NAME
+    assert spec["serviceAccountName"] == job_spec["serviceAccountName"]
     # Any failure fails the upgrade: a restarted hook would repeat its own
     # verdicts (deadline 1, usage 2, RBAC 3) until the pod's deadline.
     assert spec["restartPolicy"] == "Never"
@@ -143,14 +142,18 @@ def test_the_hook_can_be_a_bare_pod_with_the_same_command_and_deadline(
 
 
 def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> None:
-    docs = helm.template({"gate": {"preRollback": True}})
+    docs = helm.template({"gate": {"preRollback": True, "hookKind": "Job"}})
     # The gate and its RBAC run before a rollback too; the release Job stays post-rollback only.
     assert sorted(doc["kind"] for doc in hooks_on(docs, "pre-rollback")) == sorted(HOOK_KINDS)
-    assert gate_job(docs) in hooks_on(docs, "pre-rollback")
-    assert hook_events(gate_job(docs)) == {"pre-upgrade", "pre-rollback"}
+    assert gate_hook(docs) in hooks_on(docs, "pre-rollback")
+    assert hook_events(gate_hook(docs)) == {"pre-upgrade", "pre-rollback"}
     assert hook_events(release_job(docs)) == {"post-rollback"}
     for kind in RBAC_KINDS:
-        assert hook_events(one(docs, kind)) == {"pre-upgrade", "pre-rollback", "post-rollback"}
+        assert hook_events(hook_identity(docs, kind)) == {
+            "pre-upgrade",
+            "pre-rollback",
+            "post-rollback",
+        }
     assert hooks_on(default_render, "pre-rollback") == []
 
 
@@ -163,14 +166,27 @@ def test_gate_off_renders_no_hook_at_all(helm: Helm) -> None:
 
 def test_no_regular_object_is_a_hook(default_render: list[Manifest]) -> None:
     regular = [doc for doc in default_render if doc not in hooks(default_render)]
-    assert {doc["kind"] for doc in regular} == {"Deployment", "Service", "Secret"}
+    assert sorted(doc["kind"] for doc in regular) == sorted(
+        ["Deployment", "Service", "Secret", *RBAC_KINDS]  # and the hook's identity
+    )
+
+
+@pytest.mark.parametrize("kind", ["Job", "Pod"])
+def test_hook_kind_auto_is_a_pod_under_helm_4_and_a_job_under_helm_3(
+    helm: Helm, default_render: list[Manifest], kind: str
+) -> None:
+    # Helm 3 takes a hook Pod deleted with --grace-period=0 for one that
+    # succeeded (e2e: bare-pod-hook-force-deleted); Helm 4 fails such an upgrade.
+    auto = gate_hook(default_render)["kind"]
+    assert auto == ("Pod" if helm.name == "helm4" else "Job")
+    assert gate_hook(helm.template({"gate": {"hookKind": kind}}))["kind"] == kind
 
 
 # -- the command ---------------------------------------------------------------
 
 
 def test_exact_hook_command(default_render: list[Manifest]) -> None:
-    gate = container(gate_job(default_render), "gate")
+    gate = container(gate_hook(default_render), "gate")
     assert gate["command"] == ["python3", "-m", "app"]
     assert gate["args"] == [
         "wait",
@@ -211,7 +227,7 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     # The same parser the image runs: a flag the chart renders and the hook
     # does not know would fail every upgrade with exit 2.
     docs = helm.template({"gate": gate_values, "replicaCount": 3})
-    gate = container(gate_job(docs), "gate")
+    gate = container(gate_hook(docs), "gate")
     parsed = build_parser().parse_args(gate["args"])
     assert parsed.command == "wait"
     assert parsed.port == "http"
@@ -232,7 +248,7 @@ def test_the_hook_program_accepts_the_rendered_arguments(
 def test_hook_runs_the_new_app_image_by_default(helm: Helm) -> None:
     docs = helm.template({"image": {"repository": "registry.example/app", "tag": "2.0.0"}})
     app = container(one(docs, "Deployment"), "app")
-    for job in (gate_job(docs), release_job(docs)):
+    for job in (gate_hook(docs), release_job(docs)):
         gate = container(job, "gate")
         assert gate["image"] == app["image"] == "registry.example/app:2.0.0"
         assert gate["imagePullPolicy"] == app["imagePullPolicy"] == "IfNotPresent"
@@ -245,7 +261,7 @@ def test_hook_image_and_pull_policy_can_differ(helm: Helm) -> None:
             "gate": {"image": {"repository": "hook", "digest": "sha256:" + "a" * 64}},
         }
     )
-    for job in (gate_job(docs), release_job(docs)):
+    for job in (gate_hook(docs), release_job(docs)):
         gate = container(job, "gate")
         assert gate["image"] == f"hook:0.1.0@sha256:{'a' * 64}"
         assert gate["imagePullPolicy"] == "Never"
@@ -255,7 +271,7 @@ def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Man
     # A first Argo CD sync runs the hook (PreSync) before the Secret exists;
     # with no pods there is nothing to fence, so the pod must still start.
     secret = one(default_render, "Secret")
-    for job in (gate_job(default_render), release_job(default_render)):
+    for job in (gate_hook(default_render), release_job(default_render)):
         token = env(container(job, "gate"))["UPGRADE_GATE_TOKEN"]
         assert token["secretKeyRef"] == {
             "name": secret["metadata"]["name"],
@@ -272,7 +288,7 @@ def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Man
 
 
 def hook_selector(docs: list[Manifest]) -> str:
-    return flag(container(gate_job(docs), "gate")["args"], "--selector")
+    return flag(container(gate_hook(docs), "gate")["args"], "--selector")
 
 
 def test_selector_matches_the_app_pods_and_not_the_hook_pod(
@@ -281,7 +297,7 @@ def test_selector_matches_the_app_pods_and_not_the_hook_pod(
     selector = hook_selector(default_render)
     app_pod = labels_of(pod_template(one(default_render, "Deployment")))
     assert selector_matches(selector, app_pod)
-    for job in (gate_job(default_render), release_job(default_render)):
+    for job in (gate_hook(default_render), release_job(default_render)):
         hook_pod = labels_of(pod_template(job))
         assert not selector_matches(selector, hook_pod), "the hook would wait for itself"
 
@@ -290,7 +306,7 @@ def test_service_does_not_route_to_the_hook_pod(default_render: list[Manifest]) 
     service_selector = one(default_render, "Service")["spec"]["selector"]
     app_pod = labels_of(pod_template(one(default_render, "Deployment")))
     assert service_selector.items() <= app_pod.items()
-    for job in (gate_job(default_render), release_job(default_render)):
+    for job in (gate_hook(default_render), release_job(default_render)):
         assert not service_selector.items() <= labels_of(pod_template(job)).items()
 
 
@@ -316,12 +332,12 @@ def test_selector_matches_pods_of_the_previous_chart_version(helm: Helm) -> None
 def test_hook_sees_the_namespace_through_its_service_account(
     default_render: list[Manifest],
 ) -> None:
-    for job in (gate_job(default_render), release_job(default_render)):
+    for job in (gate_hook(default_render), release_job(default_render)):
         spec = pod_template(job)["spec"]
         assert spec["serviceAccountName"] == HOOK_NAME
         assert spec["automountServiceAccountToken"] is True
         assert "--namespace" not in container(job, "gate")["args"]
-    binding = one(default_render, "RoleBinding")
+    binding = hook_identity(default_render, "RoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": HOOK_NAME, "namespace": NAMESPACE}
     ]

@@ -11,8 +11,9 @@ from tests.chart.helm import (
     Manifest,
     container,
     env,
+    find,
     flag,
-    gate_job,
+    gate_hook,
     hooks,
     labels_of,
     one,
@@ -55,7 +56,7 @@ def test_two_releases_in_one_namespace_share_no_name(helm: Helm, first: str, sec
 def test_two_releases_do_not_gate_each_other(helm: Helm) -> None:
     alpha = helm.template(release="alpha")
     beta = helm.template(release="beta")
-    for job in (gate_job(alpha), release_job(alpha)):
+    for job in (gate_hook(alpha), release_job(alpha)):
         selector = flag(container(job, "gate")["args"], "--selector")
         assert selector_matches(selector, labels_of(pod_template(one(alpha, "Deployment"))))
         assert not selector_matches(selector, labels_of(pod_template(one(beta, "Deployment"))))
@@ -73,11 +74,12 @@ def test_names_are_valid_and_leave_room_for_pod_suffixes(helm: Helm, release: st
 def test_references_point_at_rendered_objects(helm: Helm) -> None:
     docs = helm.template(EVERYTHING)
     rendered = names(docs)
-    for job in (gate_job(docs), release_job(docs)):
+    for job in (gate_hook(docs), release_job(docs)):
         account = pod_template(job)["spec"]["serviceAccountName"]
         assert ("ServiceAccount", account) in rendered, job["metadata"]["name"]
-    assert ("Role", one(docs, "RoleBinding")["roleRef"]["name"]) in rendered
-    for workload in (one(docs, "Deployment"), gate_job(docs), release_job(docs)):
+    for binding in find(docs, "RoleBinding"):
+        assert ("Role", binding["roleRef"]["name"]) in rendered
+    for workload in (one(docs, "Deployment"), gate_hook(docs), release_job(docs)):
         main = pod_template(workload)["spec"]["containers"][0]
         secret = env(main)["UPGRADE_GATE_TOKEN"]["secretKeyRef"]["name"]
         assert ("Secret", secret) in rendered, workload["metadata"]["name"]
@@ -113,7 +115,7 @@ def test_selectors_use_only_stable_labels(default_render: list[Manifest]) -> Non
 def test_overrides_rename_everything(helm: Helm) -> None:
     docs = helm.template({"fullnameOverride": "shop"})
     assert one(docs, "Deployment")["metadata"]["name"] == "shop"
-    assert gate_job(docs)["metadata"]["name"] == "shop-hook"
+    assert gate_hook(docs)["metadata"]["name"] == "shop-hook"
     assert release_job(docs)["metadata"]["name"] == "shop-release"
     docs = helm.template({"nameOverride": "api"}, release="prod")
     assert one(docs, "Deployment")["metadata"]["name"] == "prod-api"

@@ -2,6 +2,11 @@
 
 The hook only lists: pods (their IPs, their template hash) and ReplicaSets (a
 replacement pod not created yet counts too). It never gets, watches or writes.
+
+Its identity (ServiceAccount, Role, RoleBinding) is rendered twice: as regular
+objects of the release, and as hooks for the upgrades where those cannot serve
+yet. ``helm template`` looks nothing up, so it renders both; which one the hook
+runs as on a real cluster is the e2e suite's to show (test_hook_identity.py).
 """
 
 from __future__ import annotations
@@ -12,7 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.chart.helm import Helm, Manifest, find, gate_job, one, pod_template, release_job
+from tests.chart.helm import (
+    NAMESPACE,
+    Helm,
+    Manifest,
+    annotations_of,
+    find,
+    gate_hook,
+    hook_identity,
+    identity,
+    one,
+    pod_template,
+    release_job,
+)
 
 pytestmark = pytest.mark.chart
 
@@ -20,6 +37,11 @@ EVERYTHING = {
     "gate": {"preRollback": True},
     "podDisruptionBudget": {"enabled": True},
 }
+RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding")
+RULES = [
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +49,33 @@ def everything(helm: Helm) -> list[Manifest]:
     return helm.template(EVERYTHING)
 
 
-def test_one_role_listing_pods_and_replicasets_only(everything: list[Manifest]) -> None:
-    role = one(everything, "Role")
-    assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
-    ]
+def both(docs: list[Manifest], kind: str) -> list[Manifest]:
+    """The regular object, then the hook one."""
+    return [identity(docs, kind), hook_identity(docs, kind)]
+
+
+def test_each_identity_is_one_role_listing_pods_and_replicasets_only(
+    everything: list[Manifest],
+) -> None:
+    assert len(find(everything, "Role")) == 2
+    for role in both(everything, "Role"):
+        assert role["rules"] == RULES
+
+
+def test_the_regular_identity_is_not_a_hook_and_the_other_one_is(
+    everything: list[Manifest],
+) -> None:
+    for kind in RBAC_KINDS:
+        regular, hook = both(everything, kind)
+        assert regular["metadata"]["name"] == "rel-upgrade-gate-gate"
+        assert hook["metadata"]["name"] == "rel-upgrade-gate-hook"
+        assert "helm.sh/hook" not in annotations_of(regular)
+        # Not component upgrade-gate: the cleanup command for hook leftovers
+        # (NOTES, README) selects on it and must leave the release's own objects.
+        assert regular["metadata"]["labels"]["app.kubernetes.io/component"] == (
+            "upgrade-gate-identity"
+        )
+        assert hook["metadata"]["labels"]["app.kubernetes.io/component"] == "upgrade-gate"
 
 
 def test_nothing_cluster_wide(everything: list[Manifest]) -> None:
@@ -49,32 +92,42 @@ def test_no_wildcard_or_write_verb_anywhere(everything: list[Manifest]) -> None:
             assert "secrets" not in rule["resources"], "the token comes from env, not the API"
 
 
-def test_binding_gives_the_role_to_the_hook_only(everything: list[Manifest]) -> None:
-    binding = one(everything, "RoleBinding")
-    role = one(everything, "Role")
-    account = one(everything, "ServiceAccount")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": role["metadata"]["name"],
-    }
-    assert [(s["kind"], s["name"]) for s in binding["subjects"]] == [
-        ("ServiceAccount", account["metadata"]["name"])
-    ]
-    for job in (gate_job(everything), release_job(everything)):
-        assert pod_template(job)["spec"]["serviceAccountName"] == account["metadata"]["name"]
+def test_each_binding_gives_its_role_to_its_account_only(everything: list[Manifest]) -> None:
+    accounts, roles, bindings = (both(everything, kind) for kind in RBAC_KINDS)
+    for account, role, binding in zip(accounts, roles, bindings, strict=True):
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": NAMESPACE}
+        ]
+
+
+def test_with_nothing_in_the_cluster_the_hooks_run_as_the_hook_identity(
+    everything: list[Manifest],
+) -> None:
+    # What `helm template` (no lookup) renders, and a first upgrade from a
+    # chart without the regular identity: the one made as hooks.
+    account = hook_identity(everything, "ServiceAccount")["metadata"]["name"]
+    for job in (gate_hook(everything), release_job(everything)):
+        assert pod_template(job)["spec"]["serviceAccountName"] == account
 
 
 def test_app_pods_carry_no_api_credentials(everything: list[Manifest]) -> None:
     spec = pod_template(one(everything, "Deployment"))["spec"]
     assert spec["automountServiceAccountToken"] is False
-    account = one(everything, "ServiceAccount")["metadata"]["name"]
-    assert spec.get("serviceAccountName") != account, "the app must not borrow the hook's rights"
+    for account in find(everything, "ServiceAccount"):
+        assert spec.get("serviceAccountName") != account["metadata"]["name"], (
+            "the app must not borrow the hook's rights"
+        )
 
 
-def test_hook_service_account_mounts_nothing_by_default(everything: list[Manifest]) -> None:
-    # Only the Job's pod opts in; anything else using the account gets no token.
-    assert one(everything, "ServiceAccount")["automountServiceAccountToken"] is False
+def test_hook_service_accounts_mount_nothing_by_default(everything: list[Manifest]) -> None:
+    # Only the hook pods opt in; anything else using an account gets no token.
+    for account in find(everything, "ServiceAccount"):
+        assert account["automountServiceAccountToken"] is False
 
 
 # -- the Role against what the hook's code calls -----------------------------------
@@ -149,11 +202,12 @@ def test_the_role_grants_exactly_what_the_hook_calls(everything: list[Manifest])
     # upgrade with exit 3 (forbidden); a grant no call uses is privilege for nothing.
     calls = api_calls()
     assert calls == {("", "pods", "list"), ("apps", "replicasets", "list")}, "the hook changed"
-    granted = {
-        (group, resource, verb)
-        for rule in one(everything, "Role")["rules"]
-        for group in rule["apiGroups"]
-        for resource in rule["resources"]
-        for verb in rule["verbs"]
-    }
-    assert granted == calls
+    for role in find(everything, "Role"):
+        granted = {
+            (group, resource, verb)
+            for rule in role["rules"]
+            for group in rule["apiGroups"]
+            for resource in rule["resources"]
+            for verb in rule["verbs"]
+        }
+        assert granted == calls, role["metadata"]["name"]

@@ -21,10 +21,10 @@ from tests.chart.helm import (
     annotations_of,
     container,
     flag,
-    gate_job,
+    gate_hook,
     hook_events,
     hooks,
-    jobs_running,
+    hooks_running,
     pod_template,
     template_hash,
 )
@@ -35,7 +35,7 @@ RBAC_KINDS = ["ServiceAccount", "Role", "RoleBinding"]
 
 
 def release_jobs(docs: list[Manifest]) -> list[Manifest]:
-    return jobs_running(docs, "release")
+    return hooks_running(docs, "release")
 
 
 @pytest.mark.parametrize(
@@ -69,11 +69,13 @@ def test_it_runs_after_a_rollback_only(default_render: list[Manifest]) -> None:
     assert job["metadata"]["name"] == f"{RELEASE}-upgrade-gate-release"
 
 
-def test_it_is_the_gates_pod_with_other_arguments(default_render: list[Manifest]) -> None:
+def test_it_is_the_gates_pod_with_other_arguments(helm: Helm) -> None:
     # Same ServiceAccount (the Role allows what 'release' lists), image, pull
-    # policy, token, security context, scheduling: only the arguments differ.
-    (job,) = release_jobs(default_render)
-    gate, release = (copy.deepcopy(pod_template(j)) for j in (gate_job(default_render), job))
+    # policy, token, security context, scheduling: only the arguments differ
+    # (from the gate as a Job: a bare Pod carries its own deadline too).
+    docs = helm.template({"gate": {"hookKind": "Job"}})
+    (job,) = release_jobs(docs)
+    gate, release = (copy.deepcopy(pod_template(j)) for j in (gate_hook(docs), job))
     assert release["spec"]["containers"][0].pop("args")[0] == "release"
     assert gate["spec"]["containers"][0].pop("args")[0] == "wait"
     assert release == gate
@@ -88,6 +90,7 @@ def test_same_pod_with_every_hook_pod_value(helm: Helm) -> None:
             "podSecurityContext": {"runAsUser": 20000},
             "securityContext": {"runAsUser": 20000},
             "gate": {
+                "hookKind": "Job",
                 "image": {"repository": "hook", "pullPolicy": "Always"},
                 "logLevel": "DEBUG",
                 "resources": {"limits": {"memory": "128Mi"}},
@@ -99,7 +102,7 @@ def test_same_pod_with_every_hook_pod_value(helm: Helm) -> None:
         }
     )
     (job,) = release_jobs(docs)
-    gate, release = (copy.deepcopy(pod_template(j)) for j in (gate_job(docs), job))
+    gate, release = (copy.deepcopy(pod_template(j)) for j in (gate_hook(docs), job))
     for template in (gate, release):
         del template["spec"]["containers"][0]["args"]
     assert release == gate
@@ -110,7 +113,7 @@ def test_it_gives_up_soon_and_retries_little(default_render: list[Manifest]) -> 
     # Lifting fences takes one request per pod; a rollback must not wait long
     # for it (an unreachable pod's lease runs out on its own).
     (job,) = release_jobs(default_render)
-    gate = gate_job(default_render)
+    gate = gate_hook(default_render)
     assert 0 < job["spec"]["activeDeadlineSeconds"] <= 60
     assert job["spec"]["activeDeadlineSeconds"] < gate["spec"]["activeDeadlineSeconds"]
     assert job["spec"]["backoffLimit"] <= 1
@@ -131,7 +134,7 @@ def test_it_ends_before_helm_stops_waiting(helm: Helm, gate_values: dict[str, in
     # --timeout, so helm reports the Job's failure, not "timed out waiting".
     docs = helm.template({"gate": gate_values})
     (job,) = release_jobs(docs)
-    helm_timeout = annotations_of(gate_job(docs))["upgrade-gate/helm-timeout"]
+    helm_timeout = annotations_of(gate_hook(docs))["upgrade-gate/helm-timeout"]
     assert job["spec"]["activeDeadlineSeconds"] < int(helm_timeout.removesuffix("s"))
 
 
@@ -151,7 +154,7 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     assert release["command"] == ["python3", "-m", "app"]
     parsed = build_parser().parse_args(release["args"])
     assert parsed.command == "release"
-    assert parsed.selector == flag(container(gate_job(docs), "gate")["args"], "--selector")
+    assert parsed.selector == flag(container(gate_hook(docs), "gate")["args"], "--selector")
     assert parsed.port == "http"
     assert parsed.template_hash == template_hash(docs)
     assert parsed.namespace is None, "the namespace comes from the ServiceAccount"

@@ -14,7 +14,7 @@ from tests.chart.helm import (
     container,
     env,
     find,
-    gate_job,
+    gate_hook,
     one,
     pod_template,
     release_job,
@@ -29,8 +29,12 @@ def token(docs: list[Manifest]) -> str:
 
 
 def workloads(docs: list[Manifest]) -> list[tuple[Manifest, str]]:
-    """(workload, its main container): the app and both hook Jobs read the token."""
-    return [(one(docs, "Deployment"), "app"), (gate_job(docs), "gate"), (release_job(docs), "gate")]
+    """(workload, its main container): the app and both hooks read the token."""
+    return [
+        (one(docs, "Deployment"), "app"),
+        (gate_hook(docs), "gate"),
+        (release_job(docs), "gate"),
+    ]
 
 
 def checksum(docs: list[Manifest]) -> str:

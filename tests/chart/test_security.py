@@ -16,7 +16,7 @@ from tests.chart.helm import (
     Manifest,
     container,
     env,
-    gate_job,
+    gate_hook,
     one,
     pod_template,
     release_job,
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.chart
 
 WORKLOADS: dict[str, Callable[[list[Manifest]], Manifest]] = {
     "app": lambda docs: one(docs, "Deployment"),
-    "gate-job": gate_job,
+    "gate-hook": gate_hook,
     "release-job": release_job,
 }
 
@@ -46,7 +46,7 @@ def test_read_only_root_gets_a_writable_tmp(default_render: list[Manifest]) -> N
     assert "emptyDir" in volumes[mounts["/tmp"]]
 
 
-@pytest.mark.parametrize("workload", ["gate-job", "release-job"])
+@pytest.mark.parametrize("workload", ["gate-hook", "release-job"])
 def test_hook_pods_write_nothing_and_mount_only_the_api_token(
     default_render: list[Manifest], workload: str
 ) -> None:

@@ -26,7 +26,7 @@ from tests.chart.helm import (
     chart_copy,
     container,
     flag,
-    gate_job,
+    gate_hook,
     one,
     pod_template,
     release_job,
@@ -177,7 +177,7 @@ def test_a_new_chart_version_changes_the_hash(helm: Helm) -> None:
 def test_the_jobs_get_the_hash_the_pods_carry(helm: Helm, values: dict[str, Any]) -> None:
     docs = helm.template(values)
     expected = template_hash(docs)
-    for job in (gate_job(docs), release_job(docs)):
+    for job in (gate_hook(docs), release_job(docs)):
         assert flag(container(job, "gate")["args"], "--template-hash") == expected, job["metadata"][
             "name"
         ]
@@ -187,12 +187,12 @@ def test_the_jobs_get_the_hash_the_pods_carry(helm: Helm, values: dict[str, Any]
 def test_the_gate_gets_the_replicas_the_upgrade_keeps(helm: Helm, replicas: int) -> None:
     docs = helm.template({"replicaCount": replicas})
     assert one(docs, "Deployment")["spec"]["replicas"] == replicas
-    assert flag(container(gate_job(docs), "gate")["args"], "--replicas") == str(replicas)
+    assert flag(container(gate_hook(docs), "gate")["args"], "--replicas") == str(replicas)
 
 
 def test_gating_every_pod_drops_both_flags(helm: Helm) -> None:
     docs = helm.template({"gate": {"skipUnchangedPods": False}})
-    args = container(gate_job(docs), "gate")["args"]
+    args = container(gate_hook(docs), "gate")["args"]
     assert "--template-hash" not in args
     assert "--replicas" not in args
     # The pods still carry the hash, for the next upgrade that uses it, and the
