@@ -64,6 +64,15 @@ class Helm:
         """The release's current revision (``.revision``, ``.status``)."""
         return asyncio.run(self.client.get_current_revision(release, namespace=namespace))
 
+    def hooks(self, release: str, namespace: str) -> list[dict[str, Any]]:
+        """The hook objects of the release's current revision, as rendered for it."""
+
+        async def go() -> list[dict[str, Any]]:
+            current = await self.client.get_current_revision(release, namespace=namespace)
+            return [hook.resource for hook in await current.hooks()]
+
+        return asyncio.run(go())
+
     def status(self, release: str, namespace: str) -> str:
         """``pending-upgrade``, ``deployed``, ``failed``..."""
         return str(self.current(release, namespace).status.value)
