@@ -22,7 +22,7 @@ from typing import Any
 
 from kubernetes import client
 
-from e2e.helm import BackgroundHelm, Helm
+from e2e.helm import CHART, BackgroundHelm, Helm
 from e2e.images import AppImages
 from e2e.kube import Kube, wait_for
 from e2e.phases import Phases
@@ -78,9 +78,14 @@ class Scenario:
     # -- setting up ---------------------------------------------------------------
 
     def install(self, tag: str = "v1", **overrides: Any) -> None:
+        """Install the working tree's chart and wait for the app pods to be Ready."""
+        self.install_chart(CHART, tag, **overrides)
+
+    def install_chart(self, chart: Path, tag: str = "v1", **overrides: Any) -> None:
+        """Install ``chart`` (another version of it) and wait for the app pods to be Ready."""
         self.values = merge(merge(BASE_VALUES, overrides), self._image(tag))
         started = time.monotonic()
-        self.helm.install(self.release, self.namespace, self.values)
+        self.helm.install(self.release, self.namespace, self.values, chart_dir=chart)
         self.phases.add(f"install ({self.helm.name})", time.monotonic() - started)
         wait_for(
             lambda: (

@@ -253,17 +253,22 @@ helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 
 {{/*
 What runs the pre-upgrade gate: Job or Pod. gate.hookKind auto chooses by the
-Helm that renders the chart. Helm 4 fails an upgrade whose hook Pod is deleted
-(it waits for the Pod to succeed and it never does), so the bare Pod, a second
-quicker, is safe there. Helm 3 takes a hook Pod deleted with grace period 0 (a
-force delete, or a lost node's pods) for a hook that succeeded, and upgrades
-with work in flight: there the Job, which replaces its pod, is the only safe
-choice.
+Helm that renders (and so runs) the upgrade. Helm 4, waiting as it does by
+default, fails an upgrade whose hook Pod is deleted (it waits for the Pod to
+succeed, and it never does), so the bare Pod, a second quicker, is safe there.
+Helm 3 takes a hook Pod deleted with grace period 0 (a force delete, a lost
+node's pods) for a hook that succeeded, and upgrades with work in flight: there
+the Job, which replaces its pod, is the only safe choice. So is it for a Helm
+this chart does not know (5 and later, a version that is not one), and with
+gate.preRollback, whose stored hook a later `helm rollback` may run with
+another Helm. (Helm 4's --wait=legacy waits like Helm 3: chart README.)
 */}}
 {{- define "upgrade-gate.hookKind" -}}
 {{- $kind := .Values.gate.hookKind }}
 {{- if eq $kind "auto" }}
-{{- $kind = ternary "Pod" "Job" (semverCompare ">=4.0.0-0" .Capabilities.HelmVersion.Version) }}
+{{- $helm := .Capabilities.HelmVersion.Version | default "" }}
+{{- $four := and (regexMatch "^v?[0-9]+[.][0-9]+" $helm) (semverCompare "^4.0.0-0" $helm) }}
+{{- $kind = ternary "Pod" "Job" (and $four (not .Values.gate.preRollback)) }}
 {{- end }}
 {{- $kind }}
 {{- end }}
@@ -292,6 +297,15 @@ pre-rollback hook runs before the rollback applies anything, under whatever
 the current revision left, which may be a revision without the gate.
 */}}
 {{- define "upgrade-gate.identityInCluster" -}}
+{{- /* Looked up once per render (three templates ask), so that they cannot disagree. */ -}}
+{{- $memo := "_identityInCluster" }}
+{{- if not (hasKey .Values.gate $memo) }}
+{{- $_ := set .Values.gate $memo (include "upgrade-gate.lookUpIdentity" .) }}
+{{- end }}
+{{- get .Values.gate $memo }}
+{{- end }}
+
+{{- define "upgrade-gate.lookUpIdentity" -}}
 {{- if not .Values.gate.preRollback }}
 {{- $name := include "upgrade-gate.identityName" . }}
 {{- $ns := .Release.Namespace }}

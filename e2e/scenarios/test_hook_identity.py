@@ -9,15 +9,24 @@ in the hooks Helm stored for the revision.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from e2e.helm import CHART
 from e2e.scenario import Scenario
 
 pytestmark = pytest.mark.e2e
 
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
+IDENTITY = "{release}-upgrade-gate-gate"  # regular objects of the release
+HOOK_IDENTITY = "{release}-upgrade-gate-hook"  # made as hooks when those cannot serve
+REPLICASETS_RULE = """
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]"""
 
 
 def _hooks(scenario: Scenario) -> list[dict[str, Any]]:
@@ -50,28 +59,68 @@ def test_an_upgrade_runs_the_hook_as_the_releases_own_identity(
     # No RBAC hook was made, created, deleted or waited for: the gate (which
     # listed the pods, or it could not have said yes) ran as the release's own.
     assert not {h["kind"] for h in hooks} & RBAC_KINDS, [h["kind"] for h in hooks]
-    assert _accounts(hooks) == {f"{scenario.release}-upgrade-gate-gate"}
+    assert _accounts(hooks) == {IDENTITY.format(release=scenario.release)}
 
 
-def test_an_identity_changed_by_hand_is_not_trusted(scenario: Scenario) -> None:
-    scenario.install("v1")
-    name = f"{scenario.release}-upgrade-gate-gate"
-    # The Role no longer grants listing ReplicaSets: a hook running as it would
-    # exit 3 (forbidden) and fail every upgrade from now on.
-    scenario.kube.rbac.patch_namespaced_role(
-        name,
-        scenario.namespace,
-        {"rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
-    )
+def test_a_hook_that_needs_other_rights_brings_its_own_identity(
+    scenario: Scenario, each_helm: object, tmp_path: Path
+) -> None:
+    # Installed from a chart whose Role grants less (an older version): the
+    # new hook, which also lists ReplicaSets, would exit 3 (forbidden) as it.
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    helpers = chart / "templates" / "_helpers.tpl"
+    text = helpers.read_text()
+    fewer = text.replace(REPLICASETS_RULE, "")
+    assert fewer != text, "the chart's rule for ReplicaSets is not where this test expects it"
+    helpers.write_text(fewer)
+    scenario.install_chart(chart, "v1")
     _upgrade(scenario, "v2")
     hooks = _hooks(scenario)
     assert {h["kind"] for h in hooks} >= RBAC_KINDS
-    assert _accounts(hooks) == {f"{scenario.release}-upgrade-gate-hook"}
-    # The upgrade put the Role back as the chart has it: the next one reuses it.
+    assert _accounts(hooks) == {HOOK_IDENTITY.format(release=scenario.release)}
+    # The upgrade applied the chart's Role: the next upgrade runs as it.
+    name = IDENTITY.format(release=scenario.release)
     role = scenario.kube.rbac.read_namespaced_role(name, scenario.namespace)
     assert {r.resources[0] for r in role.rules} == {"pods", "replicasets"}
     _upgrade(scenario, "v1")
     assert _accounts(_hooks(scenario)) == {name}
+
+
+def test_an_identity_deleted_by_hand_is_made_again(scenario: Scenario, each_helm: object) -> None:
+    scenario.install("v1")
+    name = IDENTITY.format(release=scenario.release)
+    scenario.kube.rbac.delete_namespaced_role_binding(name, scenario.namespace)
+    _upgrade(scenario, "v2")
+    assert _accounts(_hooks(scenario)) == {HOOK_IDENTITY.format(release=scenario.release)}
+    scenario.kube.rbac.read_namespaced_role_binding(name, scenario.namespace)  # made again
+    _upgrade(scenario, "v1")
+    assert _accounts(_hooks(scenario)) == {name}
+
+
+def test_a_rollback_to_a_revision_run_as_the_identity_lifts_the_fences(
+    scenario: Scenario,
+) -> None:
+    # Revision 2 ran as the release's identity, so its stored post-rollback
+    # Job does too: rolled back to, it must still find the identity (the
+    # rollback applies revision 2's objects first) and lift the fences.
+    scenario.install("v1")
+    _upgrade(scenario, "v2")  # revision 2: no RBAC hook
+    _upgrade(scenario, "v1")  # revision 3
+    rollback = scenario.rollback(2)
+    assert scenario.finish(rollback, timeout=180) == 0, rollback.output
+    hooks = _hooks(scenario)
+    assert _accounts(hooks) == {IDENTITY.format(release=scenario.release)}
+    (job,) = [
+        j
+        for j in scenario.kube.hook_jobs(scenario.namespace, scenario.release)
+        if j.metadata.name.endswith("-release")
+    ] or [None]
+    # hook-succeeded deletes it once it succeeded; a failed one would stay.
+    assert job is None or job.status.succeeded, job
+    for pod in scenario.app_pods():
+        answer = scenario.kube.call(scenario.namespace, pod.metadata.name, "GET", "/upgradeable")
+        assert answer.body.get("draining") is False, (pod.metadata.name, answer.body)
 
 
 def test_a_gate_that_runs_before_rollbacks_brings_its_own_identity(scenario: Scenario) -> None:
@@ -81,4 +130,4 @@ def test_a_gate_that_runs_before_rollbacks_brings_its_own_identity(scenario: Sce
     _upgrade(scenario, "v2")
     hooks = _hooks(scenario)
     assert {h["kind"] for h in hooks} >= RBAC_KINDS
-    assert _accounts(hooks) == {f"{scenario.release}-upgrade-gate-hook"}
+    assert _accounts(hooks) == {HOOK_IDENTITY.format(release=scenario.release)}

@@ -182,6 +182,12 @@ def test_hook_kind_auto_is_a_pod_under_helm_4_and_a_job_under_helm_3(
     assert gate_hook(helm.template({"gate": {"hookKind": kind}}))["kind"] == kind
 
 
+def test_hook_kind_auto_is_a_job_for_a_gate_that_a_rollback_may_run(helm: Helm) -> None:
+    # The stored pre-rollback hook runs at a later `helm rollback`, maybe with Helm 3.
+    docs = helm.template({"gate": {"preRollback": True}})
+    assert gate_hook(docs)["kind"] == "Job"
+
+
 # -- the command ---------------------------------------------------------------
 
 
