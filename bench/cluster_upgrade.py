@@ -5,8 +5,9 @@ up if it is not, never taken down), for each helm (the pinned 3 and 4), one
 release per mode, each in its own namespace, one idle replica, upgrades
 alternating between the v1 and v2 images. The modes:
 
-- ``gated``: the chart as it ships (its default hook, a Job);
-- ``gated, Pod hook``: the chart with ``gate.hookKind=Pod``;
+- ``gated``: the chart as it ships (``gate.hookKind`` auto: a Job under Helm
+  3, a bare Pod under Helm 4);
+- ``gated, Job hook`` / ``gated, Pod hook``: the chart with either kind;
 - ``--no-hooks``: the same chart, helm's bypass;
 - ``floor Job`` / ``floor Pod``: the gate off (``gate.enabled=false``) plus a
   trivial pre-upgrade hook rendered into a copy of the chart: the same image
@@ -111,6 +112,7 @@ class Mode:
 
 MODES = (
     Mode("gated"),
+    Mode("gated, Job hook", {"gate": {"hookKind": "Job"}}),
     Mode("gated, Pod hook", {"gate": {"hookKind": "Pod"}}),
     Mode("--no-hooks", flags=("--no-hooks",)),
     Mode("floor Job", {"gate": {"enabled": False}}, floor="Job"),
@@ -300,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--helm", default="3,4", help="helm majors, comma-separated")
     parser.add_argument(
         "--modes",
-        help="comma-separated modes, by name or slug: gated,gated-pod-hook,no-hooks,"
-        "floor-job,floor-pod (default: all)",
+        help="comma-separated modes, by name or slug: gated,gated-job-hook,gated-pod-hook,"
+        "no-hooks,floor-job,floor-pod (default: all)",
     )
     parser.add_argument("--in-flight", type=int, default=5, help="in-flight upgrades per helm")
     parser.add_argument("--operation", type=float, default=8.0, help="in-flight operation, s")
@@ -390,15 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     for helm in helms:
         by_mode = {r.mode.name: r for r in releases if r.helm is helm}
         if "gated" in by_mode and "floor Job" in by_mode:
-            ratio = statistics.median(by_mode["gated"].times) / statistics.median(
-                by_mode["floor Job"].times
+            floor = statistics.median(by_mode["floor Job"].times)
+            line = (
+                f"idle upgrade, gated / floor Job: "
+                f"{statistics.median(by_mode['gated'].times) / floor:.2f}  "
+                f"({helm.name} {helm.version})"
             )
-            line = f"idle upgrade, gated / floor Job: {ratio:.2f}  ({helm.name} {helm.version})"
-            if "gated, Pod hook" in by_mode:
-                pod_ratio = statistics.median(by_mode["gated, Pod hook"].times) / statistics.median(
-                    by_mode["floor Job"].times
-                )
-                line += f"; gated with the Pod hook / floor Job: {pod_ratio:.2f}"
+            for kind in ("Job", "Pod"):
+                if (hooked := by_mode.get(f"gated, {kind} hook")) is not None:
+                    line += f"; {kind} hook: {statistics.median(hooked.times) / floor:.2f}"
             print(line)
     for (helm_name, mode_name), runs in flights.items():
         if runs:
