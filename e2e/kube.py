@@ -33,6 +33,7 @@ class Kube:
         self.core: Any = client.CoreV1Api(self.api_client)
         self.batch: Any = client.BatchV1Api(self.api_client)
         self.rbac: Any = client.RbacAuthorizationV1Api(self.api_client)
+        self.apps: Any = client.AppsV1Api(self.api_client)
         self._session, self._proxy_base = _proxy_session(self.api_client.configuration)
 
     # -- namespaces -----------------------------------------------------------
@@ -96,6 +97,25 @@ class Kube:
         finally:
             session.close()
         return (-1 if code is None else int(code)), output
+
+    def rollout_done(self, namespace: str, release: str) -> bool:
+        """The release's Deployment has rolled out its template: every pod updated and available.
+
+        Helm 4's ``--wait`` can return before that: its watcher may start from a
+        Deployment read a moment stale, which looks rolled out already.
+        """
+        deployments = self.apps.list_namespaced_deployment(
+            namespace,
+            label_selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/component=app",
+        ).items
+        for deployment in deployments:
+            want, status = deployment.spec.replicas or 0, deployment.status
+            if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+                return False
+            counts = (status.replicas, status.updated_replicas, status.available_replicas)
+            if any((count or 0) != want for count in counts):
+                return False
+        return True
 
     def hook_jobs(self, namespace: str, release: str) -> list[Any]:
         return list(

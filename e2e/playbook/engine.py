@@ -377,10 +377,14 @@ class Run:
     # -- after the run ------------------------------------------------------------------------
 
     def _settle(self) -> None:
-        """Terminating pods gone and operations over, so that cut-offs can be judged."""
+        """The rollout over, terminating pods gone and operations over, so that the
+        end (pods replaced, the version served, cut-offs) can be judged."""
+        s = self.scenario
 
         def settled() -> bool:
-            timeline = self.scenario.timeline()
+            if not s.kube.rollout_done(s.namespace, s.release):
+                return False
+            timeline = s.timeline()
             now = time.time()
             gone = {p.name for p in timeline.pods.values() if p.gone}
             going = [p for p in timeline.pods.values() if p.terminating and not p.gone]
@@ -392,7 +396,8 @@ class Run:
             return not going and not running
 
         try:
-            wait_for(settled, timeout=SETTLE_SECONDS, what="terminating pods gone, work over")
+            what = "rollout done, terminating pods gone, work over"
+            wait_for(settled, timeout=SETTLE_SECONDS, what=what)
         except AssertionError as exc:
             self.notes.append(f"not settled: {exc}")
 
