@@ -22,6 +22,11 @@ T = TypeVar("T")
 APP_PORT = 8080
 
 
+def _selector(release: str, component: str) -> str:
+    """The chart's labels for one component of a release: ``app`` or ``upgrade-gate`` (hooks)."""
+    return f"app.kubernetes.io/instance={release},app.kubernetes.io/component={component}"
+
+
 class Kube:
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
@@ -55,7 +60,7 @@ class Kube:
         """Running app pods of a release, not terminating, oldest first."""
         pods = self.core.list_namespaced_pod(
             namespace,
-            label_selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/component=app",
+            label_selector=_selector(release, "app"),
         ).items
         live = [p for p in pods if p.metadata.deletion_timestamp is None]
         return sorted(live, key=lambda p: p.metadata.creation_timestamp)
@@ -105,8 +110,7 @@ class Kube:
         Deployment read a moment stale, which looks rolled out already.
         """
         deployments = self.apps.list_namespaced_deployment(
-            namespace,
-            label_selector=f"app.kubernetes.io/instance={release},app.kubernetes.io/component=app",
+            namespace, label_selector=_selector(release, "app")
         ).items
         for deployment in deployments:
             want, status = deployment.spec.replicas or 0, deployment.status
@@ -118,23 +122,13 @@ class Kube:
         return True
 
     def hook_jobs(self, namespace: str, release: str) -> list[Any]:
-        return list(
-            self.batch.list_namespaced_job(
-                namespace,
-                label_selector=f"app.kubernetes.io/instance={release},"
-                "app.kubernetes.io/component=upgrade-gate",
-            ).items
-        )
+        selector = _selector(release, "upgrade-gate")
+        return list(self.batch.list_namespaced_job(namespace, label_selector=selector).items)
 
     def hook_pods(self, namespace: str, release: str) -> list[Any]:
         """The hook's pods: a hook Job's, or the bare hook Pod (gate.hookKind)."""
-        return list(
-            self.core.list_namespaced_pod(
-                namespace,
-                label_selector=f"app.kubernetes.io/instance={release},"
-                "app.kubernetes.io/component=upgrade-gate",
-            ).items
-        )
+        selector = _selector(release, "upgrade-gate")
+        return list(self.core.list_namespaced_pod(namespace, label_selector=selector).items)
 
     # -- the app, through the pod proxy ----------------------------------------
 
