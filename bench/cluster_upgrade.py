@@ -258,10 +258,8 @@ def segments(
     """
     hooks = [p for p in timeline.pods.values() if p.role == "hook" and p.exited]
     exit_seen = max((p.exited for p in hooks if p.exited), default=None)
-    if timeline.jobs:
-        done = max((j.completed for j in timeline.jobs.values() if j.completed), default=None)
-    else:  # a bare hook Pod: Helm goes on when it has Succeeded
-        done = max((p.finished for p in hooks if p.finished), default=None)
+    hook_done = timeline.hook_done(timeline.started)
+    done = hook_done[1] if hook_done else None
     new = [p for p in timeline.app_pods() if p.created >= verdict]
     created = min((p.created for p in new), default=None)
     ready = max((p.ready for p in new if p.ready), default=None)

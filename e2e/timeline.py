@@ -73,6 +73,25 @@ class Timeline:
     def app_pods(self) -> list[PodLife]:
         return sorted((p for p in self.pods.values() if p.role == "app"), key=lambda p: p.created)
 
+    def hook_done(self, since: float) -> tuple[str, float] | None:
+        """When Helm's wait for a hook made after ``since`` ended: its Job complete, or,
+        where there is no Job, its bare Pod succeeded. None while neither happened."""
+        jobs = [j for j in self.jobs.values() if j.created >= since]
+        completed = [j.completed for j in jobs if j.completed is not None]
+        if completed:
+            return "Job complete", min(completed)
+        if jobs:
+            return None
+        succeeded = [
+            p.finished
+            for p in self.pods.values()
+            if p.role == "hook"
+            and p.finished is not None
+            and p.exit_code == 0
+            and p.created >= since
+        ]
+        return ("Pod succeeded", min(succeeded)) if succeeded else None
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Timeline:
         """Read back what :meth:`to_json` wrote (``timeline.json``)."""

@@ -276,25 +276,9 @@ def _hook_exited_within(o: Outcome, limit: float) -> Row:
     return Row(name, expected, observed, delay <= limit and pods[-1].exit_code == 0, delay)
 
 
-def _hook_done(o: Outcome) -> tuple[str, float] | None:
-    """When Helm's wait for the hook ended: its Job complete, or its bare Pod succeeded."""
-    jobs = [j for j in o.timeline.jobs.values() if j.created >= o.main_started - 1]
-    completed = [j.completed for j in jobs if j.completed is not None]
-    if completed:
-        return "Job complete", min(completed)
-    if jobs:
-        return None
-    succeeded = [
-        p.finished
-        for p in o.hook_pods()
-        if p.finished is not None and p.exit_code == 0 and p.created >= o.main_started - 1
-    ]
-    return ("Pod succeeded", min(succeeded)) if succeeded else None
-
-
 def _rollout_after_gate(o: Outcome, expected: bool) -> Row:
     name = "rolloutAfterGate"
-    done_at = _hook_done(o)
+    done_at = o.timeline.hook_done(o.main_started - 1)
     if o.gate is None or done_at is None:
         return Row(name, str(expected).lower(), "no verdict or no finished hook", not expected)
     what, done = done_at
