@@ -1,7 +1,8 @@
 """The kind provider on a machine with no Docker daemon of its own: the cluster runs in our
 dockerd's network namespace, the API server is reached from the host through the relay, pods
-on different nodes reach each other without kindnetd, image archives load into every node,
-and `down` leaves the host as the ledger recorded it.
+on different nodes reach each other without kindnetd (also once the daemon and its nodes
+restarted), image archives load into every node, and `down` leaves the host as the ledger
+recorded it.
 
     pytest e2e/smoke -m kind --cluster kind [--kind-nodes 3]
 
@@ -146,11 +147,26 @@ def server_pod(name: str, node: str, image: str) -> dict[str, Any]:
 def test_pods_on_different_nodes_reach_each_other(
     kind: KindProvider, base_loaded: str, scratch_ns: str
 ) -> None:
+    assert_pods_reach_each_other(kind, base_loaded, scratch_ns)
+
+
+def test_a_cluster_reused_after_its_daemon_restarted_is_routed_again(
+    kind: KindProvider, base_loaded: str, scratch_ns: str
+) -> None:
+    # What a session that ends leaves to the next: its dockerd gone, the nodes with it. The
+    # next `up` starts the daemon, the nodes come back (often with each other's addresses)
+    # in new network namespaces, and the cluster is reused: its pods must be routed again.
+    kind.table.stop(dockerd.DOCKERD, grace=30)
+    kind.up()
+    assert_pods_reach_each_other(kind, base_loaded, scratch_ns)
+
+
+def assert_pods_reach_each_other(kind: KindProvider, image: str, scratch_ns: str) -> None:
     nodes = node_names(kind)
     assert len(nodes) == kind.nodes
     # One server per node (on a single node, two on it), each asked from the first one.
     placed = nodes if len(nodes) > 1 else nodes * 2
-    pods = [server_pod(f"p{i}", node, base_loaded) for i, node in enumerate(placed)]
+    pods = [server_pod(f"p{i}", node, image) for i, node in enumerate(placed)]
     manifest = {"apiVersion": "v1", "kind": "List", "items": pods}
     kubectl(kind, "-n", scratch_ns, "apply", "-f", "-", stdin=json.dumps(manifest))
     kubectl(kind, "-n", scratch_ns, "expose", "pod", "p1", "--port=80", "--target-port=8000")

@@ -307,6 +307,7 @@ class KindProvider:
                 )
             if self._healthy(record):
                 progress.line(f"cluster {self.cluster_name} already up: reusing it")
+                self._settle(progress, routes, reused=True)
                 return
             with progress.phase("delete", "a partial or unhealthy cluster"):
                 self._delete()
@@ -321,11 +322,22 @@ class KindProvider:
         if port is not None:
             with progress.phase("api relay", f"127.0.0.1:{port} into the namespace"):
                 self._start_relay(port)
+        self._settle(progress, routes)
+
+    def _settle(self, progress: Progress, routes: bool, reused: bool = False) -> None:
+        """The pod network, the nodes, kube-proxy and CoreDNS, as a new cluster's or a reused
+        one's (whose nodes may have restarted since: a restart loses the routes)."""
         if routes:
-            with progress.phase("pod network", "podCIDR routes, ptp CNI per node"):
+            with progress.phase("pod network", "podCIDR routes, ptp CNI per node") as note:
+                docker = self._ensure_docker(progress)
                 control_plane = f"{self.cluster_name}-control-plane"
                 nets = network.node_networks(docker, control_plane, self.nodes)
-                network.route_pods(docker, nets)
+                off = network.ensure_routed(docker, nets)
+                if reused and not off:
+                    note.detail = "every node routed already"
+                elif reused:
+                    note.detail = "routed again: " + "; ".join(f"{n}: {w}" for n, w in off.items())
+                    log.warning("pod network of a reused cluster was off (nodes restarted?)")
         with progress.phase("nodes ready"):
             self._kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s")
         with progress.phase("kube-proxy"):

@@ -8,6 +8,11 @@ cluster (there is nowhere to go here), it does two things, and the provider does
   host-local IPAM over that node's podCIDR, and portmap;
 - each node gets a route to every other node's podCIDR via that node's IP.
 
+Both live in the node containers' network namespaces, which a container restart makes anew
+(a Docker daemon stopped and started again, as when a session that ran it ends, brings the
+nodes back, often with each other's addresses): every `up` checks them, reused cluster or
+not, and puts back what is missing (`ensure_routed`).
+
 Nodes that are added later are not routed; the cluster's node count is fixed at create.
 """
 
@@ -94,21 +99,40 @@ def _nodes_json(docker: DockerClient, control_plane: str) -> list[dict[str, Any]
     return items
 
 
+def container_ip(docker: DockerClient, node: str) -> str | None:
+    """The node container's address on kind's network, as Docker has it now.
+
+    Not the Node's InternalIP: after a restart the kubelet reports its new address only
+    once it runs, and a route via the old one leads to another node."""
+    done = subprocess.run(
+        docker.command("inspect", "--format", "{{json .NetworkSettings.Networks}}", node),
+        env=docker.full_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return None
+    networks: dict[str, Any] = json.loads(done.stdout or "{}") or {}
+    ip = (networks.get("kind") or {}).get("IPAddress")
+    return str(ip) if ip else None
+
+
 def node_networks(
     docker: DockerClient, control_plane: str, count: int, timeout: float = 120
 ) -> list[NodeNet]:
-    """Every node's InternalIP and podCIDR, once all `count` nodes have one."""
+    """Every node's address and podCIDR, once all `count` nodes have one."""
     found: list[NodeNet] = []
 
     def all_assigned() -> bool:
         nonlocal found
         nets = []
         for item in _nodes_json(docker, control_plane):
-            addresses = item.get("status", {}).get("addresses", [])
-            ip = next((a["address"] for a in addresses if a["type"] == "InternalIP"), None)
+            name = item["metadata"]["name"]
             cidr = item.get("spec", {}).get("podCIDR")
+            ip = container_ip(docker, name) if cidr else None
             if ip and cidr:
-                nets.append(NodeNet(item["metadata"]["name"], ip, cidr))
+                nets.append(NodeNet(name, ip, cidr))
         found = nets
         return len(nets) >= count
 
@@ -119,6 +143,38 @@ def node_networks(
     except AssertionError as exc:
         raise ProviderError(f"{exc}; nodes so far: {found}") from None
     return sorted(found, key=lambda n: n.name)
+
+
+# What a routed node shows: forwarding on, its CNI config, and its routes (one per line).
+_STATE = f"cat /proc/sys/net/ipv4/ip_forward; cat {CNI_CONFIG} 2>/dev/null; ip -4 route show"
+
+
+def unrouted(docker: DockerClient, nets: list[NodeNet]) -> dict[str, str]:
+    """The nodes whose pod network is not as `route_pods` leaves it, each with what is off."""
+    off: dict[str, str] = {}
+    for net in nets:
+        state = _exec(docker, net.name, "sh", "-c", _STATE)
+        routes = {" ".join(line.split()[:3]) for line in state.splitlines() if " via " in line}
+        missing = [
+            other.pod_cidr
+            for other in nets
+            if other is not net and f"{other.pod_cidr} via {other.ip}" not in routes
+        ]
+        if not state.startswith("1"):
+            off[net.name] = "IP forwarding off"
+        elif f'"subnet": "{net.pod_cidr}"' not in state:
+            off[net.name] = "no CNI config for its podCIDR"
+        elif missing:
+            off[net.name] = f"no route to {', '.join(missing)}"
+    return off
+
+
+def ensure_routed(docker: DockerClient, nets: list[NodeNet]) -> dict[str, str]:
+    """Route the nodes that are not (all of them on a new cluster); what was off, by node."""
+    off = unrouted(docker, nets)
+    if off:
+        route_pods(docker, nets)
+    return off
 
 
 def route_pods(docker: DockerClient, nets: list[NodeNet]) -> None:
