@@ -156,9 +156,31 @@ def test_a_cluster_reused_after_its_daemon_restarted_is_routed_again(
     # What a session that ends leaves to the next: its dockerd gone, the nodes with it. The
     # next `up` starts the daemon, the nodes come back (often with each other's addresses)
     # in new network namespaces, and the cluster is reused: its pods must be routed again.
+    before = started_at(kind)
     kind.table.stop(dockerd.DOCKERD, grace=30)
     kind.up()
+    after = started_at(kind)
+    assert {n: c for n, (c, _) in after.items()} == {n: c for n, (c, _) in before.items()}, (
+        "the same node containers: the cluster was reused, not made anew"
+    )
+    assert all(after[n][1] != before[n][1] for n in before), f"every node restarted: {after}"
     assert_pods_reach_each_other(kind, base_loaded, scratch_ns)
+
+
+def started_at(kind: KindProvider) -> dict[str, tuple[str, str]]:
+    """Each node's container and when it last started, as our dockerd has it."""
+    docker = kind._ensure_docker()
+    done = subprocess.run(
+        docker.command(
+            "inspect", "--format", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *node_names(kind)
+        ),
+        env=docker.full_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    fields = [line.lstrip("/").split() for line in done.stdout.splitlines()]
+    return {name: (container, started) for name, container, started in fields}
 
 
 def assert_pods_reach_each_other(kind: KindProvider, image: str, scratch_ns: str) -> None:

@@ -327,6 +327,7 @@ class KindProvider:
     def _settle(self, progress: Progress, routes: bool, reused: bool = False) -> None:
         """The pod network, the nodes, kube-proxy and CoreDNS, as a new cluster's or a reused
         one's (whose nodes may have restarted since: a restart loses the routes)."""
+        restarted = False
         if routes:
             with progress.phase("pod network", "podCIDR routes, ptp CNI per node") as note:
                 docker = self._ensure_docker(progress)
@@ -338,6 +339,7 @@ class KindProvider:
                 elif reused:
                     note.detail = "routed again: " + "; ".join(f"{n}: {w}" for n, w in off.items())
                     log.warning("pod network of a reused cluster was off (nodes restarted?)")
+                    restarted = True
         with progress.phase("nodes ready"):
             self._kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s")
         with progress.phase("kube-proxy"):
@@ -347,7 +349,12 @@ class KindProvider:
         with progress.phase("coredns") as note:
             coredns = ("-n", "kube-system", "deployment/coredns")
             available = ("wait", "--for=condition=Available", "--timeout=5s")
-            if not self._kubectl(*available, *coredns, check=False):
+            if restarted:
+                # The nodes restarted: CoreDNS's Available is the one from before, and its
+                # pods started while no route led to the API server (the back-off below).
+                self._kubectl("rollout", "restart", *coredns)
+                note.detail = "restarted with the nodes' pod network"
+            elif not self._kubectl(*available, *coredns, check=False):
                 # CoreDNS started with kube-proxy, before the API server's Service address
                 # led anywhere; its client backs off (30 s and more) before it asks again.
                 # New pods find the API at once.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 from dataclasses import dataclass
 from typing import Any
@@ -114,7 +115,9 @@ def container_ip(docker: DockerClient, node: str) -> str | None:
     if done.returncode != 0:
         return None
     networks: dict[str, Any] = json.loads(done.stdout or "{}") or {}
-    ip = (networks.get("kind") or {}).get("IPAddress")
+    # kind's network, unless kind was told to use another (as kind reads it).
+    name = os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
+    ip = (networks.get(name) or {}).get("IPAddress")
     return str(ip) if ip else None
 
 
@@ -138,7 +141,10 @@ def node_networks(
 
     try:
         eventually(
-            all_assigned, timeout=timeout, interval=0.5, what=f"{count} nodes with a podCIDR"
+            all_assigned,
+            timeout=timeout,
+            interval=0.5,
+            what=f"{count} nodes with a podCIDR and an address on kind's network",
         )
     except AssertionError as exc:
         raise ProviderError(f"{exc}; nodes so far: {found}") from None
@@ -146,7 +152,7 @@ def node_networks(
 
 
 # What a routed node shows: forwarding on, its CNI config, and its routes (one per line).
-_STATE = f"cat /proc/sys/net/ipv4/ip_forward; cat {CNI_CONFIG} 2>/dev/null; ip -4 route show"
+_STATE = f"cat /proc/sys/net/ipv4/ip_forward; cat {CNI_CONFIG} 2>/dev/null; echo; ip -4 route show"
 
 
 def unrouted(docker: DockerClient, nets: list[NodeNet]) -> dict[str, str]:
