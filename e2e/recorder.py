@@ -48,6 +48,7 @@ class Recorder:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._following: set[str] = set()
+        self._pollers: dict[str, threading.Thread] = {}
 
     def __enter__(self) -> Recorder:
         for target in (self._watch_pods, self._watch_jobs, self._poll_operations):
@@ -66,7 +67,9 @@ class Recorder:
             return
         self._poll_once()
         self._stop.set()
-        for thread in self._threads:
+        for thread in self._threads:  # the pollers' starter among them: then no new poller
+            thread.join(timeout=10)
+        for thread in list(self._pollers.values()):
             thread.join(timeout=10)
         self._judge_cut_offs()
 
@@ -213,24 +216,44 @@ class Recorder:
 
     # -- operations --------------------------------------------------------------
 
+    def _app_pods(self) -> list[str]:
+        with self._lock:
+            return [p.name for p in self.timeline.pods.values() if p.role == "app" and not p.gone]
+
     def _poll_operations(self) -> None:
+        """One poller per app pod: a pod that stopped answering (its address gone, each ask
+        waiting out its timeout) must not hide another's last moments. A draining pod shows
+        its operation succeeded only between the end and its exit, about a second; asked in
+        turn behind two dying pods, it was missed and the operation stayed running."""
         while not self._stop.wait(self.poll):
-            self._poll_once()
+            for pod in self._app_pods():
+                if pod not in self._pollers:
+                    thread = threading.Thread(
+                        target=self._poll_pod, args=(pod,), name=f"ops-{pod}", daemon=True
+                    )
+                    self._pollers[pod] = thread
+                    thread.start()
+
+    def _poll_pod(self, pod: str) -> None:
+        while not self._stop.is_set() and pod in self._app_pods():
+            self._poll_one(pod)
+            self._stop.wait(self.poll)
 
     def _poll_once(self) -> None:
+        for pod in self._app_pods():
+            self._poll_one(pod)
+
+    def _poll_one(self, pod: str) -> None:
+        try:
+            records = self.kube.operations(self.namespace, pod)
+        except Exception as exc:  # the pod or the API is going away: keep the last view
+            log.debug("operations of %s unavailable: %s", pod, exc)
+            return
+        if records is None:
+            return
         with self._lock:
-            pods = [p.name for p in self.timeline.pods.values() if p.role == "app" and not p.gone]
-        for pod in pods:
-            try:
-                records = self.kube.operations(self.namespace, pod)
-            except Exception as exc:  # the pod or the API is going away: keep the last view
-                log.debug("operations of %s unavailable: %s", pod, exc)
-                continue
-            if records is None:
-                continue
-            with self._lock:
-                for record in records:
-                    self._merge(pod, record)
+            for record in records:
+                self._merge(pod, record)
 
     def _merge(self, pod: str, record: dict[str, Any]) -> None:
         key = f"{pod}/{record['id']}"
