@@ -43,7 +43,7 @@ from e2e.host.locks import exclusive
 from e2e.host.processes import Daemon, ProcessTable, stop_all
 from e2e.loopback import free_port
 from e2e.providers.base import Progress, ProviderError
-from e2e.providers.kind import dockerd, network
+from e2e.providers.kind import dockerd, network, nodes
 from e2e.providers.kind.ledger import KindLedger, leftovers, mount_roots, our_processes
 from e2e.providers.kind.nodeimage import NodeImageBuild, image_labels
 from e2e.providers.kind.settings import (
@@ -52,6 +52,7 @@ from e2e.providers.kind.settings import (
     KindSettings,
     cluster_name,
 )
+from e2e.wait import eventually
 
 log = logging.getLogger("e2e.kind")
 
@@ -305,11 +306,14 @@ class KindProvider:
                     "ask for the same (--kind-nodes, --kind-image) or take it down first: "
                     f"python -m e2e.cluster down --provider kind --cluster-name {self.cluster_name}"
                 )
-            if self._healthy(record):
+            why_not = self._reusable(progress)
+            if why_not is None:
+                if record.get("port") is not None:
+                    self._start_relay(int(record["port"]))
                 progress.line(f"cluster {self.cluster_name} already up: reusing it")
                 self._settle(progress, routes, reused=True)
                 return
-            with progress.phase("delete", "a partial or unhealthy cluster"):
+            with progress.phase("delete", why_not):
                 self._delete()
         port = free_port() if self.own_docker else None
         record = {**want, "port": port}
@@ -331,8 +335,7 @@ class KindProvider:
         if routes:
             with progress.phase("pod network", "podCIDR routes, ptp CNI per node") as note:
                 docker = self._ensure_docker(progress)
-                control_plane = f"{self.cluster_name}-control-plane"
-                nets = network.node_networks(docker, control_plane, self.nodes)
+                nets = network.node_networks(docker, self.cluster_name, self.nodes)
                 off = network.ensure_routed(docker, nets)
                 if reused and not off:
                     note.detail = "every node routed already"
@@ -396,36 +399,41 @@ class KindProvider:
         )
         return done.stdout
 
-    def _healthy(self, record: dict[str, Any], relay: bool = True) -> bool:
-        """All the nodes asked for are Ready (through the relay, started if `relay`)."""
-        if relay and record.get("port") is not None:
-            self._start_relay(int(record["port"]))
-        done = subprocess.run(
-            [
-                str(self.kubectl_path),
-                f"--kubeconfig={self.kubeconfig}",
-                "get",
-                "nodes",
-                "-o",
-                "json",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        if done.returncode != 0:
-            return False
-        nodes = json.loads(done.stdout).get("items", [])
-        ready = [
-            n
-            for n in nodes
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in n.get("status", {}).get("conditions", [])
-            )
-        ]
-        return len(nodes) == self.nodes and len(ready) == self.nodes
+    def _reusable(self, progress: Progress, timeout: float = 180) -> str | None:
+        """None once the cluster found can be reused, else why it cannot (it is then deleted).
+
+        Node containers that a stop left exited (a host reboot, a daemon stopped and started
+        again without them) are started; a control plane that restarted is given `timeout`
+        to answer with every node Ready, as a cluster never needed deleting for being slow."""
+        docker = self._ensure_docker(progress)
+        held = nodes.containers(docker, self.cluster_name)
+        if len(held) != self.nodes:
+            return f"a partial cluster: {len(held)} of {self.nodes} node containers"
+        stopped = sorted(n for n, c in held.items() if c.state in ("exited", "created"))
+        if stopped:
+            with progress.phase("start nodes", ", ".join(stopped) + " had stopped"):
+                nodes.start(docker, stopped)
+        states = {n: c.state for n, c in nodes.containers(docker, self.cluster_name).items()}
+        if any(state != "running" for state in states.values()):
+            return f"node containers not running: {states}"
+        seen: list[dict[str, Any]] = []
+
+        def all_ready() -> bool:
+            seen[:] = self._api_nodes()
+            return len(seen) == self.nodes and len(nodes.ready(seen)) == self.nodes
+
+        if all_ready():
+            return None
+        with progress.phase("nodes back", f"the API server and {self.nodes} Ready node(s)"):
+            try:
+                eventually(all_ready, timeout=timeout, interval=1, what="every node Ready")
+            except AssertionError:
+                answered = "no answer" if not seen else f"Ready: {nodes.ready(seen)}"
+                return f"an unhealthy cluster: {answered} from its API server in {timeout:.0f}s"
+        return None
+
+    def _api_nodes(self) -> list[dict[str, Any]]:
+        return nodes.api_nodes(self._ensure_docker(), f"{self.cluster_name}-control-plane")
 
     # --- the API server relay ---------------------------------------------------------------
     @property
@@ -507,7 +515,7 @@ class KindProvider:
             self.exists()
         )
         report["cluster"] = self.cluster_name if exists else "(none)"
-        healthy = exists and self._healthy(self._record(), relay=False)
+        healthy = exists and len(nodes.ready(self._api_nodes())) == self.nodes
         report["node"] = f"Ready ({self.nodes} node(s))" if healthy else "not Ready"
         report["kubeconfig"] = str(self.kubeconfig) if self.kubeconfig.exists() else "(none)"
         return report

@@ -20,21 +20,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
 from dataclasses import dataclass
-from typing import Any
 
 from e2e.builds.docker import DockerClient
 from e2e.host.commands import run
 from e2e.providers.base import ProviderError
+from e2e.providers.kind import nodes
 from e2e.wait import eventually
 
 log = logging.getLogger("e2e.kind.network")
 
 CNI_NETWORK = "ugate-kind"
 CNI_CONFIG = f"/etc/cni/net.d/10-{CNI_NETWORK}.conflist"
-ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
 
 
 @dataclass(frozen=True)
@@ -77,63 +74,21 @@ def _exec(docker: DockerClient, node: str, *argv: str, stdin: str | None = None)
     return done.stdout
 
 
-def _nodes_json(docker: DockerClient, control_plane: str) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        docker.command(
-            "exec",
-            control_plane,
-            "kubectl",
-            f"--kubeconfig={ADMIN_KUBECONFIG}",
-            "get",
-            "nodes",
-            "-o",
-            "json",
-        ),
-        env=docker.full_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        return []
-    items: list[dict[str, Any]] = json.loads(done.stdout).get("items", [])
-    return items
-
-
-def container_ip(docker: DockerClient, node: str) -> str | None:
-    """The node container's address on kind's network, as Docker has it now.
-
-    Not the Node's InternalIP: after a restart the kubelet reports its new address only
-    once it runs, and a route via the old one leads to another node."""
-    done = subprocess.run(
-        docker.command("inspect", "--format", "{{json .NetworkSettings.Networks}}", node),
-        env=docker.full_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        return None
-    networks: dict[str, Any] = json.loads(done.stdout or "{}") or {}
-    # kind's network, unless kind was told to use another (as kind reads it).
-    name = os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
-    ip = (networks.get(name) or {}).get("IPAddress")
-    return str(ip) if ip else None
-
-
 def node_networks(
-    docker: DockerClient, control_plane: str, count: int, timeout: float = 120
+    docker: DockerClient, cluster: str, count: int, timeout: float = 120
 ) -> list[NodeNet]:
     """Every node's address and podCIDR, once all `count` nodes have one."""
     found: list[NodeNet] = []
+    control_plane = f"{cluster}-control-plane"
 
     def all_assigned() -> bool:
         nonlocal found
+        held = nodes.containers(docker, cluster)
         nets = []
-        for item in _nodes_json(docker, control_plane):
+        for item in nodes.api_nodes(docker, control_plane):
             name = item["metadata"]["name"]
             cidr = item.get("spec", {}).get("podCIDR")
-            ip = container_ip(docker, name) if cidr else None
+            ip = held[name].ip if name in held else None
             if ip and cidr:
                 nets.append(NodeNet(name, ip, cidr))
         found = nets
