@@ -566,12 +566,9 @@ class KindProvider:
                 failed = sysctls.restore_sysctls(ledger.sysctls)
                 if failed:
                     log.warning("sysctls not restored: %s", failed)
-                for absent in ledger.absent_paths:  # files first, then their directories
-                    path = Path(absent)
-                    if path.is_file():
-                        path.unlink()
-                    elif path.is_dir() and not any(path.iterdir()):
-                        path.rmdir()
+                kept = ledger.remove_absent_paths()
+                if kept:
+                    log.warning("not removed, they hold files now: %s", kept)
             shutil.rmtree(s.run_dir, ignore_errors=True)
         left = leftovers(s, ledger)
         if left:

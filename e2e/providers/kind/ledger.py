@@ -9,6 +9,7 @@ sets vm.* and kernel.* values, which are not namespaced), our processes, mounts 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,7 +22,8 @@ from e2e.providers.kind.settings import CGROUP_PARENT, KindSettings
 
 # Host paths Docker or kind create when they are missing (kind bind-mounts /lib/modules;
 # dockerd 20.10 writes a trust key); any that did not exist before the first `up` is removed
-# by `down` (a directory only if empty).
+# by `down` (a directory only if it holds nothing but empty directories: dockerd makes
+# /run/docker/plugins, its plugin sockets' directory, whatever its --exec-root).
 HOST_PATHS = ("/etc/docker/key.json", "/lib/modules", "/etc/docker", "/run/docker")
 
 
@@ -44,6 +46,22 @@ class KindLedger:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    def remove_absent_paths(self) -> list[str]:
+        """Remove what of the paths absent before is there now: files, and directories that
+        hold only empty directories. What else they hold is left, and returned."""
+        kept = []
+        for absent in self.absent_paths:  # files first, then their directories
+            path = Path(absent)
+            if path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                for below, _dirs, _files in os.walk(path, topdown=False):  # the deepest first
+                    with contextlib.suppress(OSError):  # not empty: kept, and reported
+                        Path(below).rmdir()
+            if path.exists():
+                kept.append(absent)
+        return kept
 
     @classmethod
     def load(cls, path: Path) -> KindLedger | None:
