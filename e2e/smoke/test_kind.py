@@ -27,7 +27,7 @@ from e2e.builds.images import normalize
 from e2e.host import iptables, mounts, sysctls
 from e2e.host.processes import proc_start_time
 from e2e.providers.base import ClusterProvider
-from e2e.providers.kind import KindProvider, dockerd
+from e2e.providers.kind import KindProvider, dockerd, nodes
 from e2e.providers.kind.ledger import (
     DOCKER_CHAIN_PREFIX,
     KindLedger,
@@ -113,8 +113,8 @@ def base_loaded(kind: KindProvider) -> str:
 
 
 def node_names(kind: KindProvider) -> list[str]:
-    nodes = json.loads(kubectl(kind, "get", "nodes", "-o", "json"))["items"]
-    return sorted(n["metadata"]["name"] for n in nodes)
+    items = json.loads(kubectl(kind, "get", "nodes", "-o", "json"))["items"]
+    return sorted(n["metadata"]["name"] for n in items)
 
 
 @pytest.fixture
@@ -179,25 +179,16 @@ def test_a_reused_cluster_whose_nodes_stopped_comes_back_routed(
 
 def started_at(kind: KindProvider) -> dict[str, tuple[str, str]]:
     """Each node's container and when it last started, as our dockerd has it."""
-    docker = kind._ensure_docker()
-    done = subprocess.run(
-        docker.command(
-            "inspect", "--format", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *node_names(kind)
-        ),
-        env=docker.full_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    fields = [line.lstrip("/").split() for line in done.stdout.splitlines()]
-    return {name: (container, started) for name, container, started in fields}
+    held = nodes.containers(kind._ensure_docker(), kind.cluster_name)
+    assert sorted(held) == node_names(kind)
+    return {name: (c.id, c.started_at) for name, c in held.items()}
 
 
 def assert_pods_reach_each_other(kind: KindProvider, image: str, scratch_ns: str) -> None:
-    nodes = node_names(kind)
-    assert len(nodes) == kind.nodes
+    names = node_names(kind)
+    assert len(names) == kind.nodes
     # One server per node (on a single node, two on it), each asked from the first one.
-    placed = nodes if len(nodes) > 1 else nodes * 2
+    placed = names if len(names) > 1 else names * 2
     pods = [server_pod(f"p{i}", node, image) for i, node in enumerate(placed)]
     manifest = {"apiVersion": "v1", "kind": "List", "items": pods}
     kubectl(kind, "-n", scratch_ns, "apply", "-f", "-", stdin=json.dumps(manifest))
@@ -209,7 +200,7 @@ def assert_pods_reach_each_other(kind: KindProvider, image: str, scratch_ns: str
         p["metadata"]["name"]: (p["status"]["podIP"], p["spec"]["nodeName"])
         for p in json.loads(kubectl(kind, "-n", scratch_ns, "get", "pods", "-o", "json"))["items"]
     }
-    assert len({node for _ip, node in ips.values()}) == min(len(nodes), len(placed))
+    assert len({node for _ip, node in ips.values()}) == min(len(names), len(placed))
     fetch = (
         "import sys, urllib.request\n"
         "for url in sys.argv[1:]:\n"

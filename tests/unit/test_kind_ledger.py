@@ -26,12 +26,27 @@ def test_paths_absent_before_are_removed_with_the_empty_directories_under_them(
     assert (tmp_path / "run").is_dir(), "what was there before stays"
 
 
-def test_a_directory_that_holds_files_now_is_kept_and_named(tmp_path: Path) -> None:
+def test_a_directory_that_holds_a_file_now_is_kept_whole_and_named(tmp_path: Path) -> None:
+    # A kernel package may have made /lib/modules/<version> since: not ours, not even its
+    # empty directories.
     modules = tmp_path / "lib" / "modules"
-    (modules / "empty").mkdir(parents=True)
-    (modules / "6.1.0").mkdir()
+    (modules / "6.1.0" / "updates").mkdir(parents=True)
     (modules / "6.1.0" / "modules.dep").write_text("")
     ledger = KindLedger(absent_paths=[str(modules)])
     assert ledger.remove_absent_paths() == [str(modules)]
     assert (modules / "6.1.0" / "modules.dep").is_file()
-    assert not (modules / "empty").exists()
+    assert (modules / "6.1.0" / "updates").is_dir()
+
+
+def test_links_are_neither_followed_nor_removed(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "empty").mkdir(parents=True)
+    run_docker = tmp_path / "run-docker"
+    run_docker.symlink_to(elsewhere)
+    etc_docker = tmp_path / "etc-docker"
+    (etc_docker / "sub").mkdir(parents=True)
+    (etc_docker / "sub" / "link").symlink_to(elsewhere)
+    ledger = KindLedger(absent_paths=[str(run_docker), str(etc_docker)])
+    assert ledger.remove_absent_paths() == [str(run_docker), str(etc_docker)]
+    assert (elsewhere / "empty").is_dir(), "the link's target untouched"
+    assert (etc_docker / "sub").is_dir()

@@ -402,38 +402,48 @@ class KindProvider:
     def _reusable(self, progress: Progress, timeout: float = 180) -> str | None:
         """None once the cluster found can be reused, else why it cannot (it is then deleted).
 
-        Node containers that a stop left exited (a host reboot, a daemon stopped and started
-        again without them) are started; a control plane that restarted is given `timeout`
-        to answer with every node Ready, as a cluster never needed deleting for being slow."""
+        What `nodes.assess` says of it is done and looked at again: exited node containers
+        are started (once), paused ones unpaused, and a control plane that restarted is given
+        `timeout` until every kubelet has reported Ready since its container started; a
+        cluster is never deleted for being slow to come back."""
         docker = self._ensure_docker(progress)
-        held = nodes.containers(docker, self.cluster_name)
-        if len(held) != self.nodes:
-            return f"a partial cluster: {len(held)} of {self.nodes} node containers"
-        stopped = sorted(n for n, c in held.items() if c.state in ("exited", "created"))
-        if stopped:
-            with progress.phase("start nodes", ", ".join(stopped) + " had stopped"):
-                nodes.start(docker, stopped)
-        states = {n: c.state for n, c in nodes.containers(docker, self.cluster_name).items()}
-        if any(state != "running" for state in states.values()):
-            return f"node containers not running: {states}"
-        seen: list[dict[str, Any]] = []
+        control_plane = f"{self.cluster_name}-control-plane"
+        last = nodes.Assessment("wait")
+        started: set[str] = set()
 
-        def all_ready() -> bool:
-            seen[:] = self._api_nodes()
-            return len(seen) == self.nodes and len(nodes.ready(seen)) == self.nodes
+        def look() -> bool:
+            nonlocal last
+            held = nodes.containers(docker, self.cluster_name)
+            plane = held.get(control_plane)
+            answer = (
+                nodes.api_nodes(docker, control_plane)
+                if plane is not None and plane.state == "running"
+                else nodes.ApiAnswer(error="the control-plane node is not running")
+            )
+            last = nodes.assess(held, answer, self.nodes)
+            again = started.intersection(last.names) if last.action == "start" else set()
+            if again:
+                last = nodes.Assessment("delete", f"node containers exited again: {sorted(again)}")
+            elif last.action in ("start", "unpause"):
+                progress.line(f"{last.action} nodes {', '.join(last.names)} ({last.why})")
+                try:
+                    (nodes.start if last.action == "start" else nodes.unpause)(docker, last.names)
+                except ProviderError as exc:
+                    last = nodes.Assessment("delete", f"could not {last.action} them: {exc}")
+                    return True
+                started.update(last.names if last.action == "start" else ())
+                return False
+            return last.action in ("reuse", "delete")
 
-        if all_ready():
-            return None
-        with progress.phase("nodes back", f"the API server and {self.nodes} Ready node(s)"):
+        if look():
+            return None if last.action == "reuse" else last.why
+        with progress.phase("nodes back", f"{self.nodes} node(s) Ready since they started") as note:
             try:
-                eventually(all_ready, timeout=timeout, interval=1, what="every node Ready")
+                eventually(look, timeout=timeout, interval=1, what="the nodes back")
             except AssertionError:
-                answered = "no answer" if not seen else f"Ready: {nodes.ready(seen)}"
-                return f"an unhealthy cluster: {answered} from its API server in {timeout:.0f}s"
-        return None
-
-    def _api_nodes(self) -> list[dict[str, Any]]:
-        return nodes.api_nodes(self._ensure_docker(), f"{self.cluster_name}-control-plane")
+                note.detail = f"gave up: {last.why}"
+                return f"not back in {timeout:.0f}s: {last.why}"
+        return None if last.action == "reuse" else last.why
 
     # --- the API server relay ---------------------------------------------------------------
     @property
@@ -515,7 +525,11 @@ class KindProvider:
             self.exists()
         )
         report["cluster"] = self.cluster_name if exists else "(none)"
-        healthy = exists and len(nodes.ready(self._api_nodes())) == self.nodes
+        healthy = False
+        if exists and self._docker is not None:  # exists() found the daemon answering
+            answer = nodes.api_nodes(self._docker, f"{self.cluster_name}-control-plane")
+            ready = nodes.ready(answer.items)
+            healthy = len(answer.items) == self.nodes and len(ready) == self.nodes
         report["node"] = f"Ready ({self.nodes} node(s))" if healthy else "not Ready"
         report["kubeconfig"] = str(self.kubeconfig) if self.kubeconfig.exists() else "(none)"
         return report

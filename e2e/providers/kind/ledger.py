@@ -22,7 +22,7 @@ from e2e.providers.kind.settings import CGROUP_PARENT, KindSettings
 
 # Host paths Docker or kind create when they are missing (kind bind-mounts /lib/modules;
 # dockerd 20.10 writes a trust key); any that did not exist before the first `up` is removed
-# by `down` (a directory only if it holds nothing but empty directories: dockerd makes
+# by `down` (a directory only if all it holds is empty directories: dockerd makes
 # /run/docker/plugins, its plugin sockets' directory, whatever its --exec-root).
 HOST_PATHS = ("/etc/docker/key.json", "/lib/modules", "/etc/docker", "/run/docker")
 
@@ -48,18 +48,20 @@ class KindLedger:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     def remove_absent_paths(self) -> list[str]:
-        """Remove what of the paths absent before is there now: files, and directories that
-        hold only empty directories. What else they hold is left, and returned."""
+        """Remove what of the paths absent before is there now: a file, or a directory whose
+        whole tree is empty directories (all of it or nothing: a tree that holds a file, a
+        socket or a link now is someone's and stays, as does a directory that is a link).
+        Returns the paths left."""
         kept = []
         for absent in self.absent_paths:  # files first, then their directories
             path = Path(absent)
-            if path.is_file():
+            if path.is_file() and not path.is_symlink():
                 path.unlink()
-            elif path.is_dir():
+            elif path.is_dir() and not path.is_symlink() and _only_directories(path):
                 for below, _dirs, _files in os.walk(path, topdown=False):  # the deepest first
-                    with contextlib.suppress(OSError):  # not empty: kept, and reported
+                    with contextlib.suppress(OSError):  # made meanwhile: kept, and reported
                         Path(below).rmdir()
-            if path.exists():
+            if path.exists() or path.is_symlink():
                 kept.append(absent)
         return kept
 
@@ -74,6 +76,14 @@ class KindLedger:
 # What our dockerd and kind's nodes would add to a network namespace: if any showed up on the
 # host, the namespace leaked. (Other chains and veths may be the local provider's.)
 DOCKER_CHAIN_PREFIX = "DOCKER"
+
+
+def _only_directories(top: Path) -> bool:
+    """Whether everything under `top` is a directory (links are not followed)."""
+    for below, dirs, files in os.walk(top):
+        if files or any((Path(below) / d).is_symlink() for d in dirs):
+            return False
+    return True
 
 
 def interfaces() -> list[str]:

@@ -83,9 +83,12 @@ def node_networks(
 
     def all_assigned() -> bool:
         nonlocal found
-        held = nodes.containers(docker, cluster)
+        try:
+            held = nodes.containers(docker, cluster)
+        except ProviderError:  # the daemon slow to say: not yet
+            return False
         nets = []
-        for item in nodes.api_nodes(docker, control_plane):
+        for item in nodes.api_nodes(docker, control_plane).items:
             name = item["metadata"]["name"]
             cidr = item.get("spec", {}).get("podCIDR")
             ip = held[name].ip if name in held else None

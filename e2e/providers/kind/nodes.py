@@ -3,9 +3,11 @@ them (state, address on kind's network, when each last started), and their Node 
 API server inside the control-plane node has them (asked there, with the node's own kubectl,
 so no relay or kubeconfig on the host is needed).
 
-`up` decides from both whether a cluster it finds can be reused: a node container that
-stopped (a host reboot, a daemon stopped and started without them) is started again, and a
-control plane that restarted is given time to answer, before anything is deleted.
+`up` decides from both whether a cluster it finds can be reused (`assess`, a pure function of
+the two): a node container that stopped (a host shut down, a daemon stopped and started again
+without them) is started, a paused one unpaused, and a control plane that restarted is waited
+for until each node's kubelet has reported since its container started. Only a cluster that
+cannot come back (a node container missing, never started, dead) is deleted.
 """
 
 from __future__ import annotations
@@ -13,22 +15,45 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from e2e.builds.docker import DockerClient
-from e2e.host.commands import run
+from e2e.providers.base import ProviderError
 
 CLUSTER_LABEL = "io.x-k8s.kind.cluster"
 ADMIN_KUBECONFIG = "/etc/kubernetes/admin.conf"
+DOCKER_TIMEOUT = 30.0
+API_TIMEOUT = 20.0
 
 
 @dataclass(frozen=True)
 class NodeContainer:
     name: str
-    state: str  # Docker's: running, exited, created, paused, restarting, dead
+    id: str
+    # Docker's: created, running, paused, restarting, removing, exited, dead.
+    state: str
     ip: str | None  # on kind's network, as Docker has it now
-    started_at: str
+    started_at: str  # RFC 3339, UTC
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    """The Node objects the API server returned, or why there are none (not up yet, its
+    authorizer not synced: Forbidden, no such container, a timeout)."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """What `up` does with a cluster it found: reuse it, wait, act on some node containers
+    (start, unpause) and look again, or delete it, and why."""
+
+    action: str  # "reuse", "wait", "start", "unpause", "delete"
+    why: str = ""
+    names: tuple[str, ...] = ()
 
 
 def _network_name() -> str:
@@ -36,74 +61,138 @@ def _network_name() -> str:
     return os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
 
 
+def _docker(docker: DockerClient, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            docker.command(*args),
+            env=docker.full_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=DOCKER_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise ProviderError(f"docker {args[0]}: no answer in {DOCKER_TIMEOUT:.0f}s") from None
+    if done.returncode != 0:
+        raise ProviderError(f"docker {' '.join(args[:2])}: {done.stderr.strip()[-300:]}")
+    return done.stdout
+
+
 def containers(docker: DockerClient, cluster: str) -> dict[str, NodeContainer]:
-    """The cluster's node containers by name, with one `docker inspect` for all of them."""
-    env = docker.full_env()
-    listed = subprocess.run(
-        docker.command("ps", "-aq", "--filter", f"label={CLUSTER_LABEL}={cluster}"),
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    ids = listed.stdout.split() if listed.returncode == 0 else []
+    """The cluster's node containers by name, with one `docker inspect` for all of them.
+
+    Raises ProviderError when the daemon does not say: never an empty answer for that."""
+    ids = _docker(docker, "ps", "-aq", "--filter", f"label={CLUSTER_LABEL}={cluster}").split()
     if not ids:
         return {}
-    inspected = subprocess.run(
-        docker.command("inspect", *ids), env=env, capture_output=True, text=True, check=False
-    )
-    if inspected.returncode != 0:
-        # A container removed between the two calls: ask again next time.
-        return {}
+    try:
+        inspected = json.loads(_docker(docker, "inspect", *ids))
+    except ProviderError:
+        # A container removed between the two calls: ask once more.
+        ids = _docker(docker, "ps", "-aq", "--filter", f"label={CLUSTER_LABEL}={cluster}").split()
+        inspected = json.loads(_docker(docker, "inspect", *ids)) if ids else []
     found: dict[str, NodeContainer] = {}
-    for item in json.loads(inspected.stdout):
+    for item in inspected:
         name = str(item["Name"]).lstrip("/")
         networks: dict[str, Any] = item.get("NetworkSettings", {}).get("Networks") or {}
         ip = (networks.get(_network_name()) or {}).get("IPAddress") or None
         state = item.get("State", {})
-        found[name] = NodeContainer(name, str(state.get("Status")), ip, str(state.get("StartedAt")))
+        found[name] = NodeContainer(
+            name, str(item["Id"]), str(state.get("Status")), ip, str(state.get("StartedAt"))
+        )
     return found
 
 
-def start(docker: DockerClient, names: list[str]) -> None:
+def start(docker: DockerClient, names: tuple[str, ...]) -> None:
     """`docker start` the node containers named (those a stop left exited)."""
-    run(docker.command("start", *names), env=docker.full_env())
+    _docker(docker, "start", *names)
 
 
-def api_nodes(docker: DockerClient, control_plane: str) -> list[dict[str, Any]]:
-    """The Node objects, as the API server answers the control-plane node's own kubectl; none
-    while it does not answer (not up yet, or restarting)."""
-    done = subprocess.run(
-        docker.command(
-            "exec",
-            control_plane,
-            "kubectl",
-            f"--kubeconfig={ADMIN_KUBECONFIG}",
-            "--request-timeout=10s",
-            "get",
-            "nodes",
-            "-o",
-            "json",
-        ),
-        env=docker.full_env(),
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
+def unpause(docker: DockerClient, names: tuple[str, ...]) -> None:
+    _docker(docker, "unpause", *names)
+
+
+def api_nodes(docker: DockerClient, control_plane: str) -> ApiAnswer:
+    """The Node objects, as the API server answers the control-plane node's own kubectl."""
+    argv = docker.command(
+        "exec",
+        control_plane,
+        "kubectl",
+        f"--kubeconfig={ADMIN_KUBECONFIG}",
+        "--request-timeout=10s",
+        "get",
+        "nodes",
+        "-o",
+        "json",
     )
-    if done.returncode != 0:
-        return []
-    items: list[dict[str, Any]] = json.loads(done.stdout).get("items", [])
-    return items
-
-
-def ready(items: list[dict[str, Any]]) -> list[str]:
-    """The names of the Nodes whose Ready condition is True."""
-    return [
-        n["metadata"]["name"]
-        for n in items
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in n.get("status", {}).get("conditions", [])
+    try:
+        done = subprocess.run(
+            argv,
+            env=docker.full_env(),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=API_TIMEOUT,
         )
-    ]
+    except subprocess.TimeoutExpired:
+        return ApiAnswer(error=f"no answer in {API_TIMEOUT:.0f}s")
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return ApiAnswer(error=lines[-1][:200] if lines else f"exit status {done.returncode}")
+    try:
+        items: list[dict[str, Any]] = json.loads(done.stdout).get("items", [])
+    except ValueError:
+        return ApiAnswer(error="not JSON: " + done.stdout[:100])
+    return ApiAnswer(items)
+
+
+def ready(items: list[dict[str, Any]], since: dict[str, str] | None = None) -> list[str]:
+    """The names of the Nodes whose Ready condition is True; with `since` (node name to a
+    container's start, RFC 3339 UTC), only those whose kubelet said so after that start: the
+    API server serves the Ready from before a restart until the controller times it out."""
+    names = []
+    for node in items:
+        name = node["metadata"]["name"]
+        for condition in node.get("status", {}).get("conditions", []):
+            if condition["type"] != "Ready" or condition["status"] != "True":
+                continue
+            heartbeat = str(condition.get("lastHeartbeatTime") or "")
+            # Both are UTC from the same kernel's clock; seconds compare as text.
+            if since is None or heartbeat[:19] >= since.get(name, "")[:19]:
+                names.append(name)
+    return names
+
+
+def assess(held: dict[str, NodeContainer], answer: ApiAnswer, count: int) -> Assessment:
+    """What to do with a cluster whose node containers are `held` and whose API server gave
+    `answer`, `count` nodes asked for."""
+    if len(held) > count:
+        raise ProviderError(
+            f"the cluster has {len(held)} node containers, not the {count} asked for: ask for "
+            "the same (--kind-nodes) or take it down first"
+        )
+    if len(held) < count:
+        return Assessment("delete", f"a partial cluster: {len(held)} of {count} node containers")
+    by_state: dict[str, list[str]] = {}
+    for name, node in sorted(held.items()):
+        by_state.setdefault(node.state, []).append(name)
+    if by_state.get("created"):
+        # Never started: a `kind create` that was interrupted.
+        return Assessment("delete", f"node containers never started: {by_state['created']}")
+    gone = by_state.get("dead", []) + by_state.get("removing", [])
+    if gone:
+        return Assessment("delete", f"node containers dead or being removed: {gone}")
+    if by_state.get("exited"):
+        return Assessment("start", "stopped", tuple(by_state["exited"]))
+    if by_state.get("paused"):
+        return Assessment("unpause", "paused", tuple(by_state["paused"]))
+    if by_state.get("restarting"):
+        return Assessment("wait", f"restarting: {by_state['restarting']}")
+    since = {name: node.started_at for name, node in held.items()}
+    fresh = ready(answer.items, since)
+    if len(answer.items) == count and len(fresh) == count:
+        return Assessment("reuse")
+    if not answer.items:
+        return Assessment("wait", f"the API server: {answer.error or 'no nodes'}")
+    waiting = sorted(set(held) - set(fresh))
+    return Assessment("wait", f"not Ready since their start: {waiting}")
