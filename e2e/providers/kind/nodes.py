@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass, field
+from subprocess import CompletedProcess
 from typing import Any
 
 from e2e.builds.docker import DockerClient
@@ -61,18 +62,25 @@ def _network_name() -> str:
     return os.environ.get("KIND_EXPERIMENTAL_DOCKER_NETWORK") or "kind"
 
 
-def _docker(docker: DockerClient, *args: str) -> str:
+def _run(docker: DockerClient, args: list[str], timeout: float) -> CompletedProcess[str] | None:
+    """A docker command's outcome, or None if it gave none within `timeout`."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             docker.command(*args),
             env=docker.full_env(),
             capture_output=True,
             text=True,
             check=False,
-            timeout=DOCKER_TIMEOUT,
+            timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        raise ProviderError(f"docker {args[0]}: no answer in {DOCKER_TIMEOUT:.0f}s") from None
+        return None
+
+
+def _docker(docker: DockerClient, *args: str) -> str:
+    done = _run(docker, list(args), DOCKER_TIMEOUT)
+    if done is None:
+        raise ProviderError(f"docker {args[0]}: no answer in {DOCKER_TIMEOUT:.0f}s")
     if done.returncode != 0:
         raise ProviderError(f"docker {' '.join(args[:2])}: {done.stderr.strip()[-300:]}")
     return done.stdout
@@ -114,27 +122,9 @@ def unpause(docker: DockerClient, names: tuple[str, ...]) -> None:
 
 def api_nodes(docker: DockerClient, control_plane: str) -> ApiAnswer:
     """The Node objects, as the API server answers the control-plane node's own kubectl."""
-    argv = docker.command(
-        "exec",
-        control_plane,
-        "kubectl",
-        f"--kubeconfig={ADMIN_KUBECONFIG}",
-        "--request-timeout=10s",
-        "get",
-        "nodes",
-        "-o",
-        "json",
-    )
-    try:
-        done = subprocess.run(
-            argv,
-            env=docker.full_env(),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=API_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired:
+    argv = ["exec", control_plane, "kubectl", f"--kubeconfig={ADMIN_KUBECONFIG}"]
+    done = _run(docker, [*argv, "--request-timeout=10s", "get", "nodes", "-o", "json"], API_TIMEOUT)
+    if done is None:
         return ApiAnswer(error=f"no answer in {API_TIMEOUT:.0f}s")
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
