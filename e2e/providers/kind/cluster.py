@@ -407,7 +407,7 @@ class KindProvider:
         `timeout` until every kubelet has reported Ready since its container started; a
         cluster is never deleted for being slow to come back."""
         docker = self._ensure_docker(progress)
-        control_plane = f"{self.cluster_name}-control-plane"
+        control_plane = nodes.control_plane(self.cluster_name)
         last = nodes.Assessment("wait")
         started: set[str] = set()
 
@@ -416,33 +416,37 @@ class KindProvider:
             held = nodes.containers(docker, self.cluster_name)
             plane = held.get(control_plane)
             answer = (
-                nodes.api_nodes(docker, control_plane)
+                nodes.api_nodes(docker, self.cluster_name)
                 if plane is not None and plane.state == "running"
                 else nodes.ApiAnswer(error="the control-plane node is not running")
             )
             last = nodes.assess(held, answer, self.nodes)
+            if last.action not in ("start", "unpause"):
+                return last.action in ("reuse", "delete")
             again = started.intersection(last.names) if last.action == "start" else set()
             if again:
                 last = nodes.Assessment("delete", f"node containers exited again: {sorted(again)}")
-            elif last.action in ("start", "unpause"):
-                progress.line(f"{last.action} nodes {', '.join(last.names)} ({last.why})")
-                try:
-                    (nodes.start if last.action == "start" else nodes.unpause)(docker, last.names)
-                except ProviderError as exc:
-                    last = nodes.Assessment("delete", f"could not {last.action} them: {exc}")
-                    return True
-                started.update(last.names if last.action == "start" else ())
-                return False
-            return last.action in ("reuse", "delete")
-
-        if look():
-            return None if last.action == "reuse" else last.why
-        with progress.phase("nodes back", f"{self.nodes} node(s) Ready since they started") as note:
+                return True
+            progress.line(f"{last.action} nodes {', '.join(last.names)} ({last.why})")
             try:
-                eventually(look, timeout=timeout, interval=1, what="the nodes back")
-            except AssertionError:
-                note.detail = f"gave up: {last.why}"
-                return f"not back in {timeout:.0f}s: {last.why}"
+                if last.action == "start":
+                    nodes.start(docker, last.names)
+                    started.update(last.names)
+                else:
+                    nodes.unpause(docker, last.names)
+            except ProviderError as exc:
+                last = nodes.Assessment("delete", f"could not {last.action} them: {exc}")
+                return True
+            return False
+
+        if not look():
+            phase = f"{self.nodes} node(s) Ready since they started"
+            with progress.phase("nodes back", phase) as note:
+                try:
+                    eventually(look, timeout=timeout, interval=1, what="the nodes back")
+                except AssertionError:
+                    note.detail = f"gave up: {last.why}"
+                    return f"not back in {timeout:.0f}s: {last.why}"
         return None if last.action == "reuse" else last.why
 
     # --- the API server relay ---------------------------------------------------------------
@@ -527,7 +531,7 @@ class KindProvider:
         report["cluster"] = self.cluster_name if exists else "(none)"
         healthy = False
         if exists and self._docker is not None:  # exists() found the daemon answering
-            answer = nodes.api_nodes(self._docker, f"{self.cluster_name}-control-plane")
+            answer = nodes.api_nodes(self._docker, self.cluster_name)
             ready = nodes.ready(answer.items)
             healthy = len(answer.items) == self.nodes and len(ready) == self.nodes
         report["node"] = f"Ready ({self.nodes} node(s))" if healthy else "not Ready"
@@ -582,7 +586,7 @@ class KindProvider:
                     log.warning("sysctls not restored: %s", failed)
                 kept = ledger.remove_absent_paths()
                 if kept:
-                    log.warning("not removed, they hold files now: %s", kept)
+                    log.warning("not removed, they hold more than empty directories now: %s", kept)
             shutil.rmtree(s.run_dir, ignore_errors=True)
         left = leftovers(s, ledger)
         if left:

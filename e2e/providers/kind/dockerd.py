@@ -26,6 +26,7 @@ from e2e.host.commands import run
 from e2e.host.dockerd import DOCKERD, socket_client, start_dockerd
 from e2e.host.processes import ProcessTable
 from e2e.providers.base import ProviderError
+from e2e.providers.kind import nodes
 from e2e.providers.kind.settings import CGROUP_PARENT, KindSettings
 
 log = logging.getLogger("e2e.kind.dockerd")
@@ -169,9 +170,9 @@ def kind_clusters(docker: DockerClient) -> set[str]:
             "ps",
             "-a",
             "--filter",
-            "label=io.x-k8s.kind.cluster",
+            f"label={nodes.CLUSTER_LABEL}",
             "--format",
-            '{{.Label "io.x-k8s.kind.cluster"}}',
+            f'{{{{.Label "{nodes.CLUSTER_LABEL}"}}}}',
         ),
         env=docker.full_env(),
         capture_output=True,

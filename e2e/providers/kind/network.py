@@ -79,7 +79,6 @@ def node_networks(
 ) -> list[NodeNet]:
     """Every node's address and podCIDR, once all `count` nodes have one."""
     found: list[NodeNet] = []
-    control_plane = f"{cluster}-control-plane"
 
     def all_assigned() -> bool:
         nonlocal found
@@ -88,7 +87,7 @@ def node_networks(
         except ProviderError:  # the daemon slow to say: not yet
             return False
         nets = []
-        for item in nodes.api_nodes(docker, control_plane).items:
+        for item in nodes.api_nodes(docker, cluster).items:
             name = item["metadata"]["name"]
             cidr = item.get("spec", {}).get("podCIDR")
             ip = held[name].ip if name in held else None

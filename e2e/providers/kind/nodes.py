@@ -34,7 +34,9 @@ class NodeContainer:
     id: str
     # Docker's: created, running, paused, restarting, removing, exited, dead.
     state: str
-    ip: str | None  # on kind's network, as Docker has it now
+    # On kind's network, as Docker has it now; not the Node's InternalIP, which after a
+    # restart is the old address until the kubelet runs (a route via it leads to another node).
+    ip: str | None
     started_at: str  # RFC 3339, UTC
 
 
@@ -55,6 +57,11 @@ class Assessment:
     action: str  # "reuse", "wait", "start", "unpause", "delete"
     why: str = ""
     names: tuple[str, ...] = ()
+
+
+def control_plane(cluster: str) -> str:
+    """The control-plane node's name (and its container's), as kind names it."""
+    return f"{cluster}-control-plane"
 
 
 def _network_name() -> str:
@@ -90,14 +97,18 @@ def containers(docker: DockerClient, cluster: str) -> dict[str, NodeContainer]:
     """The cluster's node containers by name, with one `docker inspect` for all of them.
 
     Raises ProviderError when the daemon does not say: never an empty answer for that."""
-    ids = _docker(docker, "ps", "-aq", "--filter", f"label={CLUSTER_LABEL}={cluster}").split()
+
+    def listed() -> list[str]:
+        return _docker(docker, "ps", "-aq", "--filter", f"label={CLUSTER_LABEL}={cluster}").split()
+
+    ids = listed()
     if not ids:
         return {}
     try:
         inspected = json.loads(_docker(docker, "inspect", *ids))
     except ProviderError:
         # A container removed between the two calls: ask once more.
-        ids = _docker(docker, "ps", "-aq", "--filter", f"label={CLUSTER_LABEL}={cluster}").split()
+        ids = listed()
         inspected = json.loads(_docker(docker, "inspect", *ids)) if ids else []
     found: dict[str, NodeContainer] = {}
     for item in inspected:
@@ -120,9 +131,9 @@ def unpause(docker: DockerClient, names: tuple[str, ...]) -> None:
     _docker(docker, "unpause", *names)
 
 
-def api_nodes(docker: DockerClient, control_plane: str) -> ApiAnswer:
+def api_nodes(docker: DockerClient, cluster: str) -> ApiAnswer:
     """The Node objects, as the API server answers the control-plane node's own kubectl."""
-    argv = ["exec", control_plane, "kubectl", f"--kubeconfig={ADMIN_KUBECONFIG}"]
+    argv = ["exec", control_plane(cluster), "kubectl", f"--kubeconfig={ADMIN_KUBECONFIG}"]
     done = _run(docker, [*argv, "--request-timeout=10s", "get", "nodes", "-o", "json"], API_TIMEOUT)
     if done is None:
         return ApiAnswer(error=f"no answer in {API_TIMEOUT:.0f}s")
