@@ -21,6 +21,7 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from e2e.timeline import Timeline
@@ -29,6 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 # GitHub keeps at most 1 MiB of summary per step: long messages are cut.
 MESSAGE_CHARS = 4000
 ICONS = {"passed": "✅", "failed": "❌", "error": "💥", "skipped": "⏭️"}
+# Mermaid reads a gantt chart's dates, and labels its axis, in the viewer's time zone. An
+# instant (dateFormat x) read in India (UTC+5:30) labels the chart's start 30:00; a clock time
+# is read and labelled in the same zone, so it reads the same in every zone. The charts'
+# times are clock times from midnight of a day on which no zone moves its clocks.
+CHART_MIDNIGHT = datetime(2000, 1, 1)
+CHART_DATE_FORMAT = "YYYY-MM-DD HH:mm:ss.SSS"  # dayjs's tokens for what _clock_time writes
 
 
 @dataclass
@@ -240,7 +247,7 @@ def _svg_title(svg: Path) -> str:
 
 
 def gantt(timeline: Timeline) -> str:
-    """The timeline as a Mermaid Gantt chart: milliseconds since the recording began."""
+    """The timeline as a Mermaid Gantt chart, in minutes and seconds since the recording began."""
     t0 = timeline.started
     ends = [t for _, t in timeline.marks]
     for pod in timeline.pods.values():
@@ -258,7 +265,7 @@ def gantt(timeline: Timeline) -> str:
     tick = "5second" if span <= 60 else "15second" if span <= 180 else "1minute"
     lines = [
         "gantt",
-        "    dateFormat x",
+        f"    dateFormat {CHART_DATE_FORMAT}",
         "    axisFormat %M:%S",
         f"    tickInterval {tick}",
         "    todayMarker off",
@@ -268,7 +275,8 @@ def gantt(timeline: Timeline) -> str:
         begin, finish = ms(start), ms(end)
         finish = max(finish, begin + 100)  # a bar too short to see is still drawn
         prefix = f"{tag}, " if tag else ""
-        lines.append(f"    {_task_name(name)} :{prefix}{begin}, {finish}")
+        when = f"{_clock_time(begin)}, {_clock_time(finish)}"
+        lines.append(f"    {_task_name(name)} :{prefix}{when}")
 
     started = [(n, t) for n, t in timeline.marks if n.startswith("helm ") and n.endswith("started")]
     ended = [t for n, t in timeline.marks if n.startswith("helm ") and n.endswith("ended")]
@@ -315,6 +323,11 @@ def gantt(timeline: Timeline) -> str:
         for name, moment in others:
             task(name, moment, moment, "milestone")
     return "\n".join(lines)
+
+
+def _clock_time(ms: int) -> str:
+    """*ms* milliseconds after the chart's midnight, as ``CHART_DATE_FORMAT`` writes it."""
+    return (CHART_MIDNIGHT + timedelta(milliseconds=ms)).isoformat(" ", "milliseconds")
 
 
 def moments(timeline: Timeline) -> list[tuple[str, float]]:

@@ -13,7 +13,9 @@ import re
 import subprocess
 import sys
 import textwrap
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -30,6 +32,17 @@ def summary(*args: str | Path) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def _bars(chart: str) -> list[tuple[str, str, str]]:
+    """Each task of a Mermaid gantt chart: its name, start and end as the chart wrote them."""
+    bars = []
+    for line in chart.splitlines():
+        if " :" in line:
+            name, spec = line.rsplit(" :", 1)
+            *_, start, end = (part.strip() for part in spec.split(","))
+            bars.append((name.strip(), start, end))
+    return bars
 
 
 def test_summary_of_a_real_run_has_verdicts_phases_and_timelines() -> None:
@@ -69,25 +82,27 @@ def test_the_chart_draws_what_the_timeline_recorded() -> None:
     lines = chart.splitlines()
     assert lines[:5] == [
         "gantt",
-        "    dateFormat x",
+        "    dateFormat YYYY-MM-DD HH:mm:ss.SSS",
         "    axisFormat %M:%S",
         "    tickInterval 5second",
         "    todayMarker off",
     ]
     # Mermaid ends a task name at ':': the marks' colons are gone, the times are not.
-    tasks = [line for line in lines if " :" in line]
-    assert tasks
-    for task in tasks:
-        name, spec = task.rsplit(" :", 1)
+    # The times are clock times from midnight, 2000-01-01, where the recording began.
+    bars = _bars(chart)
+    assert bars
+    midnight = datetime(2000, 1, 1)
+    for name, start, end in bars:
         assert ":" not in name
-        *_, start, end = (part.strip() for part in spec.split(","))
-        assert 0 <= int(start) <= int(end)
+        assert midnight <= datetime.fromisoformat(start) <= datetime.fromisoformat(end)
     (op,) = timeline.operations.values()
     assert op.finished is not None
     # Whatever began before the recording (the operation did) starts at the chart's left edge.
-    started_ms = int(max(0.0, op.started - timeline.started) * 1000)
+    assert op.started < timeline.started
     finished_ms = int((op.finished - timeline.started) * 1000)
-    assert f"operation {op.id} {op.seconds:g}s succeeded :{started_ms}, {finished_ms}" in chart
+    (bar,) = (bar for bar in bars if bar[0] == f"operation {op.id} {op.seconds:g}s succeeded")
+    assert bar[1] == "2000-01-01 00:00:00.000"
+    assert datetime.fromisoformat(bar[2]) - midnight == timedelta(milliseconds=finished_ms)
     assert "hook - upgrade may proceed :milestone" in chart
     # The moments table is in time order; what came before the recording (the operation
     # started just before helm upgrade) has a negative time.
@@ -97,6 +112,67 @@ def test_the_chart_draws_what_the_timeline_recorded() -> None:
     assert 0 <= at["helm upgrade started"] < 1
     assert at[f"operation {op.id} ({op.seconds:g} s) on {op.pod} started"] <= 0
     assert at[f"operation {op.id} succeeded"] < at["hook: upgrade may proceed"]
+
+
+# Mermaid reads a chart's dates, and labels its axis, in the viewer's time zone. A clock a
+# whole number of hours from UTC's shows the same minutes and seconds as UTC's (Los Angeles);
+# one half or three quarters of an hour off does not.
+ZONES = [
+    "UTC",
+    "America/Los_Angeles",  # UTC-8 (UTC-7 in summer)
+    "Asia/Kolkata",  # UTC+5:30
+    "Asia/Kathmandu",  # UTC+5:45 (+5:30 before 1986)
+    "Pacific/Chatham",  # UTC+12:45 (+13:45 in summer)
+]
+
+
+def axis_reading(chart: str, value: str, zone: str) -> str:
+    """What the chart's axis reads, seen in *zone*, at a date the chart wrote.
+
+    Mermaid parses the date with dayjs (``dateFormat x`` is an instant in epoch milliseconds,
+    any other format a clock time in the viewer's zone), places it on a d3 ``scaleTime`` and
+    labels the axis with d3's ``timeFormat``, which writes the viewer's local time.
+    """
+    settings = dict(re.findall(r"^ +(dateFormat|axisFormat) (.+)$", chart, re.M))
+    local = ZoneInfo(zone)
+    if settings["dateFormat"] == "x":
+        instant = datetime.fromtimestamp(int(value) / 1000, UTC)
+    else:
+        tokens = {"YYYY": "%Y", "MM": "%m", "DD": "%d", "HH": "%H", "mm": "%M", "ss": "%S"}
+        tokens["SSS"] = "%f"
+        pattern = re.sub("|".join(tokens), lambda t: tokens[t[0]], settings["dateFormat"])
+        clock = datetime.strptime(value, pattern)
+        # Through UTC and back, as a JavaScript Date goes: a time the clocks skip moves on.
+        instant = clock.replace(tzinfo=local).astimezone(UTC)
+    return instant.astimezone(local).strftime(settings["axisFormat"])
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_the_charts_axis_starts_at_zero_in_every_time_zone(zone: str) -> None:
+    from e2e.summary import gantt
+    from e2e.timeline import Timeline
+
+    path = next(p for p in sorted(RESULTS.glob("*/timeline.json")) if "in_flight" in str(p))
+    timeline = Timeline.from_json(json.loads(path.read_text()))
+    chart = gantt(timeline)
+    bars = _bars(chart)
+    assert bars
+
+    def readings(where: str) -> list[tuple[str, str, str]]:
+        return [
+            (name, axis_reading(chart, start, where), axis_reading(chart, end, where))
+            for name, start, end in bars
+        ]
+
+    # Every bar reads as it does in UTC, whose clock an epoch's minutes and seconds fit.
+    assert readings(zone) == readings("UTC")
+    # The operation began before the recording: its bar starts at the left edge, 00:00, and
+    # ends when it finished, counted from the recording's start.
+    (op,) = timeline.operations.values()
+    assert op.finished is not None
+    minutes, seconds = divmod(int((op.finished - timeline.started) * 1000) // 1000, 60)
+    name = f"operation {op.id} {op.seconds:g}s succeeded"
+    assert (name, "00:00", f"{minutes:02}:{seconds:02}") in readings(zone)
 
 
 @pytest.fixture(scope="module")
