@@ -7,12 +7,16 @@ itself at build time). kind is pinned once, in e2e/builds/kind.py.
 
 from __future__ import annotations
 
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e.builds.kind import KIND_VERSION
 from e2e.host.layout import ProviderLayout
-from e2e.providers.base import cache_root
+from e2e.providers.base import ProviderError, cache_root
 from e2e.providers.local.settings import KUBERNETES_VERSION
 
 CRICTL_VERSION = "v1.34.0"
@@ -31,6 +35,48 @@ IMAGE_DOMAIN = "upgrade-gate.local"
 CNI_LABEL = "io.upgrade-gate.kind.cni"
 
 
+def runtime_dir(
+    euid: int | None = None,
+    environ: Mapping[str, str] | None = None,
+    tmp: Path | None = None,
+) -> Path:
+    """Where the provider keeps its runtime files (its lock, PID files, our dockerd's socket),
+    short enough for a socket path whatever XDG_CACHE_HOME is.
+
+    Root: /run/upgrade-gate/kind (the own-dockerd mode needs root and lives there). Anyone
+    else (a laptop, GitHub's runner): $XDG_RUNTIME_DIR/upgrade-gate/kind where that is a
+    directory of theirs, else /tmp/upgrade-gate-<uid>/kind, its top made 0700 and refused if
+    it is a link, someone else's, or open to others."""
+    euid = os.geteuid() if euid is None else euid
+    environ = os.environ if environ is None else environ
+    if euid == 0:
+        return Path("/run/upgrade-gate/kind")
+    given = environ.get("XDG_RUNTIME_DIR")
+    if given and _private_dir(Path(given), euid):
+        return Path(given) / "upgrade-gate" / "kind"
+    top = (tmp or Path(tempfile.gettempdir())) / f"upgrade-gate-{euid}"
+    try:
+        top.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ProviderError(f"kind provider: cannot make {top}: {exc}") from exc
+    if not _private_dir(top, euid):
+        raise ProviderError(
+            f"kind provider: {top} is not a directory of UID {euid} closed to others "
+            "(a link, or made by someone else): remove it, or set XDG_RUNTIME_DIR"
+        )
+    return top / "kind"
+
+
+def _private_dir(path: Path, euid: int) -> bool:
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == euid and not info.st_mode & 0o077
+
+
 def cluster_name(given: str | None) -> str:
     """The cluster name to use: the one given, unless it is pytest-kind's default."""
     if not given or given == PYTEST_KIND_DEFAULT_NAME:
@@ -45,8 +91,8 @@ class KindSettings(ProviderLayout):
     crictl_version: str = CRICTL_VERSION
     local_path_provisioner_version: str = LOCAL_PATH_PROVISIONER_VERSION
     cache: Path = field(default_factory=cache_root)
-    # Sockets must fit in 108 bytes whatever XDG_CACHE_HOME is, so runtime files live in /run.
-    run_dir: Path = Path("/run/upgrade-gate/kind")
+    # Sockets must fit in 108 bytes whatever XDG_CACHE_HOME is: runtime_dir() says where.
+    run_dir: Path = field(default_factory=runtime_dir)
     pod_subnet: str = "10.244.0.0/16"
 
     # --- cached (kept across `down`) ------------------------------------------------------
