@@ -31,9 +31,10 @@ def start_dockerd(
     log_file: Path,
     flags: Sequence[str] = (),
     wrap: Callable[[list[str]], list[str]] | None = None,
+    pidfile: Path | None = None,
 ) -> DockerClient:
-    """Our dockerd: the one running already if it answers, else started now (pidfile and
-    socket beside each other); ``flags`` are the provider's own."""
+    """Our dockerd: the one running already if it answers, else started now (its pidfile
+    beside the socket unless named); ``flags`` are the provider's own."""
     docker = socket_client(socket)
     if table.get(DOCKERD) is not None and docker.answers():
         return docker
@@ -41,7 +42,7 @@ def start_dockerd(
     argv = [
         *("dockerd", "--host", f"unix://{socket}"),
         *("--data-root", str(data_root), "--exec-root", str(exec_root)),
-        *("--pidfile", str(socket.parent / "dockerd.pid")),
+        *("--pidfile", str(pidfile or socket.parent / "dockerd.pid")),
         *("--storage-driver", "overlay2", "--exec-opt", "native.cgroupdriver=cgroupfs"),
         *flags,
     ]
