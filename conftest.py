@@ -7,7 +7,8 @@
 
 ``--keep-cluster``, ``--kubeconfig``, ``--cluster-name``, ``--kind-image``, ``--kind-bin``
 and ``--kind-kubectl-bin`` come from pytest-kind and mean what they mean there, except that
-the cluster's default name is ``upgrade-gate`` (shared with ``python -m e2e.cluster``).
+the cluster's default name is ``upgrade-gate`` (shared with ``python -m e2e.cluster``) and
+``$UPGRADE_GATE_KIND_IMAGE`` is ``--kind-image``'s default.
 A failed scenario on kind gets ``kind export logs`` in its artifacts.
 
 Fixtures: ``cluster`` (session), ``app_images`` (session: v1 and v2 built and

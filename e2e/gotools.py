@@ -1,4 +1,5 @@
-"""Pinned Go tools, built from their Go modules: actionlint (``tox -e lint``) and kind (CI).
+"""Pinned Go tools, built from their Go modules: actionlint (``tox -e lint``), kind (CI), act
+(``ci/rehearse``, which runs the GitHub workflows here) and cosign (release.yml).
 
 kind is pinned and built in one place, e2e/builds/kind.py, for this command and the kind
 provider alike (``<cache>/kind/<version>/bin/kind``); the rest as follows.
@@ -43,6 +44,8 @@ class GoTool:
     package: str
     version: str
     version_args: tuple[str, ...]
+    # What `version_args` prints of the version, where it is not `version` itself.
+    reports: str | None = None
 
     @property
     def env(self) -> str:
@@ -56,9 +59,13 @@ class GoTool:
 ACTIONLINT = GoTool(
     "actionlint", "github.com/rhysd/actionlint/cmd/actionlint", "v1.7.12", ("-version",)
 )
+# act runs the workflows in .github/workflows on this host, as GitHub's runner would.
+ACT = GoTool("act", "github.com/nektos/act", "v0.2.89", ("--version",), reports="0.2.89")
+# cosign signs a release's image and chart (release.yml), keyless, with GitHub's OIDC token.
+COSIGN = GoTool("cosign", "github.com/sigstore/cosign/v3/cmd/cosign", "v3.1.3", ("version",))
 # kind: e2e/builds/kind.py pins it (the version whose kindest/node images CI pins).
 KIND = GoTool("kind", KIND_MODULE, KIND_VERSION, ("version",))
-TOOLS = {tool.name: tool for tool in (ACTIONLINT, KIND)}
+TOOLS = {tool.name: tool for tool in (ACTIONLINT, ACT, COSIGN, KIND)}
 
 
 def tools_dir() -> Path:
@@ -142,7 +149,7 @@ def _usable(tool: GoTool, binary: Path) -> bool:
         )
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return result.returncode == 0 and tool.version in result.stdout
+    return result.returncode == 0 and (tool.reports or tool.version) in result.stdout
 
 
 def _tool(name: str) -> GoTool:

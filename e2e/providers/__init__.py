@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from e2e.providers.base import ClusterProvider, ProviderError
@@ -20,7 +21,10 @@ def make_provider(
     kind_image: str | None = None,
     kind_nodes: int = 1,
 ) -> ClusterProvider:
-    """The provider called name; imports are lazy so each needs only its own tools."""
+    """The provider called name; imports are lazy so each needs only its own tools.
+
+    kind's node image: ``kind_image``, else ``$UPGRADE_GATE_KIND_IMAGE``, else kind's own
+    (``kindest/node``), or where no Docker daemon answers, one built here."""
     if name == "local":
         from e2e.providers.local.cluster import LocalProvider
 
@@ -32,7 +36,7 @@ def make_provider(
             cluster_name,
             kind_path=kind_path,
             kubectl_path=kubectl_path,
-            image=kind_image,
+            image=kind_image or os.environ.get("UPGRADE_GATE_KIND_IMAGE") or None,
             kubeconfig=kubeconfig,
             nodes=kind_nodes,
         )

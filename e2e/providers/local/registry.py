@@ -29,10 +29,12 @@ log = logging.getLogger("e2e.local.registry")
 class LocalRegistry:
     """``registry serve`` on 127.0.0.1, its storage in a temporary directory of its own."""
 
-    def __init__(self, binary: Path) -> None:
+    def __init__(self, binary: Path, root: Path | None = None) -> None:
         self.binary = binary
         self.address = f"127.0.0.1:{free_port()}"
-        self._dir = Path(tempfile.mkdtemp(prefix="upgrade-gate-registry-"))
+        if root is not None:
+            root.mkdir(parents=True, exist_ok=True)
+        self._dir = Path(tempfile.mkdtemp(prefix="upgrade-gate-registry-", dir=root))
         self.log_path = self._dir / "registry.log"
         self._proc: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,673 @@
+"""A rehearsal: the named steps from a host as found to the jobs' verdicts and the host as found
+again. Works without pytest; ``python -m e2e.rehearsal`` and ``ci/rehearse`` are its command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from e2e import gotools, summary
+from e2e.builds.images import ensure_debian_image
+from e2e.host import packages
+from e2e.host.commands import run
+from e2e.host.layout import BASE_IMAGE
+from e2e.host.locks import exclusive
+from e2e.images import _dockerfile_default_base
+from e2e.loopback import free_port
+from e2e.providers.base import Progress, cache_root
+from e2e.providers.kind.cluster import PACKAGES as KIND_PACKAGES
+from e2e.providers.kind.nodeimage import NodeImageBuild
+from e2e.providers.kind.settings import KindSettings
+from e2e.providers.local.binaries import ensure_registry
+from e2e.providers.local.registry import LocalRegistry
+from e2e.providers.local.settings import Settings as LocalSettings
+from e2e.rehearsal import act, artifacts, runner, toolcache
+from e2e.rehearsal.actions import LocalCopy, local_copies
+from e2e.rehearsal.daemon import RunnerDaemon
+from e2e.rehearsal.ledger import Ledger, docker_proxies
+from e2e.rehearsal.options import ROOT, Options
+from e2e.rehearsal.workflows import Cell, Workflow, WorkflowError, label
+from e2e.wait import eventually
+
+# What the rehearsal needs on the host (Debian bookworm): the runner's daemon, its sudo,
+# patchelf for the tool cache's Pythons, and what the kind provider builds its node image with.
+PACKAGES = ("sudo", "patchelf", "git", "procps", *KIND_PACKAGES)
+# Not under /run/upgrade-gate: a runner has no such directory, and the providers must make it.
+RUN_DIR = Path("/run/upgrade-gate-rehearsal")
+# Kept, as a lock file is, so that it stays a lock for the next comer.
+LOCK = Path("/run/lock/upgrade-gate-rehearsal.lock")
+# A variable the e2e workflow reads in place of the pinned kindest/node (vars.KIND_NODE_IMAGE).
+NODE_IMAGE_VAR = "KIND_NODE_IMAGE"
+# Not a workflow: ci/test, run as the runner (a laptop without root).
+LAPTOP = "laptop"
+# What release.yml reads in place of ghcr.io and of its BuildKit builder.
+REGISTRY_VAR = "RELEASE_REGISTRY"
+BUILDER_VAR = "RELEASE_BUILDER"
+# A scenario file the rehearsal adds with --make-fail: an idle upgrade to v2 that expects v1.
+MUST_FAIL = "rehearsal-made-to-fail.scenario.yaml"
+MUST_FAIL_TEXT = """\
+# Added by ci/rehearse --make-fail, in the rehearsal's workspace only: it must fail, so that
+# the rehearsal sees the job go red, its diagnostics run and its artifacts uploaded.
+apiVersion: upgrade-gate/v1alpha1
+kind: Scenario
+metadata:
+  name: rehearsal-made-to-fail
+  description: An idle upgrade to v2 that expects v1 to be served after it, which is false.
+spec:
+  duration: 120
+  release:
+    image: v1
+  upgrade:
+    image: v2
+  expect:
+    helm: succeeded
+    serves: v1
+"""
+
+
+class RehearsalError(RuntimeError):
+    """The rehearsal could not run, or its jobs did not end as they must; says which."""
+
+
+@dataclass
+class Paths:
+    cache: Path = field(default_factory=lambda: cache_root() / "rehearsal")
+    run_dir: Path = RUN_DIR
+
+    @property
+    def ledger(self) -> Path:
+        return self.cache / "ledger.json"
+
+    @property
+    def staged(self) -> Path:
+        """The commit rehearsed, cloned here before it moves into the runner's workspace."""
+        return self.cache / "source"
+
+    @property
+    def logs(self) -> Path:
+        return self.cache / "logs"
+
+    @property
+    def tool_cache(self) -> Path:
+        return self.cache / "toolcache"
+
+    @property
+    def daemon(self) -> RunnerDaemon:
+        return RunnerDaemon(self.cache / "docker", self.run_dir, self.logs / "dockerd.log")
+
+
+@dataclass
+class Rehearsal:
+    options: Options
+    paths: Paths = field(default_factory=Paths)
+    progress: Progress = field(default_factory=lambda: Progress("rehearse"))
+    # Filled in by the steps.
+    workflow: Workflow | None = None
+    jobs: list[str] = field(default_factory=list)
+    cells: dict[str, list[Cell]] = field(default_factory=dict)
+    copies: list[LocalCopy] = field(default_factory=list)
+    runner: runner.Runner | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    sha: str = ""
+    runs: list[act.JobRun] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)
+    registry: LocalRegistry | None = None
+    tag: str = ""
+    called_matrix: Cell = field(default_factory=dict)
+
+    # --- the steps ---------------------------------------------------------------------------
+    @property
+    def laptop(self) -> bool:
+        """`ci/rehearse laptop`: not a workflow but `ci/test` run by the runner, as by a
+        developer with Docker and Go and no root."""
+        return self.options.workflow == LAPTOP
+
+    def steps(self) -> list[tuple[str, Callable[[], str]]]:
+        steps = [
+            ("source", self._source),
+            ("workflow", self._read_workflow),
+            ("prerequisites", self._prerequisites),
+            ("ledger", self._record_host),
+            ("runner", self._make_runner),
+            ("tool cache", self._tool_cache),
+            ("docker daemon", self._start_daemon),
+            ("stand-ins", self._stand_ins),
+            ("workspace", self._workspace),
+        ]
+        if self.laptop:  # no workflow, and the machine's own python3 and Go
+            steps = [s for s in steps if s[0] not in ("workflow", "tool cache")]
+        return steps
+
+    def run(self) -> list[act.JobRun]:
+        """Every step, the jobs, and the teardown whatever happened before it (SIGTERM and
+        SIGHUP included)."""
+        self.paths.cache.mkdir(parents=True, exist_ok=True)
+        # One lock for the host, whoever's HOME runs it: the user, the socket and the run
+        # directory are the host's.
+        with exclusive(LOCK, "another rehearsal on this machine"), _signals_interrupt():
+            if self.options.down:
+                self._teardown()
+                return []
+            try:
+                for name, step in self.steps():
+                    with self.progress.phase(name) as note:
+                        note.detail = step()
+                if self.laptop:
+                    self._run_laptop()
+                else:
+                    self._run_jobs()
+            finally:
+                if self.options.keep:
+                    self.progress.line("kept: the runner, its daemon and workspace (--down undoes)")
+                else:
+                    self._teardown()
+            self._verdict()
+        return self.runs
+
+    def _source(self) -> str:
+        """The commit (with the working tree's changes, if asked) cloned aside, as the runner's
+        workspace will hold it: what the workflows are read from and what act runs."""
+        staged = self.paths.staged
+        shutil.rmtree(staged, ignore_errors=True)
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        commit = f"{self.options.commit}^{{commit}}"
+        self.sha = run(["git", "-C", ROOT, "rev-parse", "--verify", commit]).stdout.strip()
+        run(["git", "clone", "--quiet", "--no-hardlinks", ROOT, staged])
+        git = ["git", "-C", str(staged)]
+        run([*git, "checkout", "--quiet", "-B", "main", self.sha])
+        run([*git, "remote", "set-url", "origin", f"https://github.com/{act.REPOSITORY}.git"])
+        what = f"the commit {self.sha[:12]}"
+        if self.options.worktree:
+            changed = _copy_worktree(ROOT, staged)
+            what += f" with the working tree's {changed} changed file(s)"
+        if self.options.make_fail:
+            (staged / "e2e" / "scenarios" / "files" / MUST_FAIL).write_text(MUST_FAIL_TEXT)
+            what += f", and e2e/scenarios/files/{MUST_FAIL}, made to fail"
+        return what
+
+    def _read_workflow(self) -> str:
+        path = self.paths.staged / self.options.workflow_path().relative_to(ROOT)
+        workflow = Workflow.load(path)
+        self.workflow = workflow
+        # act runs a job with every job it needs: by default, the jobs no other job needs.
+        self.jobs = [self.options.job] if self.options.job else workflow.last_jobs()
+        for job in self.jobs:
+            self.cells[job] = self._chosen_cells(workflow, job)
+        loose = workflow.unpinned()
+        if loose:
+            raise WorkflowError("actions not pinned to a commit: " + ", ".join(loose))
+        if self._is_release():
+            self.tag = self.options.tag or _chart_tag(self.paths.staged)
+        self.called_matrix = self._called_defaults(workflow)
+        self.copies = local_copies(workflow.pins(), self.options.actions)
+        for copy in self.copies:
+            self.progress.line(copy.line())
+        count = sum(len(c) for c in self.cells.values())
+        return f"{path.name}: {', '.join(self.jobs)}; {count} job run(s)"
+
+    def _called_defaults(self, workflow: Workflow) -> Cell:
+        """For the workflows a job calls, which act expands itself: where their matrix has a
+        kubernetes key and no --matrix names it, the oldest minor (as for a job of its own)."""
+        given = {item.split(":", 1)[0] for item in self.options.matrix}
+        minors: set[str] = set()
+        for job in self.jobs:
+            for called in [c for c in [workflow.called(n) for n in workflow.needed(job)] if c]:
+                for called_job in called.jobs:
+                    minors |= {
+                        c["kubernetes"] for c in called.cells(called_job) if "kubernetes" in c
+                    }
+        if not minors or "kubernetes" in given:
+            return {}
+        oldest = min(minors, key=toolcache._key)
+        self.progress.line(f"the workflows it calls: the cells of Kubernetes {oldest}, the oldest")
+        return {"kubernetes": oldest}
+
+    def _chosen_cells(self, workflow: Workflow, job: str) -> list[Cell]:
+        if workflow.called(job) is not None:
+            return [{}]  # act expands the called workflow's own jobs
+        cells = workflow.cells(job)
+        wanted = [item.split(":", 1) for item in self.options.matrix]
+        cells = [c for c in cells if all(c.get(k, v) == v for k, v in wanted)]
+        if "kubernetes" not in dict(wanted) and cells and "kubernetes" in cells[0]:
+            oldest = min({c["kubernetes"] for c in cells}, key=toolcache._key)
+            cells = [c for c in cells if c["kubernetes"] == oldest]
+            self.progress.line(
+                f"{job}: the cells of Kubernetes {oldest}, the oldest minor in the matrix, the "
+                "one the node image built here (an older Kubernetes) stands in for best"
+            )
+        if not cells:
+            raise WorkflowError(f"{job}: no matrix cell matches {list(self.options.matrix)}")
+        return cells
+
+    def _prerequisites(self) -> str:
+        packages.ensure_packages(PACKAGES, self.progress, self.paths.logs / "apt.log")
+        binary = gotools.path("act")
+        return f"act {gotools.ACT.version} at {binary}"
+
+    def _record_host(self) -> str:
+        left = Ledger.load(self.paths.ledger)
+        if left is not None:
+            self.progress.line("an earlier rehearsal left the host changed: undoing that first")
+            self._teardown()
+        ledger = Ledger.record()
+        if ledger.runner_existed:
+            raise RehearsalError(
+                f"a user {runner.NAME} exists that no rehearsal made (a GitHub runner's own?): "
+                "the rehearsal makes its own and removes it, and will not touch that one"
+            )
+        ledger.save(self.paths.ledger)
+        return f"recorded in {self.paths.ledger}"
+
+    def _make_runner(self) -> str:
+        # A laptop's developer has no root: no sudo for the runner then.
+        self.runner = runner.ensure(sudo=not self.laptop)
+        r = self.runner
+        ledger = Ledger.load(self.paths.ledger)
+        if ledger is not None:
+            ledger.runner_uid = r.uid
+            ledger.runner_scratch = [str(p) for p in runner.scratch_of(r.uid)]
+            ledger.save(self.paths.ledger)
+        sudo = "no sudo" if self.laptop else "passwordless sudo"
+        return f"{r.name} (UID {r.uid}), home {r.home}, docker group, {sudo}"
+
+    def _tool_cache(self) -> str:
+        assert self.workflow is not None
+        assert self.runner is not None
+        log_file = self.paths.logs / "toolcache.log"
+        tools = [
+            toolcache.python(v, self.paths.tool_cache, log_file)
+            for v in sorted(self.workflow.asked_versions("actions/setup-python", "python-version"))
+        ]
+        tools += [
+            toolcache.go(v, self.paths.tool_cache, log_file)
+            for v in sorted(self.workflow.asked_versions("actions/setup-go", "go-version"))
+        ]
+        paths = act.RunnerPaths(self.runner.home)
+        toolcache.install(tools, self.paths.tool_cache, paths.tool_cache, self.runner.owner)
+        for tool in tools:
+            self.progress.line(f"tool cache: {tool.name} {tool.version} from {tool.source}")
+        return ", ".join(f"{t.name} {t.version}" for t in tools) or "nothing asked for"
+
+    def _start_daemon(self) -> str:
+        return self.paths.daemon.start()
+
+    def _stand_ins(self) -> str:
+        """What this machine cannot pull, built here and named as the jobs ask for it."""
+        docker = self.paths.daemon.client
+        settings = KindSettings()
+        made: list[str] = []
+        texts = [w.text() for w in self.workflow._with_called()] if self.workflow else []
+        if not self.laptop and not any(NODE_IMAGE_VAR in t or "docker build" in t for t in texts):
+            return "none needed: no job builds an image or makes a cluster"
+        if self.laptop or any(NODE_IMAGE_VAR in t for t in texts):
+            node = NodeImageBuild(settings, docker, self.progress).run()
+            self.variables[NODE_IMAGE_VAR] = node.ref
+            made.append(
+                f"vars.{NODE_IMAGE_VAR}={node.ref}: the node image built here (Kubernetes "
+                f"{settings.kubernetes_version}, {node.how}) stands in for the pinned "
+                "kindest/node, which cannot be pulled here"
+            )
+        base = ensure_debian_image(
+            docker,
+            "debian-python-bookworm",
+            BASE_IMAGE,
+            ("python3", "python3-venv", "ca-certificates"),
+            ['CMD ["python3"]', "ENV LANG=C.UTF-8"],
+            settings.images_dir,
+            settings.build_log,
+        )
+        wanted = _dockerfile_default_base()
+        run(docker.command("tag", base.ref or BASE_IMAGE, wanted), env=docker.full_env())
+        made.append(
+            f"{wanted}: the app's base image, {BASE_IMAGE} (Debian bookworm's python3, "
+            f"{base.how}) stands in for it"
+        )
+        if any(REGISTRY_VAR in t for t in texts):
+            built = ensure_registry(LocalSettings(), self.progress)
+            # Under the daemon's run directory: whatever stops the daemon stops it too.
+            self.registry = LocalRegistry(built.path, root=self.paths.run_dir)
+            self.registry.start()
+            self.variables[REGISTRY_VAR] = self.registry.address
+            self.variables[BUILDER_VAR] = "classic"
+            made.append(
+                f"vars.{REGISTRY_VAR}={self.registry.address}: a registry on loopback (CNCF "
+                "distribution, built here) stands in for ghcr.io"
+            )
+            made.append(
+                f"vars.{BUILDER_VAR}=classic: the image is built for linux/amd64 only, with the "
+                "classic builder and no SBOM or provenance: BuildKit's builder image, its SBOM "
+                "scanner and QEMU's image cannot be pulled here, nor an arm64 base image"
+            )
+        self.stand_ins = made
+        for line in made:
+            self.progress.line(f"stand-in: {line}")
+        return f"{len(made)} stand-in(s)"
+
+    def _workspace(self) -> str:
+        assert self.runner is not None
+        paths = act.RunnerPaths(self.runner.home)
+        workspace = paths.workspace
+        shutil.rmtree(workspace, ignore_errors=True)
+        workspace.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(self.paths.staged, workspace)
+        what = ""
+        if self.tag:
+            run(["git", "-C", str(workspace), "tag", "--force", self.tag])
+            what = f"; tagged {self.tag}"
+        for directory in (paths.act_cache, paths.artifacts, paths.cache_server):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.runner.chown(paths.home)
+        return f"{workspace}{what}"
+
+    def _is_release(self) -> bool:
+        if self.workflow is None:
+            return False
+        on = self.workflow.data.get("on") or {}
+        push = on.get("push") if isinstance(on, dict) else None
+        return isinstance(push, dict) and "tags" in push and "branches" not in push
+
+    # --- the jobs --------------------------------------------------------------------------------
+    def _run_jobs(self) -> None:
+        assert self.workflow is not None
+        assert self.runner is not None
+        paths = act.RunnerPaths(self.runner.home)
+        binary = paths.bin / "act"
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(gotools.path("act"), binary)
+        self.runner.chown(paths.bin)
+        event = act.Event("push", f"refs/tags/{self.tag}" if self.tag else "refs/heads/main")
+        workflow = Workflow.load(paths.workspace / self.options.workflow_path().relative_to(ROOT))
+        for job in self.jobs:
+            keys = self.workflow.matrix_keys(job)
+            for cell in self.cells[job]:
+                title = f"{workflow.name} / {job} / {label(cell, keys)}"
+                slug = re.sub(
+                    r"[^A-Za-z0-9_.-]+", "-", f"{workflow.name}-{job}-{label(cell, keys)}"
+                )
+                results = self.options.results / slug
+                shutil.rmtree(results, ignore_errors=True)
+                self._clear(paths.artifacts)
+                port = free_port()
+                argv = act.command(
+                    binary,
+                    workflow,
+                    job,
+                    self._act_matrix(cell, keys),
+                    paths.home / "event.json",
+                    event,
+                    self.copies,
+                    paths,
+                    self.variables,
+                    port,
+                )
+                with (
+                    self.progress.phase(f"job {title}") as note,
+                    artifacts.proxy(port) as artifact_service,
+                ):
+                    result = act.run_job(
+                        self.runner,
+                        argv,
+                        paths,
+                        title,
+                        results / "act.log",
+                        event,
+                        self.sha,
+                        {"ACTIONS_RUNTIME_URL": artifact_service},
+                    )
+                    note.detail = (
+                        f"act exited {result.exit_code}; job "
+                        f"{', '.join(result.jobs) or 'did not end'}"
+                    )
+                self.runs.append(result)
+                self._keep_artifacts(paths.artifacts, results / "artifacts")
+
+    def _run_laptop(self) -> None:
+        """`ci/test` in the workspace as the runner: Go on PATH (kind is built from its
+        module), the node image built here named by $UPGRADE_GATE_KIND_IMAGE."""
+        assert self.runner is not None
+        paths = act.RunnerPaths(self.runner.home)
+        go = shutil.which("go")
+        if go is None:
+            raise RehearsalError("laptop: Go is not on PATH (kind is built from its module)")
+        env = self.runner.env(
+            {
+                "PATH": f"{Path(go).resolve().parent}:{runner.PATH}",
+                "UPGRADE_GATE_KIND_IMAGE": self.variables[NODE_IMAGE_VAR],
+            }
+        )
+        title = "laptop / ci/test as runner"
+        log = self.options.results / "laptop-ci-test" / "ci-test.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        result = act.JobRun(title, log=log)
+        with self.progress.phase(f"job {title}") as note, log.open("w") as sink:
+            started = time.monotonic()
+            process = subprocess.Popen(
+                self.runner.command(["bash", "-c", f"cd {paths.workspace} && exec ci/test"], env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
+            assert process.stdout is not None
+            for line in process.stdout:
+                print(line, end="", flush=True)
+                sink.write(line)
+            result.exit_code = process.wait()
+            result.seconds = time.monotonic() - started
+            result.jobs = ["succeeded" if result.exit_code == 0 else "failed"]
+            note.detail = f"ci/test exited {result.exit_code}"
+        self.runs.append(result)
+
+    def _act_matrix(self, cell: Cell, keys: list[str]) -> Cell:
+        """act's --matrix: the cell's own values, and the --matrix given for the jobs it
+        needs (a called workflow's cells, which act expands)."""
+        chosen = {k: v for k, v in cell.items() if k in keys}
+        for key, value in self.called_matrix.items():
+            chosen.setdefault(key, value)
+        for item in self.options.matrix:
+            key, value = item.split(":", 1)
+            chosen.setdefault(key, value)
+        return chosen
+
+    def _clear(self, directory: Path) -> None:
+        for entry in directory.iterdir() if directory.is_dir() else []:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+    def _keep_artifacts(self, served: Path, results: Path) -> None:
+        """What the job uploaded to act's artifact server: listed, copied to the results, and
+        each archive unpacked beside it; a summary.md in it is printed."""
+        files = sorted(p for p in served.rglob("*") if p.is_file())
+        if not files:
+            self.progress.line("artifact server: nothing uploaded")
+            return
+        self.progress.line(f"artifact server ({served}): {len(files)} file(s)")
+        for path in files:
+            target = results / path.relative_to(served)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            self.progress.line(f"  {path.relative_to(served)} ({path.stat().st_size} bytes)")
+            if zipfile.is_zipfile(target):
+                with zipfile.ZipFile(target) as zipped:
+                    names = zipped.namelist()
+                    zipped.extractall(target.with_suffix(""))
+                self.progress.line(
+                    f"    {len(names)} file(s) in it: {', '.join(names[:12])}"
+                    + (" ..." if len(names) > 12 else "")
+                )
+        for written in sorted(results.rglob("summary.md")):
+            self.progress.line(f"job summary ({written}):")
+            print(written.read_text(), flush=True)
+
+    # --- the end ---------------------------------------------------------------------------------
+    def _teardown(self) -> None:
+        """Stop what the rehearsal started and put the host back as its ledger says; each part
+        is tried whatever the others did, and the host is checked at the end."""
+        daemon = self.paths.daemon
+        ledger = Ledger.load(self.paths.ledger)  # unreadable: an error, nothing undone
+        errors: list[str] = []
+
+        def attempt(what: str, action: Callable[[], object]) -> object:
+            try:
+                return action()
+            except Exception as exc:  # every part is tried; each error is said
+                errors.append(f"{what}: {exc}")
+                return None
+
+        with self.progress.phase("teardown") as note:
+            ours = runner.Runner.find() if ledger is not None else None
+            if ours is not None:
+                attempt("sudoers", lambda: runner.SUDOERS.unlink(missing_ok=True))
+                attempt("the runner's processes", lambda: _stop_processes(ours))
+            if self.registry is not None:
+                attempt("the registry", self.registry.stop)
+            removed = attempt("containers", daemon.remove_containers) or []
+            before = set(ledger.docker_proxies) if ledger is not None else set()
+            proxies = {pid for pid, _argv in docker_proxies()} - before
+            if daemon.run_dir.exists() or daemon.ours():
+                attempt("the daemon", lambda: daemon.stop(proxies))
+            if ledger is not None:
+                undone = attempt("undo", ledger.undo)
+                errors += undone if isinstance(undone, list) else []
+            left = daemon.leftovers() + (ledger.leftovers() if ledger is not None else [])
+            if errors or left:
+                raise RehearsalError(
+                    "the host is not as the rehearsal found it:\n  "
+                    + "\n  ".join(errors + left)
+                    + f"\n(the ledger {self.paths.ledger} is kept; ci/rehearse --down tries again)"
+                )
+            self.paths.ledger.unlink(missing_ok=True)
+            count = len(removed) if isinstance(removed, list) else 0
+            note.detail = f"{count} container(s) removed; nothing of ours left"
+        _give_back(self.options.results)
+
+    def _verdict(self) -> None:
+        if not self.runs:
+            return
+        self.progress.line("verdict:")
+        for result in self.runs:
+            steps = ", ".join(
+                f"{n}: {o}" for (_job, n), o in result.steps.items() if not n.startswith("Pre ")
+            )
+            self.progress.line(
+                f"  {result.title}: {'passed' if result.passed else 'FAILED'} "
+                f"in {result.seconds:.0f}s (log {result.log})"
+            )
+            self.progress.line(f"    {steps}")
+        if self.options.make_fail:
+            wrong = [r.title + ": " + why for r in self.runs if (why := _not_red_enough(r))]
+            if wrong:
+                raise RehearsalError("made to fail, but:\n  " + "\n  ".join(wrong))
+            self.progress.line(
+                "made to fail: every job went red, ran its diagnostics, "
+                "uploaded its artifacts and wrote its summary"
+            )
+            return
+        failed = [r.title for r in self.runs if not r.passed]
+        if failed:
+            raise RehearsalError("jobs failed: " + ", ".join(failed))
+
+
+def _not_red_enough(result: act.JobRun) -> str | None:
+    """Why a job made to fail did not fail as it must, or None: red, with the made-to-fail
+    scenario the one failure in its JUnit report (not a job that broke before its tests), and
+    its diagnostics, upload and summary run."""
+    if result.passed:
+        return "the job passed"
+    verdicts = _junit_verdicts(result.log.parent if result.log else Path())
+    if not verdicts:
+        return "no JUnit report among its uploaded artifacts: it failed before its tests ran"
+    made = [name for name in verdicts if MUST_FAIL.removesuffix(".scenario.yaml") in name]
+    if not made or any(verdicts[name] not in ("failed", "error") for name in made):
+        return f"the scenario made to fail did not fail: {[(n, verdicts.get(n)) for n in made]}"
+    others = sorted(n for n, v in verdicts.items() if v != "passed" and n not in made)
+    if others:
+        return f"other tests did not pass: {others}"
+    for step, outcome in (
+        ("Cluster diagnostics", "Success"),
+        ("Upload the artifacts", "Success"),
+        ("Job summary", "Success"),
+    ):
+        if result.ran(step) != outcome:
+            return f"step {step!r}: {result.ran(step) or 'did not run'}"
+    return None
+
+
+def _junit_verdicts(results: Path) -> dict[str, str]:
+    """Each test's verdict (passed, failed, error, skipped) in the JUnit reports the job
+    uploaded, read as the job summary reads them."""
+    verdicts: dict[str, str] = {}
+    for report in results.rglob("junit.xml"):
+        verdicts |= {case.nodeid: case.verdict for case in summary.read(report.parent).cases}
+    return verdicts
+
+
+def _stop_processes(found: runner.Runner) -> None:
+    """Every process of the runner's, killed, and waited for (a job act left running)."""
+    if not found.processes():
+        return
+    subprocess.run(["pkill", "-KILL", "-u", str(found.uid)], check=False)
+    eventually(lambda: not found.processes(), timeout=30, what=f"{found.name}'s processes gone")
+
+
+def _give_back(results: Path) -> None:
+    """Results written as root under sudo belong to the user who ran sudo."""
+    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
+    if uid and gid and results.exists():
+        subprocess.run(["chown", "-R", f"{uid}:{gid}", str(results)], check=False)
+
+
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise KeyboardInterrupt in the block, so its teardown runs."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    saved = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _chart_tag(source: Path) -> str:
+    """v<the chart's version>: what a release of this tree would be tagged."""
+    chart = (source / "chart" / "Chart.yaml").read_text()
+    version = re.search(r"^version:\s*(\S+)", chart, re.MULTILINE)
+    return f"v{version[1] if version else '0.0.0'}"
+
+
+def _copy_worktree(source: Path, workspace: Path) -> int:
+    """The working tree's changes since HEAD onto the clone: staged or not, added, modified,
+    renamed or deleted, and untracked files that git does not ignore."""
+
+    def names(*args: str) -> list[str]:
+        return [n for n in run(["git", "-C", source, *args]).stdout.split("\0") if n]
+
+    # --no-renames: a rename is the old name deleted and the new one added.
+    diff = ("diff", "--name-only", "-z", "--no-renames")
+    deleted = set(names(*diff, "--diff-filter=D", "HEAD"))
+    changed = names(*diff, "--diff-filter=d", "HEAD")
+    changed += names("ls-files", "-z", "--others", "--exclude-standard")
+    for name in changed:
+        target = workspace / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target)
+    for name in deleted:
+        with contextlib.suppress(FileNotFoundError):
+            (workspace / name).unlink()
+    return len(changed) + len(deleted)
