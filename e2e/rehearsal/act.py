@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,29 +163,16 @@ def run_job(
     event_file.write_text(json.dumps(event.payload(sha), indent=2) + "\n")
     runner.chown(event_file)
     result = JobRun(title, log=log)
-    log.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    full = ["bash", "-c", f"cd {shlex.quote(str(paths.workspace))} && exec {shlex.join(argv)}"]
-    with log.open("w") as sink:
-        sink.write(f"$ {shlex.join(argv)}\n")
-        process = subprocess.Popen(
-            runner.command(full, runner.env(env)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        assert process.stdout is not None
-        for line in process.stdout:
-            sys.stdout.write(line)
-            sys.stdout.flush()
-            sink.write(line)
-            if (step := STEP_LINE.search(line)) is not None:
-                prefix = JOB_PREFIX.match(line)
-                key = (prefix["job"] if prefix else "", f"{step['stage']} {step['step']}")
-                result.steps[key] = step["outcome"]
-            if (job := JOB_LINE.search(line)) is not None:
-                result.jobs.append(job["result"])
-        result.exit_code = process.wait()
+
+    def read(line: str) -> None:
+        if (step := STEP_LINE.search(line)) is not None:
+            prefix = JOB_PREFIX.match(line)
+            key = (prefix["job"] if prefix else "", f"{step['stage']} {step['step']}")
+            result.steps[key] = step["outcome"]
+        if (job := JOB_LINE.search(line)) is not None:
+            result.jobs.append(job["result"])
+
+    result.exit_code = runner.stream(argv, runner.env(env), paths.workspace, log, read)
     result.seconds = time.monotonic() - started
     return result

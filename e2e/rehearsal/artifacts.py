@@ -21,10 +21,10 @@ import http.client
 import json
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 DROPPED = ("mime_type", "mimeType")
 # Headers of one hop, not passed on (the lengths are set again).
@@ -52,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         body = self._body()
         if self.path.endswith("/CreateArtifact") and body:
-            body = self._without_mime_type(body)
+            body = _edited(body, _drop_mime_type)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
         connection = http.client.HTTPConnection(*self.upstream, timeout=300)
@@ -69,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
             "CreateArtifact",
             "GetSignedArtifactURL",
         ):
-            data = _encoded_signed_urls(data)
+            data = _edited(data, _encode_signed_urls)
         self.send_response(answer.status, answer.reason)
         for key, value in answer.getheaders():
             if key.lower() not in HOP_BY_HOP:
@@ -91,31 +91,30 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _without_mime_type(self, body: bytes) -> bytes:
-        try:
-            request = json.loads(body)
-        except ValueError:
-            return body
-        if not isinstance(request, dict):
-            return body
-        for key in DROPPED:
-            request.pop(key, None)
-        return json.dumps(request).encode()
-
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward  # noqa: N815
 
 
-def _encoded_signed_urls(data: bytes) -> bytes:
+def _edited(data: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """A JSON object's bytes after `edit`; anything else as it came."""
     try:
-        answer = json.loads(data)
+        document = json.loads(data)
     except ValueError:
         return data
-    if not isinstance(answer, dict):
+    if not isinstance(document, dict):
         return data
+    edit(document)
+    return json.dumps(document).encode()
+
+
+def _drop_mime_type(request: dict[str, Any]) -> None:
+    for key in DROPPED:
+        request.pop(key, None)
+
+
+def _encode_signed_urls(answer: dict[str, Any]) -> None:
     for key in SIGNED_URLS:
         if isinstance(answer.get(key), str):
             answer[key] = encoded_query(answer[key])
-    return json.dumps(answer).encode()
 
 
 def encoded_query(url: str) -> str:

@@ -447,22 +447,10 @@ class Rehearsal:
         )
         title = "laptop / ci/test as runner"
         log = self.options.results / "laptop-ci-test" / "ci-test.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
         result = act.JobRun(title, log=log)
-        with self.progress.phase(f"job {title}") as note, log.open("w") as sink:
+        with self.progress.phase(f"job {title}") as note:
             started = time.monotonic()
-            process = subprocess.Popen(
-                self.runner.command(["bash", "-c", f"cd {paths.workspace} && exec ci/test"], env),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-            )
-            assert process.stdout is not None
-            for line in process.stdout:
-                print(line, end="", flush=True)
-                sink.write(line)
-            result.exit_code = process.wait()
+            result.exit_code = self.runner.stream(["ci/test"], env, paths.workspace, log)
             result.seconds = time.monotonic() - started
             result.jobs = ["succeeded" if result.exit_code == 0 else "failed"]
             note.detail = f"ci/test exited {result.exit_code}"

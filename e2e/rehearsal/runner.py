@@ -10,8 +10,10 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +62,36 @@ class Runner:
         """`argv` as the runner, with exactly `env` (runuser keeps the docker group)."""
         pairs = [f"{k}={v}" for k, v in env.items()]
         return ["runuser", "-u", self.name, "--", "env", "-i", *pairs, *map(str, argv)]
+
+    def stream(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        log: Path,
+        on_line: Callable[[str], None] | None = None,
+    ) -> int:
+        """`argv` as the runner in `cwd`; each line of its output to the terminal as it comes,
+        to `log` and to `on_line`. Returns its exit status."""
+        full = ["bash", "-c", f"cd {shlex.quote(str(cwd))} && exec {shlex.join(argv)}"]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as sink:
+            sink.write(f"$ {shlex.join(argv)}\n")
+            process = subprocess.Popen(
+                self.command(full, env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+                sink.write(line)
+                if on_line is not None:
+                    on_line(line)
+            return process.wait()
 
     def processes(self) -> list[int]:
         done = subprocess.run(
