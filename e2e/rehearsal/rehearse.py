@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e import gotools, summary
+from e2e.builds.docker import DockerClient
 from e2e.builds.images import ensure_debian_image
 from e2e.host import packages
 from e2e.host.commands import run
@@ -41,7 +43,7 @@ from e2e.wait import eventually
 
 # What the rehearsal needs on the host (Debian bookworm): the runner's daemon, its sudo,
 # patchelf for the tool cache's Pythons, and what the kind provider builds its node image with.
-PACKAGES = ("sudo", "patchelf", "git", "procps", *KIND_PACKAGES)
+PACKAGES = ("sudo", "patchelf", "git", "procps", "python3-venv", *KIND_PACKAGES)
 # Not under /run/upgrade-gate: a runner has no such directory, and the providers must make it.
 RUN_DIR = Path("/run/upgrade-gate-rehearsal")
 # Kept, as a lock file is, so that it stays a lock for the next comer.
@@ -50,6 +52,8 @@ LOCK = Path("/run/lock/upgrade-gate-rehearsal.lock")
 NODE_IMAGE_VAR = "KIND_NODE_IMAGE"
 # Not a workflow: ci/test, run as the runner (a laptop without root).
 LAPTOP = "laptop"
+# This machine's trust store: its registries answer through a TLS proxy with a CA of its own.
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # What release.yml reads in place of ghcr.io and of its BuildKit builder.
 REGISTRY_VAR = "RELEASE_REGISTRY"
 BUILDER_VAR = "RELEASE_BUILDER"
@@ -327,10 +331,11 @@ class Rehearsal:
             settings.build_log,
         )
         wanted = _dockerfile_default_base()
-        run(docker.command("tag", base.ref or BASE_IMAGE, wanted), env=docker.full_env())
+        _with_host_trust(docker, base.ref or BASE_IMAGE, wanted)
         made.append(
             f"{wanted}: the app's base image, {BASE_IMAGE} (Debian bookworm's python3, "
-            f"{base.how}) stands in for it"
+            f"{base.how}) with this machine's CA bundle for pip (its registries answer "
+            "through a TLS proxy of their own) stands in for it"
         )
         if any(REGISTRY_VAR in t for t in texts):
             built = ensure_registry(LocalSettings(), self.progress)
@@ -600,6 +605,20 @@ def _junit_verdicts(results: Path) -> dict[str, str]:
     for report in results.rglob("junit.xml"):
         verdicts |= {case.nodeid: case.verdict for case in summary.read(report.parent).cases}
     return verdicts
+
+
+def _with_host_trust(docker: DockerClient, base: str, tag: str) -> None:
+    """`base` with the host's CA bundle, which pip in a build container then trusts, as `tag`:
+    a release build installs from PyPI inside its container, as on GitHub."""
+    with tempfile.TemporaryDirectory(prefix="rehearsal-base-") as context:
+        shutil.copy(HOST_CA_BUNDLE, Path(context) / "ca-certificates.crt")
+        (Path(context) / "Dockerfile").write_text(
+            f"FROM {base}\n"
+            f"COPY ca-certificates.crt {HOST_CA_BUNDLE}\n"
+            f"ENV PIP_CERT={HOST_CA_BUNDLE} REQUESTS_CA_BUNDLE={HOST_CA_BUNDLE}\n"
+        )
+        env = {**docker.full_env(), "DOCKER_BUILDKIT": "0"}
+        run(docker.command("build", "--quiet", "--tag", tag, context), env=env)
 
 
 def _stop_processes(found: runner.Runner) -> None:
