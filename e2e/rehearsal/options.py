@@ -4,11 +4,31 @@ script that calls :class:`e2e.rehearsal.rehearse.Rehearsal` itself."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-ACTIONS = ROOT.parent / "shared" / "github-actions"
+ACTIONS_ENV = "UPGRADE_GATE_ACTIONS"
+
+
+def default_actions(root: Path = ROOT) -> Path:
+    """Where the local copies of the pinned actions are: $UPGRADE_GATE_ACTIONS, else
+    ``../shared/github-actions`` beside this checkout, else beside the checkout it was cloned
+    from (a fresh clone of a local repository, as CI makes), else the first of those."""
+    if os.environ.get(ACTIONS_ENV):
+        return Path(os.environ[ACTIONS_ENV])
+    candidates = [root.parent / "shared" / "github-actions"]
+    origin = subprocess.run(
+        ["git", "-C", str(root), "remote", "get-url", "origin"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "github-actions")
+    return next((c for c in candidates if c.is_dir()), candidates[0])
 
 
 @dataclass(frozen=True)
@@ -24,7 +44,7 @@ class Options:
     tag: str | None = None  # the tag a release rehearsal pushes (default: v<chart version>)
     keep: bool = False  # leave the runner, its daemon and its workspace for inspection
     down: bool = False  # only undo what an interrupted rehearsal left
-    actions: Path = field(default=ACTIONS)
+    actions: Path = field(default_factory=default_actions)
     results: Path = field(default=ROOT / "artifacts" / "rehearsal")
 
     @staticmethod
@@ -76,8 +96,9 @@ class Options:
         parser.add_argument(
             "--actions",
             type=Path,
-            default=ACTIONS,
-            help=f"the local copies of the pinned actions (default: {ACTIONS})",
+            default=None,
+            help="the local copies of the pinned actions (default: $UPGRADE_GATE_ACTIONS, else "
+            "../shared/github-actions beside this checkout or beside the one it was cloned from)",
         )
         parser.add_argument(
             "--results",
@@ -105,7 +126,7 @@ class Options:
             tag=args.tag,
             keep=args.keep,
             down=args.down,
-            actions=args.actions,
+            actions=args.actions or default_actions(),
             results=args.results,
         )
 

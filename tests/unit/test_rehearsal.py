@@ -20,6 +20,7 @@ from e2e.loopback import free_port
 from e2e.rehearsal import artifacts
 from e2e.rehearsal.actions import local_copies
 from e2e.rehearsal.ledger import Ledger, LedgerError
+from e2e.rehearsal.options import default_actions
 from e2e.rehearsal.rehearse import _copy_worktree
 from e2e.rehearsal.toolcache import _newest
 from e2e.rehearsal.workflows import Pin, Workflow, WorkflowError, expand_matrix, resolve
@@ -249,3 +250,20 @@ def test_the_working_tree_is_rehearsed_with_every_change_since_head(tmp_path: Pa
         "new": "new",
     }
     assert not (clone / "gone").exists()
+
+
+def test_a_fresh_clone_finds_the_action_copies_beside_the_checkout_it_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("UPGRADE_GATE_ACTIONS", raising=False)
+    copies = tmp_path / "work" / "shared" / "github-actions"
+    copies.mkdir(parents=True)
+    origin = tmp_path / "work" / "main"
+    origin.mkdir()
+    _git(origin, "init", "-q")
+    clone = tmp_path / "ci" / "clone"
+    subprocess.run(["git", "clone", "-q", str(origin), str(clone)], check=True)
+    assert default_actions(origin) == copies
+    assert default_actions(clone) == copies
+    monkeypatch.setenv("UPGRADE_GATE_ACTIONS", str(tmp_path / "mine"))
+    assert default_actions(clone) == tmp_path / "mine"
