@@ -9,7 +9,10 @@ a runner has one. What the machine cannot pull (the ``kindest/node`` image, the 
 image) is built here and stands in for it, and the output says so. Everything the rehearsal
 changes on the host is recorded first, undone at the end and checked.
 
-Layers: ``workflows`` (reading the YAML) and ``actions`` (the local copies) know nothing of
-the host; ``runner``, ``daemon``, ``toolcache`` and ``ledger`` change the host and put it
-back; ``act`` runs one job; ``rehearse`` is the list of named steps over all of them.
+Layers, each importing only those before it: ``options``; ``workflows`` (reading the YAML)
+and ``actions`` (the local copies), which know nothing of the host; ``runner``, ``daemon``,
+``toolcache``, ``standins`` and ``ledger``, which change the host and put it back;
+``artifacts`` (the proxy in front of act's artifact server) and ``act``, which runs one job;
+``results``, what a job left and whether it ended as it must; ``rehearse``, the list of named
+steps over all of them.
 """

@@ -11,6 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ACTIONS_ENV = "UPGRADE_GATE_ACTIONS"
+# Not a workflow: ci/test, run as the runner (a laptop's developer without root).
+LAPTOP = "laptop"
 
 
 def default_actions(root: Path = ROOT) -> Path:

@@ -5,39 +5,28 @@ again. Works without pytest; ``python -m e2e.rehearsal`` and ``ci/rehearse`` are
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2e import gotools, summary
-from e2e.builds.docker import DockerClient
-from e2e.builds.images import ensure_debian_image
+from e2e import gotools
 from e2e.host import packages
 from e2e.host.commands import run
-from e2e.host.layout import BASE_IMAGE
 from e2e.host.locks import exclusive
-from e2e.images import _dockerfile_default_base
 from e2e.loopback import free_port
 from e2e.providers.base import Progress, cache_root
 from e2e.providers.kind.cluster import PACKAGES as KIND_PACKAGES
-from e2e.providers.kind.nodeimage import NodeImageBuild
-from e2e.providers.kind.settings import KindSettings
-from e2e.providers.local.binaries import ensure_registry
 from e2e.providers.local.registry import LocalRegistry
-from e2e.providers.local.settings import Settings as LocalSettings
-from e2e.rehearsal import act, artifacts, runner, toolcache
+from e2e.rehearsal import act, artifacts, results, runner, standins, toolcache
 from e2e.rehearsal.actions import LocalCopy, local_copies
 from e2e.rehearsal.daemon import RunnerDaemon
 from e2e.rehearsal.ledger import Ledger, docker_proxies
-from e2e.rehearsal.options import ROOT, Options
+from e2e.rehearsal.options import LAPTOP, ROOT, Options
 from e2e.rehearsal.workflows import Cell, Workflow, WorkflowError, label
 from e2e.wait import eventually
 
@@ -48,35 +37,6 @@ PACKAGES = ("sudo", "patchelf", "git", "procps", "python3-venv", *KIND_PACKAGES)
 RUN_DIR = Path("/run/upgrade-gate-rehearsal")
 # Kept, as a lock file is, so that it stays a lock for the next comer.
 LOCK = Path("/run/lock/upgrade-gate-rehearsal.lock")
-# A variable the e2e workflow reads in place of the pinned kindest/node (vars.KIND_NODE_IMAGE).
-NODE_IMAGE_VAR = "KIND_NODE_IMAGE"
-# Not a workflow: ci/test, run as the runner (a laptop without root).
-LAPTOP = "laptop"
-# This machine's trust store: its registries answer through a TLS proxy with a CA of its own.
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# What release.yml reads in place of ghcr.io and of its BuildKit builder.
-REGISTRY_VAR = "RELEASE_REGISTRY"
-BUILDER_VAR = "RELEASE_BUILDER"
-# A scenario file the rehearsal adds with --make-fail: an idle upgrade to v2 that expects v1.
-MUST_FAIL = "rehearsal-made-to-fail.scenario.yaml"
-MUST_FAIL_TEXT = """\
-# Added by ci/rehearse --make-fail, in the rehearsal's workspace only: it must fail, so that
-# the rehearsal sees the job go red, its diagnostics run and its artifacts uploaded.
-apiVersion: upgrade-gate/v1alpha1
-kind: Scenario
-metadata:
-  name: rehearsal-made-to-fail
-  description: An idle upgrade to v2 that expects v1 to be served after it, which is false.
-spec:
-  duration: 120
-  release:
-    image: v1
-  upgrade:
-    image: v2
-  expect:
-    helm: succeeded
-    serves: v1
-"""
 
 
 class RehearsalError(RuntimeError):
@@ -124,7 +84,6 @@ class Rehearsal:
     variables: dict[str, str] = field(default_factory=dict)
     sha: str = ""
     runs: list[act.JobRun] = field(default_factory=list)
-    stand_ins: list[str] = field(default_factory=list)
     registry: LocalRegistry | None = None
     tag: str = ""
     called_matrix: Cell = field(default_factory=dict)
@@ -195,8 +154,10 @@ class Rehearsal:
             changed = _copy_worktree(ROOT, staged)
             what += f" with the working tree's {changed} changed file(s)"
         if self.options.make_fail:
-            (staged / "e2e" / "scenarios" / "files" / MUST_FAIL).write_text(MUST_FAIL_TEXT)
-            what += f", and e2e/scenarios/files/{MUST_FAIL}, made to fail"
+            (staged / "e2e" / "scenarios" / "files" / results.MUST_FAIL).write_text(
+                results.MUST_FAIL_TEXT
+            )
+            what += f", and e2e/scenarios/files/{results.MUST_FAIL}, made to fail"
         return what
 
     def _read_workflow(self) -> str:
@@ -307,56 +268,23 @@ class Rehearsal:
 
     def _stand_ins(self) -> str:
         """What this machine cannot pull, built here and named as the jobs ask for it."""
-        docker = self.paths.daemon.client
-        settings = KindSettings()
-        made: list[str] = []
         texts = [w.text() for w in self.workflow._with_called()] if self.workflow else []
-        if not self.laptop and not any(NODE_IMAGE_VAR in t or "docker build" in t for t in texts):
+        node, base, registry = (True, True, False) if self.laptop else standins.needed(texts)
+        if not (node or base or registry):
             return "none needed: no job builds an image or makes a cluster"
-        if self.laptop or any(NODE_IMAGE_VAR in t for t in texts):
-            node = NodeImageBuild(settings, docker, self.progress).run()
-            self.variables[NODE_IMAGE_VAR] = node.ref
-            made.append(
-                f"vars.{NODE_IMAGE_VAR}={node.ref}: the node image built here (Kubernetes "
-                f"{settings.kubernetes_version}, {node.how}) stands in for the pinned "
-                "kindest/node, which cannot be pulled here"
-            )
-        base = ensure_debian_image(
-            docker,
-            "debian-python-bookworm",
-            BASE_IMAGE,
-            ("python3", "python3-venv", "ca-certificates"),
-            ['CMD ["python3"]', "ENV LANG=C.UTF-8"],
-            settings.images_dir,
-            settings.build_log,
+        made = standins.build(
+            self.paths.daemon.client,
+            self.progress,
+            self.paths.run_dir,
+            node=node,
+            base=base,
+            registry=registry,
         )
-        wanted = _dockerfile_default_base()
-        _with_host_trust(docker, base.ref or BASE_IMAGE, wanted)
-        made.append(
-            f"{wanted}: the app's base image, {BASE_IMAGE} (Debian bookworm's python3, "
-            f"{base.how}) with this machine's CA bundle for pip (its registries answer "
-            "through a TLS proxy of their own) stands in for it"
-        )
-        if any(REGISTRY_VAR in t for t in texts):
-            built = ensure_registry(LocalSettings(), self.progress)
-            # Under the daemon's run directory: whatever stops the daemon stops it too.
-            self.registry = LocalRegistry(built.path, root=self.paths.run_dir)
-            self.registry.start()
-            self.variables[REGISTRY_VAR] = self.registry.address
-            self.variables[BUILDER_VAR] = "classic"
-            made.append(
-                f"vars.{REGISTRY_VAR}={self.registry.address}: a registry on loopback (CNCF "
-                "distribution, built here) stands in for ghcr.io"
-            )
-            made.append(
-                f"vars.{BUILDER_VAR}=classic: the image is built for linux/amd64 only, with the "
-                "classic builder and no SBOM or provenance: BuildKit's builder image, its SBOM "
-                "scanner and QEMU's image cannot be pulled here, nor an arm64 base image"
-            )
-        self.stand_ins = made
-        for line in made:
+        self.variables |= made.variables
+        self.registry = made.registry
+        for line in made.lines:
             self.progress.line(f"stand-in: {line}")
-        return f"{len(made)} stand-in(s)"
+        return f"{len(made.lines)} stand-in(s)"
 
     def _workspace(self) -> str:
         assert self.runner is not None
@@ -399,8 +327,8 @@ class Rehearsal:
                 slug = re.sub(
                     r"[^A-Za-z0-9_.-]+", "-", f"{workflow.name}-{job}-{label(cell, keys)}"
                 )
-                results = self.options.results / slug
-                shutil.rmtree(results, ignore_errors=True)
+                results_dir = self.options.results / slug
+                shutil.rmtree(results_dir, ignore_errors=True)
                 self._clear(paths.artifacts)
                 port = free_port()
                 argv = act.command(
@@ -424,7 +352,7 @@ class Rehearsal:
                         argv,
                         paths,
                         title,
-                        results / "act.log",
+                        results_dir / "act.log",
                         event,
                         self.sha,
                         {"ACTIONS_RUNTIME_URL": artifact_service},
@@ -434,7 +362,7 @@ class Rehearsal:
                         f"{', '.join(result.jobs) or 'did not end'}"
                     )
                 self.runs.append(result)
-                self._keep_artifacts(paths.artifacts, results / "artifacts")
+                results.keep_artifacts(paths.artifacts, results_dir / "artifacts", self.progress)
 
     def _run_laptop(self) -> None:
         """`ci/test` in the workspace as the runner: Go on PATH (kind is built from its
@@ -447,7 +375,7 @@ class Rehearsal:
         env = self.runner.env(
             {
                 "PATH": f"{Path(go).resolve().parent}:{runner.PATH}",
-                "UPGRADE_GATE_KIND_IMAGE": self.variables[NODE_IMAGE_VAR],
+                "UPGRADE_GATE_KIND_IMAGE": self.variables[standins.NODE_IMAGE_VAR],
             }
         )
         title = "laptop / ci/test as runner"
@@ -478,31 +406,6 @@ class Rehearsal:
                 shutil.rmtree(entry)
             else:
                 entry.unlink()
-
-    def _keep_artifacts(self, served: Path, results: Path) -> None:
-        """What the job uploaded to act's artifact server: listed, copied to the results, and
-        each archive unpacked beside it; a summary.md in it is printed."""
-        files = sorted(p for p in served.rglob("*") if p.is_file())
-        if not files:
-            self.progress.line("artifact server: nothing uploaded")
-            return
-        self.progress.line(f"artifact server ({served}): {len(files)} file(s)")
-        for path in files:
-            target = results / path.relative_to(served)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
-            self.progress.line(f"  {path.relative_to(served)} ({path.stat().st_size} bytes)")
-            if zipfile.is_zipfile(target):
-                with zipfile.ZipFile(target) as zipped:
-                    names = zipped.namelist()
-                    zipped.extractall(target.with_suffix(""))
-                self.progress.line(
-                    f"    {len(names)} file(s) in it: {', '.join(names[:12])}"
-                    + (" ..." if len(names) > 12 else "")
-                )
-        for written in sorted(results.rglob("summary.md")):
-            self.progress.line(f"job summary ({written}):")
-            print(written.read_text(), flush=True)
 
     # --- the end ---------------------------------------------------------------------------------
     def _teardown(self) -> None:
@@ -544,7 +447,7 @@ class Rehearsal:
             self.paths.ledger.unlink(missing_ok=True)
             count = len(removed) if isinstance(removed, list) else 0
             note.detail = f"{count} container(s) removed; nothing of ours left"
-        _give_back(self.options.results)
+        results.give_back(self.options.results)
 
     def _verdict(self) -> None:
         if not self.runs:
@@ -560,7 +463,7 @@ class Rehearsal:
             )
             self.progress.line(f"    {steps}")
         if self.options.make_fail:
-            wrong = [r.title + ": " + why for r in self.runs if (why := _not_red_enough(r))]
+            wrong = [r.title + ": " + why for r in self.runs if (why := results.not_red_enough(r))]
             if wrong:
                 raise RehearsalError("made to fail, but:\n  " + "\n  ".join(wrong))
             self.progress.line(
@@ -573,67 +476,12 @@ class Rehearsal:
             raise RehearsalError("jobs failed: " + ", ".join(failed))
 
 
-def _not_red_enough(result: act.JobRun) -> str | None:
-    """Why a job made to fail did not fail as it must, or None: red, with the made-to-fail
-    scenario the one failure in its JUnit report (not a job that broke before its tests), and
-    its diagnostics, upload and summary run."""
-    if result.passed:
-        return "the job passed"
-    verdicts = _junit_verdicts(result.log.parent if result.log else Path())
-    if not verdicts:
-        return "no JUnit report among its uploaded artifacts: it failed before its tests ran"
-    made = [name for name in verdicts if MUST_FAIL.removesuffix(".scenario.yaml") in name]
-    if not made or any(verdicts[name] not in ("failed", "error") for name in made):
-        return f"the scenario made to fail did not fail: {[(n, verdicts.get(n)) for n in made]}"
-    others = sorted(n for n, v in verdicts.items() if v != "passed" and n not in made)
-    if others:
-        return f"other tests did not pass: {others}"
-    for step, outcome in (
-        ("Cluster diagnostics", "Success"),
-        ("Upload the artifacts", "Success"),
-        ("Job summary", "Success"),
-    ):
-        if result.ran(step) != outcome:
-            return f"step {step!r}: {result.ran(step) or 'did not run'}"
-    return None
-
-
-def _junit_verdicts(results: Path) -> dict[str, str]:
-    """Each test's verdict (passed, failed, error, skipped) in the JUnit reports the job
-    uploaded, read as the job summary reads them."""
-    verdicts: dict[str, str] = {}
-    for report in results.rglob("junit.xml"):
-        verdicts |= {case.nodeid: case.verdict for case in summary.read(report.parent).cases}
-    return verdicts
-
-
-def _with_host_trust(docker: DockerClient, base: str, tag: str) -> None:
-    """`base` with the host's CA bundle, which pip in a build container then trusts, as `tag`:
-    a release build installs from PyPI inside its container, as on GitHub."""
-    with tempfile.TemporaryDirectory(prefix="rehearsal-base-") as context:
-        shutil.copy(HOST_CA_BUNDLE, Path(context) / "ca-certificates.crt")
-        (Path(context) / "Dockerfile").write_text(
-            f"FROM {base}\n"
-            f"COPY ca-certificates.crt {HOST_CA_BUNDLE}\n"
-            f"ENV PIP_CERT={HOST_CA_BUNDLE} REQUESTS_CA_BUNDLE={HOST_CA_BUNDLE}\n"
-        )
-        env = {**docker.full_env(), "DOCKER_BUILDKIT": "0"}
-        run(docker.command("build", "--quiet", "--tag", tag, context), env=env)
-
-
 def _stop_processes(found: runner.Runner) -> None:
     """Every process of the runner's, killed, and waited for (a job act left running)."""
     if not found.processes():
         return
     subprocess.run(["pkill", "-KILL", "-u", str(found.uid)], check=False)
     eventually(lambda: not found.processes(), timeout=30, what=f"{found.name}'s processes gone")
-
-
-def _give_back(results: Path) -> None:
-    """Results written as root under sudo belong to the user who ran sudo."""
-    uid, gid = os.environ.get("SUDO_UID"), os.environ.get("SUDO_GID")
-    if uid and gid and results.exists():
-        subprocess.run(["chown", "-R", f"{uid}:{gid}", str(results)], check=False)
 
 
 @contextlib.contextmanager
