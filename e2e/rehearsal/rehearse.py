@@ -35,6 +35,8 @@ from e2e.wait import eventually
 PACKAGES = ("sudo", "patchelf", "git", "procps", "python3-venv", *KIND_PACKAGES)
 # Not under /run/upgrade-gate: a runner has no such directory, and the providers must make it.
 RUN_DIR = Path("/run/upgrade-gate-rehearsal")
+# What tells ci/test which node image kind runs (e2e/providers/__init__.py).
+LAPTOP_IMAGE_ENV = "UPGRADE_GATE_KIND_IMAGE"
 # Kept, as a lock file is, so that it stays a lock for the next comer.
 LOCK = Path("/run/lock/upgrade-gate-rehearsal.lock")
 
@@ -279,6 +281,9 @@ class Rehearsal:
             node=node,
             base=base,
             registry=registry,
+            node_named_by=f"${LAPTOP_IMAGE_ENV}"
+            if self.laptop
+            else f"vars.{standins.NODE_IMAGE_VAR}",
         )
         self.variables |= made.variables
         self.registry = made.registry
@@ -375,7 +380,7 @@ class Rehearsal:
         env = self.runner.env(
             {
                 "PATH": f"{Path(go).resolve().parent}:{runner.PATH}",
-                "UPGRADE_GATE_KIND_IMAGE": self.variables[standins.NODE_IMAGE_VAR],
+                LAPTOP_IMAGE_ENV: self.variables[standins.NODE_IMAGE_VAR],
             }
         )
         title = "laptop / ci/test as runner"

@@ -56,14 +56,16 @@ def build(
     node: bool,
     base: bool,
     registry: bool,
+    node_named_by: str = f"vars.{NODE_IMAGE_VAR}",
 ) -> StandIns:
+    """Each stand-in asked for; `node_named_by` is how the jobs are told the node image."""
     made = StandIns()
     settings = KindSettings()
     if node:
         built = NodeImageBuild(settings, docker, progress).run()
         made.variables[NODE_IMAGE_VAR] = built.ref
         made.lines.append(
-            f"vars.{NODE_IMAGE_VAR}={built.ref}: the node image built here (Kubernetes "
+            f"{node_named_by}={built.ref}: the node image built here (Kubernetes "
             f"{settings.kubernetes_version}, {built.how}) stands in for the pinned "
             "kindest/node, which cannot be pulled here"
         )
