@@ -280,7 +280,7 @@ class LocalProvider:
 
         with progress.phase("containerd"):
             network.write_cni_config(s)
-            network.install_egress_guard(s)
+            network.install_pod_rules()
             mounts.create_cgroup_root(CGROUP_ROOT)
             s.run_dir.mkdir(parents=True, exist_ok=True)
             self._start("containerd", components.containerd(s))

@@ -3,7 +3,7 @@
 Pods sit on one Linux bridge (CNI bridge + host-local IPAM + portmap). Nothing here sends a
 packet off the machine: pod traffic is not masqueraded, and a mangle-table rule drops anything
 a pod sends that would leave through another interface, so a pod can reach the host, other
-pods and Services, and nothing else.
+pods and Services, and nothing else, whatever policy the host's FORWARD chain has.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from e2e.providers.local.settings import (
     CHAIN_PREFIXES,
     CNI_NETWORK,
     EGRESS_CHAIN,
+    FORWARD_CHAIN,
     Settings,
 )
 
@@ -108,53 +109,61 @@ def remove_chains(baseline: dict[str, dict[str, list[str]]]) -> None:
         run([restorer, "--noflush"], input_bytes=("\n".join(script) + "\n").encode())
 
 
-def install_egress_guard(settings: Settings) -> None:
-    """Drop whatever a pod sends towards an interface other than the pod bridge.
+def install_pod_rules() -> None:
+    """The host's side of pod networking: pods reach each other, and nothing off the host.
 
-    mangle/FORWARD runs before filter/FORWARD, where kube-proxy's own ACCEPT rules live.
+    A host where Docker runs has filter/FORWARD's policy at DROP, which drops pod-to-pod and
+    pod-to-Service traffic on the bridge unless a rule accepts it (the CNI bridge plugin adds
+    none, and kube-proxy accepts only what it marked). Both rules sit in chains of ours, found
+    and removed by `remove_chains` like kube-proxy's.
     """
+    # mangle/FORWARD runs before filter/FORWARD: what leaves the bridge is dropped first.
+    _chain_with_jump(
+        "mangle",
+        EGRESS_CHAIN,
+        ["-j", "DROP"],
+        "upgrade-gate: pod traffic stays on this host",
+        ["-i", BRIDGE, "!", "-o", BRIDGE],
+    )
+    _chain_with_jump(
+        "filter",
+        FORWARD_CHAIN,
+        ["-j", "ACCEPT"],
+        "upgrade-gate: pods reach pods and Services whatever the FORWARD policy",
+        ["-i", BRIDGE, "-o", BRIDGE],
+    )
+
+
+def _chain_with_jump(
+    table: str, chain: str, rule: list[str], comment: str, match: list[str]
+) -> None:
+    """Make `chain` in `table` holding `rule`, and jump to it first thing in FORWARD."""
     for family in FAMILIES:
         binary = "iptables" if family == "ipv4" else "ip6tables"
-        if EGRESS_CHAIN in chains(family, "mangle"):
+        if chain in chains(family, table):
             continue
         try:
-            run([binary, "-t", "mangle", "-N", EGRESS_CHAIN])
+            run([binary, "-w", "-t", table, "-N", chain])
             run(
                 [
                     binary,
+                    "-w",
                     "-t",
-                    "mangle",
+                    table,
                     "-A",
-                    EGRESS_CHAIN,
+                    chain,
                     "-m",
                     "comment",
                     "--comment",
-                    "upgrade-gate: pod traffic stays on this host",
-                    "-j",
-                    "DROP",
+                    comment,
+                    *rule,
                 ]
             )
-            run(
-                [
-                    binary,
-                    "-t",
-                    "mangle",
-                    "-I",
-                    "FORWARD",
-                    "1",
-                    "-i",
-                    BRIDGE,
-                    "!",
-                    "-o",
-                    BRIDGE,
-                    "-j",
-                    EGRESS_CHAIN,
-                ]
-            )
+            run([binary, "-w", "-t", table, "-I", "FORWARD", "1", *match, "-j", chain])
         except ProviderError:
             if family == "ipv4":
                 raise
-            log.warning("no ip6tables mangle table here: IPv6 guard skipped (pods have no IPv6)")
+            log.warning("no ip6tables %s table here: %s skipped (pods have no IPv6)", table, chain)
 
 
 def iptables_leftovers(baseline: dict[str, dict[str, list[str]]]) -> list[str]:

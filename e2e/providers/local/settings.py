@@ -29,6 +29,7 @@ CNI_NETWORK = "ugate"
 CGROUP_ROOT = "upgrade-gate"
 IMAGE_DOMAIN = "upgrade-gate.local"
 EGRESS_CHAIN = "UGATE-EGRESS"
+FORWARD_CHAIN = "UGATE-FORWARD"
 
 # Chain prefixes that only this cluster's components create on the host.
 CHAIN_PREFIXES = ("KUBE-", "CNI-", "UGATE-")
