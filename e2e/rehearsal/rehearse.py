@@ -266,7 +266,13 @@ class Rehearsal:
         return ", ".join(f"{t.name} {t.version}" for t in tools) or "nothing asked for"
 
     def _start_daemon(self) -> str:
-        return self.paths.daemon.start()
+        started = self.paths.daemon.start()
+        # Its data root outlives it: a rehearsal killed with its daemon (a session's end) left
+        # kind's nodes there, which a runner would take for a cluster of its own.
+        left = self.paths.daemon.remove_containers()
+        return started + (
+            f"; {len(left)} container(s) of an earlier rehearsal removed" if left else ""
+        )
 
     def _stand_ins(self) -> str:
         """What this machine cannot pull, built here and named as the jobs ask for it."""

@@ -298,6 +298,15 @@ class KindProvider:
         want = {"nodes": self.nodes, "image": image, "routes": routes}
         record = self._record()
         if self.exists():
+            if not record or not self.kubeconfig.exists():
+                # Not made with this cache (another user's, or a cache removed since): what it
+                # runs with is unknown, and so is whether anyone is using it.
+                raise ProviderError(
+                    f"kind cluster {self.cluster_name} exists, but {self.state_dir} has no "
+                    "record or kubeconfig of it (made by another user, or with another cache); "
+                    "take it down first: python -m e2e.cluster down --provider kind "
+                    f"--cluster-name {self.cluster_name}"
+                )
             running = {k: record.get(k) for k in want}
             if running != want and record:
                 # Another session may be using it: say so rather than replace it.
