@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("file", type=Path, help="a scenario file (*.scenario.yaml)")
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="only check the file, as pytest would collect it; no cluster (exit 0 or 2)",
+    )
+    parser.add_argument(
         "--cluster",
         choices=["local", "kind", "existing"],
         default=os.environ.get("UPGRADE_GATE_CLUSTER", "local"),
@@ -124,13 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
-    from e2e.playbook.load import ScenarioFileError, load
+    from e2e.playbook.load import BAD_FILE, ScenarioFileError, describe, load
 
     try:
         play = load(args.file)
     except ScenarioFileError as exc:
         print(f"refused, nothing was run:\n{exc}", file=sys.stderr)
-        return 2
+        return BAD_FILE
+    if args.check:
+        print(describe(play))
+        return 0
     artifacts = args.artifacts or ROOT / "artifacts" / "reproduce" / play.name
     print(f"{play.path}: {play.name}: {play.description or '(no description)'}")
 

@@ -6,12 +6,14 @@ wrong``: an unknown key, a negative duration, an event at a pod index that does
 not exist, a time beyond the run, a name nobody bound, chart values the chart's
 own schema refuses.
 
-    python -m e2e.playbook.load FILE...     # check files; exit 1 naming each problem
+    python -m e2e.playbook.load FILE...     # check files; exit 2 naming each problem
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +43,13 @@ ACTIONS = (
     "check",
 )
 HELM_ACTIONS = ("upgrade", "rollback")
+# A scenario file holds some hundreds of values; aliases may repeat a few of them.
+MAX_VALUES = 100_000
+# Work that arrives `every` so often: no shorter period, and no more arrivals in one run.
+MIN_EVERY = 0.01
+MAX_ARRIVALS = 10_000
+# The exit code of every command given a file it refuses (argparse's for bad arguments).
+BAD_FILE = 2
 
 Path_ = tuple[str | int, ...]
 
@@ -160,9 +169,25 @@ def load(path: Path) -> Play:
     """Read, validate and check ``path``; raise :class:`ScenarioFileError` naming each problem."""
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise ScenarioFileError(path, [Problem(1, "", f"cannot read: {exc.strerror}")]) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ScenarioFileError(
+            path,
+            [
+                Problem(
+                    line,
+                    "",
+                    f"not UTF-8: byte 0x{data[exc.start]:02x} at column {column} "
+                    "(a scenario file is UTF-8 text)",
+                )
+            ],
+        ) from None
     yaml = YAML(typ="rt")
     try:
         document = yaml.load(text)
@@ -171,8 +196,13 @@ def load(path: Path) -> Play:
         line = mark.line + 1 if mark else 1
         problem = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         raise ScenarioFileError(path, [Problem(line, "", f"not valid YAML: {problem}")]) from exc
+    except RecursionError:
+        raise ScenarioFileError(path, [Problem(1, "", "nested too deeply to read")]) from None
     if not isinstance(document, CommentedMap):
         raise ScenarioFileError(path, [Problem(1, "", "a scenario is a YAML mapping")])
+    problems = list(value_problems(document))
+    if problems:
+        raise ScenarioFileError(path, problems)
     problems = list(schema_problems(document))
     if problems:
         raise ScenarioFileError(path, problems)
@@ -181,6 +211,34 @@ def load(path: Path) -> Play:
     if problems:
         raise ScenarioFileError(path, problems)
     return _play(path, raw, document)
+
+
+def value_problems(document: Any) -> Iterator[Problem]:
+    """What no schema or later check should be handed: more values than a scenario has once
+    aliases are expanded (a "billion laughs" would take every byte of memory), and numbers
+    that are not finite (NaN passes every comparison; an infinite time never comes).
+
+    Each value is counted as often as aliases repeat it, and the walk stops at the limit, so
+    it costs at most MAX_VALUES steps whatever the file."""
+    seen = 0
+    stack: list[tuple[Path_, Any]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            yield Problem(
+                line_of(document, path),
+                dotted(path),
+                f"the file holds more than {MAX_VALUES} values once its aliases are expanded; "
+                "refused (aliases repeated into aliases?)",
+            )
+            return
+        if isinstance(value, Mapping):
+            stack.extend(((*path, str(k)), v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, float) and not math.isfinite(value):
+            yield Problem(line_of(document, path), dotted(path), f"{value} is not a finite number")
 
 
 @cache
@@ -291,6 +349,19 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
                 yield problem(
                     ("spec", "work", i, "until"),
                     f"{work['until']:g} is before the first arrival (at {work.get('at', 0):g})",
+                )
+        if "every" in work and "until" in work:
+            every, span = work["every"], max(0.0, work["until"] - work.get("at", 0))
+            if every < MIN_EVERY:
+                yield problem(
+                    ("spec", "work", i, "every"),
+                    f"{every:g} s between arrivals is less than the least, {MIN_EVERY:g} s",
+                )
+            elif span / every + 1 > MAX_ARRIVALS:
+                yield problem(
+                    ("spec", "work", i, "every"),
+                    f"every {every:g} s for {span:g} s is {int(span / every) + 1} arrivals; "
+                    f"at most {MAX_ARRIVALS} in a run",
                 )
     for i, event in enumerate(spec.get("events", [])):
         if "at" in event:
@@ -573,21 +644,29 @@ def _play(path: Path, raw: dict[str, Any], document: Any) -> Play:
     )
 
 
+def describe(play: Play) -> str:
+    """One line for a file that loaded: what ``--check`` and this module's command print."""
+    return f"{play.path}: ok ({play.name}: {len(play.steps)} step(s), {len(play.work)} work)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    files = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
-    if not files:
-        print("usage: python -m e2e.playbook.load FILE...", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(
+        prog="python -m e2e.playbook.load",
+        description="Check scenario files without a cluster: exit 0 when each loads, "
+        "2 naming each problem of each file that does not (as python -m e2e.reproduce).",
+    )
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="*.scenario.yaml")
+    args = parser.parse_args(argv)
     bad = 0
-    for file in files:
+    for file in args.files:
         try:
             play = load(file)
         except ScenarioFileError as exc:
             print(exc, file=sys.stderr)
             bad += 1
         else:
-            print(f"{file}: ok ({play.name}: {len(play.steps)} step(s), {len(play.work)} work)")
-    return 1 if bad else 0
+            print(describe(play))
+    return BAD_FILE if bad else 0
 
 
 if __name__ == "__main__":
