@@ -193,7 +193,9 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    token = os.environ.get(args.token_env) or None
+    # A Secret made with --from-file keeps the file's last newline: surrounding space is not
+    # the token's (the app strips it the same way).
+    token = (os.environ.get(args.token_env) or "").strip() or None
     if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
         raise ValueError(
             f"${args.token_env} holds characters that cannot travel in an HTTP header "
@@ -206,8 +208,11 @@ def _source(args: argparse.Namespace) -> PodSource:
     """The pod source the arguments name; ValueError or SourceError if they cannot work."""
     from app.hook.pods import FileSource, KubernetesSource, StaticSource, parse_endpoint
 
-    if args.endpoints:
-        return StaticSource([parse_endpoint(e) for e in args.endpoints.split(",") if e])
+    if args.endpoints is not None:
+        pods = [parse_endpoint(e) for e in args.endpoints.split(",") if e.strip()]
+        if not pods:
+            raise ValueError(f"--endpoints names no host:port: {args.endpoints!r}")
+        return StaticSource(pods)
     if args.endpoints_file:
         return FileSource(args.endpoints_file)
     if not args.selector:

@@ -69,7 +69,8 @@ class Settings:
         env = os.environ if env is None else env
         settings = cls(
             version=env.get("APP_VERSION") or package_version(),
-            token=env.get("UPGRADE_GATE_TOKEN") or None,
+            # A Secret made with --from-file keeps the file's last newline: not the token's.
+            token=(env.get("UPGRADE_GATE_TOKEN") or "").strip() or None,
             default_seconds=_seconds(env, "OPERATION_DEFAULT_SECONDS", 30.0),
             max_seconds=_seconds(env, "OPERATION_MAX_SECONDS", 3600.0),
             shutdown_timeout=_seconds(env, "SHUTDOWN_TIMEOUT_SECONDS", 3600.0),

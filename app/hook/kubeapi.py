@@ -78,14 +78,24 @@ class KubeApi:
         from kubernetes import client, config
 
         configuration = client.Configuration()
+        where = path or "~/.kube/config"
         try:
             config.load_kube_config(config_file=path, client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException as exc:
             raise ConfigError(str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from None
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # The loader's own reading of a file that is not a kubeconfig (a list, a string).
+            raise ConfigError(
+                f"{where} is not a kubeconfig ({type(exc).__name__}: {exc})"
+            ) from None
         # The bearer token, as the client itself would send it (its key in
         # api_key changed between releases; auth_settings did not).
         settings: dict[str, Any] = dict(configuration.auth_settings())
         token = str((settings.get("BearerToken") or {}).get("value") or "") or None
+        if token is not None and not _header_safe(token):
+            raise ConfigError(f"the token in {where} cannot travel in an HTTP header")
         return cls(
             configuration.host.rstrip("/"),
             configuration.ssl_ca_cert,
@@ -102,7 +112,7 @@ class KubeApi:
         """
         headers = {"Accept": "application/json", "User-Agent": "upgrade-gate-hook"}
         if self.token_file is not None:
-            headers["Authorization"] = f"Bearer {self.token_file.read_text().strip()}"
+            headers["Authorization"] = f"Bearer {self._file_token(self.token_file)}"
         elif self.token:
             headers["Authorization"] = self.token
         response = self.pool.request(
@@ -121,4 +131,24 @@ class KubeApi:
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise ApiError(response.status, "the answer is not a list")
         items: list[dict[str, Any]] = body["items"]
+        if not all(isinstance(item, dict) for item in items):
+            raise ApiError(response.status, "the list holds items that are not objects")
         return items
+
+    @staticmethod
+    def _file_token(path: Path) -> str:
+        """The mounted token, read again for each call (the kubelet rotates it)."""
+        try:
+            token = path.read_bytes().decode("ascii").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the token {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"the token {path} is not ASCII text") from None
+        if not _header_safe(token):
+            raise ConfigError(f"the token {path} cannot travel in an HTTP header")
+        return token
+
+
+def _header_safe(token: str) -> bool:
+    """Printable ASCII, as an ``Authorization: Bearer`` value must be."""
+    return bool(token) and token.isascii() and token.isprintable()

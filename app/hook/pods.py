@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -96,13 +97,31 @@ class PodSource(Protocol):
     def list_pods(self) -> list[Pod]: ...
 
 
+# A DNS name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens.
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
 def parse_endpoint(text: str) -> Pod:
-    """``host:port`` (or ``[v6]:port``) as a :class:`Pod` named after itself."""
+    """``host:port`` (or ``[v6]:port``) as a :class:`Pod` named after itself.
+
+    The host is an IP address or a DNS name and nothing else: a ``/``, ``@``, ``?``, ``#`` or
+    space would make the URL built from it name another address than the one given."""
     text = text.strip()
     host, sep, port_text = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"endpoint must be host:port, got {text!r}")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if bracketed and (address is None or address.version != 6):
+        raise ValueError(f"only an IPv6 address goes in brackets, got {text!r}")
+    if address is None and (not host or len(host) > 253 or not _HOSTNAME.fullmatch(host)):
+        raise ValueError(f"endpoint host must be an IP address or a DNS name, got {text!r}")
+    if address is not None and address.version == 6 and not bracketed:
+        raise ValueError(f"an IPv6 endpoint is written [address]:port, got {text!r}")
     return Pod(name=text, uid=text, host=host, port=int(port_text))
 
 
@@ -138,11 +157,15 @@ class FileSource:
 
     def list_pods(self) -> list[Pod]:
         try:
-            text = self.path.read_text()
+            text = self.path.read_bytes().decode("utf-8")
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise MisconfiguredError(f"cannot read {self.path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise MisconfiguredError(
+                f"{self.path} is not UTF-8 text (byte {exc.start}); list one host:port per line"
+            ) from None
         try:
             pods = [
                 parse_endpoint(line)
@@ -178,7 +201,7 @@ class KubernetesSource:
             else:
                 self.api = KubeApi.from_kubeconfig(kubeconfig)
         except ConfigError as exc:
-            raise MisconfiguredError(f"no Kubernetes configuration: {exc}") from None
+            raise MisconfiguredError(f"no usable Kubernetes configuration: {exc}") from None
         self.namespace = namespace or _default_namespace(kubeconfig)
         self.selector = selector
         self.port = port
@@ -283,10 +306,12 @@ class KubernetesSource:
     def _list(self, resource: str, path: str) -> list[dict[str, Any]]:
         from urllib3.exceptions import HTTPError
 
-        from app.hook.kubeapi import ApiError
+        from app.hook.kubeapi import ApiError, ConfigError
 
         try:
             return self.api.list(path, self.selector, self.request_timeout)
+        except ConfigError as exc:
+            raise MisconfiguredError(str(exc)) from None
         except ApiError as exc:
             if exc.status in (401, 403):
                 raise ForbiddenError(

@@ -61,6 +61,9 @@ class Exit(IntEnum):
     NOT_IDLE = 1  # the deadline passed: the upgrade must not proceed
     USAGE = 2
     FORBIDDEN = 3
+    # Something the hook did not foresee (a bug, or input it could not read): fences released,
+    # the upgrade must not proceed; the Job's retry may fare better.
+    ERROR = 4
     # Killed from outside (pod deleted or evicted): 128 + SIGTERM, as a shell
     # reports it, so that the chart's podFailurePolicy retries this one
     # without counting it, and fails the Job at once on the others.
@@ -123,6 +126,8 @@ class _PodState:
     stop: threading.Event = field(default_factory=threading.Event)
     lease: float = 0.0  # of the last fence that held; 0 while not fenced
     fenced: bool = False  # a fence of ours reached the pod at least once
+    # A fence of ours was sent: the pod may hold it though its answer never came.
+    fence_sent: bool = False
     idle: bool = False
     idle_at: float | None = None
     instance: str | None = None
@@ -192,72 +197,83 @@ class Waiter:
             if options.fence
             else "no fence",
         )
+        try:
+            return self._run(deadline)
+        except Exception as exc:  # every exit releases what this hook may have fenced
+            log.exception("unexpected error")
+            released = self._release_all()
+            return Outcome(
+                Exit.ERROR,
+                f"unexpected error ({type(exc).__name__}: {exc}): {released}, "
+                "the upgrade must not proceed",
+            )
+        finally:
+            self._stop_all()
+
+    def _run(self, deadline: float) -> Outcome:
+        options = self.options
         first_listing = True
         listing_error: str | None = None
         empty_since: float | None = None
         next_round_at = 0.0
-        try:
-            while True:
-                pods, attempted, deferred = None, False, None
-                try:
-                    pods = self.source.list_pods()
-                    listing_error = None
-                except (ForbiddenError, MisconfiguredError) as exc:
-                    self._release_all()
-                    return Outcome(exit_for(exc), str(exc))
-                except SourceError as exc:
-                    if listing_error != str(exc):
-                        log.warning("%s; retrying", exc)
-                    # "Every pod gone" needs empty listings in a row.
-                    listing_error, empty_since = str(exc), None
-                if pods is not None:
-                    self._reconcile(pods)
-                    if not pods and first_listing:
-                        return Outcome(Exit.OK, self._no_pods_summary(first_listing))
-                    first_listing = False
-                    if pods:
-                        empty_since = None
-                    elif empty_since is None:
-                        empty_since = self.clock()
-                        log.info("no pod listed any more: confirming on a later listing")
-                    elif self.clock() - empty_since >= options.discovery_interval:
-                        return Outcome(Exit.OK, self._no_pods_summary(first_listing))
-                    if pods and self._all_ready():
-                        if self.clock() >= next_round_at:
-                            attempted = True
-                            if self._final_round() and (confirmed := self._confirm_listing()):
-                                return confirmed
-                            # A pod that refuses the final fence is not asked again at once.
-                            next_round_at = self.clock() + MIN_POLL_INTERVAL
-                        else:
-                            deferred = next_round_at - self.clock()
-                if self._terminated:
-                    released = self._release_all()
-                    return Outcome(
-                        Exit.TERMINATED,
-                        f"{self._terminated}: {released}, the upgrade must not proceed; "
-                        f"{self._busy_summary()}",
-                    )
-                if self.clock() >= deadline:
-                    released = self._release_all()
-                    reason = f"listing pods failed: {listing_error}" if listing_error else None
-                    return Outcome(
-                        Exit.NOT_IDLE,
-                        f"deadline of {options.timeout:g}s reached, {released}: "
-                        f"{reason or self._busy_summary()}",
-                    )
-                with self._cond:
-                    if (
-                        attempted
-                        or deferred is not None
-                        or not self._all_ready_locked()
-                        or empty_since is not None
-                    ):
-                        remaining = max(0.0, deadline - self.clock())
-                        pause = min(options.discovery_interval, remaining)
-                        self._cond.wait(pause if deferred is None else min(pause, deferred))
-        finally:
-            self._stop_all()
+        while True:
+            pods, attempted, deferred = None, False, None
+            try:
+                pods = self.source.list_pods()
+                listing_error = None
+            except (ForbiddenError, MisconfiguredError) as exc:
+                return Outcome(exit_for(exc), f"{exc}: {self._release_all()}")
+            except SourceError as exc:
+                if listing_error != str(exc):
+                    log.warning("%s; retrying", exc)
+                # "Every pod gone" needs empty listings in a row.
+                listing_error, empty_since = str(exc), None
+            if pods is not None:
+                self._reconcile(pods)
+                if not pods and first_listing:
+                    return Outcome(Exit.OK, self._no_pods_summary(first_listing))
+                first_listing = False
+                if pods:
+                    empty_since = None
+                elif empty_since is None:
+                    empty_since = self.clock()
+                    log.info("no pod listed any more: confirming on a later listing")
+                elif self.clock() - empty_since >= options.discovery_interval:
+                    return Outcome(Exit.OK, self._no_pods_summary(first_listing))
+                if pods and self._all_ready():
+                    if self.clock() >= next_round_at:
+                        attempted = True
+                        if self._final_round() and (confirmed := self._confirm_listing()):
+                            return confirmed
+                        # A pod that refuses the final fence is not asked again at once.
+                        next_round_at = self.clock() + MIN_POLL_INTERVAL
+                    else:
+                        deferred = next_round_at - self.clock()
+            if self._terminated:
+                released = self._release_all()
+                return Outcome(
+                    Exit.TERMINATED,
+                    f"{self._terminated}: {released}, the upgrade must not proceed; "
+                    f"{self._busy_summary()}",
+                )
+            if self.clock() >= deadline:
+                released = self._release_all()
+                reason = f"listing pods failed: {listing_error}" if listing_error else None
+                return Outcome(
+                    Exit.NOT_IDLE,
+                    f"deadline of {options.timeout:g}s reached, {released}: "
+                    f"{reason or self._busy_summary()}",
+                )
+            with self._cond:
+                if (
+                    attempted
+                    or deferred is not None
+                    or not self._all_ready_locked()
+                    or empty_since is not None
+                ):
+                    remaining = max(0.0, deadline - self.clock())
+                    pause = min(options.discovery_interval, remaining)
+                    self._cond.wait(pause if deferred is None else min(pause, deferred))
 
     def _reconcile(self, pods: Iterable[Pod]) -> None:
         with self._cond:
@@ -323,6 +339,7 @@ class Waiter:
             with state.lock:
                 if state.stop.is_set():
                     return None
+                state.fence_sent = True
                 return (state.control or self._client(state.pod)).fence(self.options.final_lease)
 
         answers = self._for_each(states, fence)
@@ -493,6 +510,7 @@ class Waiter:
         with state.lock:
             if state.stop.is_set() or state.control is None:
                 return None
+            state.fence_sent = True
             return state.control.fence(ttl)
 
     def _observe(self, state: _PodState, answer: Answer, lease: float, fenced: bool) -> None:
@@ -566,7 +584,10 @@ class Waiter:
             state.halt()
         if not self.options.fence:
             return "nothing fenced"
-        fenced = [s for s in states if s.fenced and s.pod.addressable]
+        # Not only the fences confirmed: one whose answer was lost may be in place all the same.
+        fenced = [s for s in states if (s.fenced or s.fence_sent) and s.pod.addressable]
+        if not fenced:
+            return "nothing fenced"
 
         def release(state: _PodState) -> str | None:
             with state.lock:  # not the pod thread's client: it may sit in a long-poll

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Generator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from e2e.loopback import AppProcess
+from e2e.loopback import TOKEN, AppProcess
 
 AppFactory = Callable[..., AppProcess]
 
@@ -40,3 +44,45 @@ def pytest_runtest_makereport(
         for app in getattr(item, "app_processes", []):
             report.sections.append((f"app on port {app.port}", app.log()))
     return report
+
+
+# -- the hook as a process: python -m app wait --------------------------------------------
+
+
+class Hook:
+    def __init__(self, *args: str, token: str | None = TOKEN) -> None:
+        env = {**os.environ, "UPGRADE_GATE_TOKEN": token or ""}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "wait", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.output = ""
+        self.ended_at: datetime | None = None
+
+    def wait(self, timeout: float = 60) -> int:
+        self.output, _ = self.proc.communicate(timeout=timeout)
+        self.ended_at = datetime.now(UTC)
+        return self.proc.returncode
+
+    @property
+    def last_line(self) -> str:
+        return self.output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def hooks() -> Iterator[list[Hook]]:
+    started: list[Hook] = []
+    yield started
+    for hook in started:
+        if hook.proc.poll() is None:
+            hook.proc.kill()
+            hook.proc.wait()
+
+
+def run_hook(hooks: list[Hook], *args: str, token: str | None = TOKEN) -> Hook:
+    hook = Hook(*args, token=token)
+    hooks.append(hook)
+    return hook

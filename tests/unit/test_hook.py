@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,46 +19,7 @@ import pytest
 from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess, free_port
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory
-
-
-class Hook:
-    def __init__(self, *args: str, token: str | None = TOKEN) -> None:
-        env = {**os.environ, "UPGRADE_GATE_TOKEN": token or ""}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "wait", *args],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output = ""
-        self.ended_at: datetime | None = None
-
-    def wait(self, timeout: float = 60) -> int:
-        self.output, _ = self.proc.communicate(timeout=timeout)
-        self.ended_at = datetime.now(UTC)
-        return self.proc.returncode
-
-    @property
-    def last_line(self) -> str:
-        return self.output.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def hooks() -> Iterator[list[Hook]]:
-    started: list[Hook] = []
-    yield started
-    for hook in started:
-        if hook.proc.poll() is None:
-            hook.proc.kill()
-            hook.proc.wait()
-
-
-def run_hook(hooks: list[Hook], *args: str, token: str | None = TOKEN) -> Hook:
-    hook = Hook(*args, token=token)
-    hooks.append(hook)
-    return hook
+from tests.unit.conftest import AppFactory, Hook, run_hook
 
 
 def endpoints(*apps: AppProcess) -> str:

@@ -1,0 +1,173 @@
+"""The hook releases what it fenced whatever happens, and refuses input it cannot read before
+it fences anything: real ``python -m app wait`` processes against real app processes (and,
+where an app cannot be made to misbehave, a small HTTP server) on loopback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from app.hook import Exit
+from e2e.loopback import TOKEN, AppProcess
+from e2e.wait import eventually
+from tests.unit.conftest import AppFactory, Hook, run_hook
+
+
+def wait_usage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app", "wait", "--timeout", "20", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def assert_one_line_usage(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == Exit.USAGE, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize(
+    "endpoints",
+    [",,,", " , ", "bad host:80", "host\r\n:80", "a@b:80", "h?x:80", "h#x:80", "-h:80"],
+    ids=["commas", "blanks", "space", "crlf", "at", "query", "fragment", "dash"],
+)
+def test_endpoints_that_name_no_pod_exit_2_in_one_line(endpoints: str) -> None:
+    assert_one_line_usage(wait_usage(f"--endpoints={endpoints}"))
+
+
+def test_an_endpoint_with_a_path_does_not_gate_another_address(app: AppProcess) -> None:
+    # 127.0.0.1:IDLE/:BUSY once gated IDLE and exited 0 while BUSY was busy.
+    app.start_operation(60)
+    done = wait_usage("--endpoints", f"127.0.0.1:{app.port}/:{app.port}")
+    assert_one_line_usage(done)
+    assert not app.status()["draining"]
+
+
+@pytest.mark.parametrize("form", ["directory", "list", "token"])
+def test_a_kubeconfig_that_cannot_work_exits_2_in_one_line(tmp_path: Path, form: str) -> None:
+    path = tmp_path / "kubeconfig"
+    if form == "directory":
+        path.mkdir()
+    elif form == "list":
+        path.write_text("- a\n- b\n")
+    else:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                    "users": [{"name": "u", "user": {"token": "tök€n"}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "x",
+                }
+            )
+        )
+    assert_one_line_usage(wait_usage("--selector", "app=x", "--kubeconfig", str(path)))
+
+
+def test_an_endpoints_file_that_stops_being_text_releases_the_fence(
+    make_app: AppFactory,
+    hooks: list[Hook],
+    tmp_path: Path,
+) -> None:
+    app = make_app()
+    app.start_operation(60)
+    listed = tmp_path / "endpoints"
+    listed.write_text(app.endpoint + "\n")
+    hook = run_hook(hooks, "--endpoints-file", str(listed), "--timeout", "120")
+    eventually(lambda: app.status()["draining"], what="fenced")
+    scratch = tmp_path / "endpoints.new"
+    scratch.write_bytes(b"\xff\xfe" + app.endpoint.encode("utf-16-le"))
+    scratch.rename(listed)
+    assert hook.wait() == Exit.USAGE, hook.output
+    assert "Traceback" not in hook.output, hook.output
+    assert "not UTF-8" in hook.last_line, hook.last_line
+    assert "fences released" in hook.last_line, hook.last_line
+    assert not app.status()["draining"]
+    assert app.post("/start", json={"seconds": 0.1}).status_code == 202
+
+
+class _SlowFence(BaseHTTPRequestHandler):
+    """Busy; takes a fence but answers it only after the hook stopped waiting for the answer,
+    as a pod under load does. Records every DELETE /drain."""
+
+    released: ClassVar[list[str]] = []
+    fenced: ClassVar[threading.Event] = threading.Event()
+
+    def do_GET(self) -> None:
+        self._json({"isUpgradeable": False, "running": ["op-1"], "draining": False})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).fenced.set()
+        time.sleep(8)  # past the hook's 5 s for a fence's answer
+        self._json({"isUpgradeable": False, "running": ["op-1"], "draining": True})
+
+    def do_DELETE(self) -> None:
+        type(self).released.append(self.path)
+        self._json({"isUpgradeable": False, "running": ["op-1"], "draining": False})
+
+    def _json(self, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass  # the hook gave up on this answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def slow_fence() -> Iterator[str]:
+    _SlowFence.released, _SlowFence.fenced = [], threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFence)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_fence_whose_answer_never_came_is_released(
+    slow_fence: str,
+    hooks: list[Hook],
+) -> None:
+    # The pod has the fence; the hook has no answer, now or ever (5 s for it, 8 s to come).
+    hook = run_hook(hooks, "--endpoints", slow_fence, "--timeout", "120")
+    assert _SlowFence.fenced.wait(30), "the hook fences"
+    hook.proc.terminate()
+    assert hook.wait() == Exit.TERMINATED, hook.output
+    assert _SlowFence.released, f"no DELETE /drain reached the pod:\n{hook.output}"
+    assert "fences released" in hook.last_line, hook.last_line
+
+
+def test_a_token_with_a_trailing_newline_is_the_token(
+    make_app: AppFactory,
+    hooks: list[Hook],
+) -> None:
+    # A Secret made with --from-file keeps the file's last newline, in the app's env and the
+    # hook's alike: the app answered 401 to every fence, and the hook exited 2.
+    app = make_app(UPGRADE_GATE_TOKEN=TOKEN + "\n")
+    assert app.drain(1, token=TOKEN).status_code == 200
+    hook = run_hook(hooks, "--endpoints", app.endpoint, "--timeout", "60", token=TOKEN + "\n")
+    assert hook.wait() == Exit.OK, hook.output
+    assert app.status()["draining"], "the hook's hold lease is in place"
