@@ -50,6 +50,8 @@ T = TypeVar("T")
 # A busy answer that comes back sooner than this (a pod shutting down, an app
 # that ignores ?wait, a 429) is not asked again before it has passed.
 MIN_POLL_INTERVAL = 0.5
+# How often a listing in progress looks at the deadline and at SIGTERM.
+LISTING_STEP = 0.1
 # The longest lease the gate contract accepts (app.gate.web.MAX_LEASE_SECONDS).
 MAX_LEASE = 3600.0
 # A renewal due sooner than this is waited for, not watched.
@@ -178,6 +180,7 @@ class Waiter:
         self._cond = threading.Condition()
         self._pods: dict[str, _PodState] = {}
         self._terminated: str | None = None
+        self._deadline = float("inf")
 
     def terminate(self, reason: str) -> None:
         """Ask the wait to end now, releasing fences (safe from a signal handler)."""
@@ -197,6 +200,7 @@ class Waiter:
             if options.fence
             else "no fence",
         )
+        self._deadline = deadline
         try:
             return self._run(deadline)
         except Exception as exc:  # every exit releases what this hook may have fenced
@@ -219,7 +223,7 @@ class Waiter:
         while True:
             pods, attempted, deferred = None, False, None
             try:
-                pods = self.source.list_pods()
+                pods = self._list(deadline)
                 listing_error = None
             except (ForbiddenError, MisconfiguredError) as exc:
                 return Outcome(exit_for(exc), f"{exc}: {self._release_all()}")
@@ -274,6 +278,31 @@ class Waiter:
                     remaining = max(0.0, deadline - self.clock())
                     pause = min(options.discovery_interval, remaining)
                     self._cond.wait(pause if deferred is None else min(pause, deferred))
+
+    def _list(self, deadline: float) -> list[Pod]:
+        """The source's listing, in a thread of its own and waited for in steps: the deadline
+        and SIGTERM hold whatever the API server does (a read timeout is per read, so one that
+        trickles bytes would hold a listing for ever). A listing given up is left to its
+        thread, which ends with its request or with the process."""
+        outcome: list[list[Pod] | BaseException] = []
+        finished = threading.Event()
+
+        def call() -> None:
+            try:
+                outcome.append(self.source.list_pods())
+            except BaseException as exc:  # handed to the waiting thread as it is
+                outcome.append(exc)
+            finally:
+                finished.set()
+
+        threading.Thread(target=call, name="listing", daemon=True).start()
+        while not finished.wait(LISTING_STEP):
+            if self._terminated or self.clock() >= deadline:
+                raise SourceError("the listing of pods was still unanswered, and given up")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _reconcile(self, pods: Iterable[Pod]) -> None:
         with self._cond:
@@ -374,7 +403,7 @@ class Waiter:
     def _confirm_listing(self) -> Outcome | None:
         """Success, if a listing after the final round shows the very same pods."""
         try:
-            pods = self.source.list_pods()
+            pods = self._list(self._deadline)
         except SourceError:
             return None  # the loop lists again and reports the error
         with self._cond:

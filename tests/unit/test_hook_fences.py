@@ -171,3 +171,83 @@ def test_a_token_with_a_trailing_newline_is_the_token(
     hook = run_hook(hooks, "--endpoints", app.endpoint, "--timeout", "60", token=TOKEN + "\n")
     assert hook.wait() == Exit.OK, hook.output
     assert app.status()["draining"], "the hook's hold lease is in place"
+
+
+# -- an API server that never finishes its answer ------------------------------------------
+
+
+class _Trickle(BaseHTTPRequestHandler):
+    """Answers a listing one byte at a time, each well inside the hook's read timeout, for as
+    long as the test lets it: a read timeout alone never ends such a listing."""
+
+    asked: ClassVar[threading.Event] = threading.Event()
+    stop: ClassVar[threading.Event] = threading.Event()
+
+    def do_GET(self) -> None:
+        type(self).asked.set()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            while not type(self).stop.wait(0.5):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+        except OSError:
+            pass  # the hook's process ended
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def trickling_kubeconfig(tmp_path: Path) -> Iterator[Path]:
+    _Trickle.asked, _Trickle.stop = threading.Event(), threading.Event()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
+                ],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [
+                    {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "n"}}
+                ],
+                "current-context": "x",
+            }
+        )
+    )
+    yield path
+    _Trickle.stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_deadline_holds_while_the_api_server_trickles(
+    trickling_kubeconfig: Path, hooks: list[Hook]
+) -> None:
+    hook = run_hook(
+        hooks, "--selector", "app=x", "--kubeconfig", str(trickling_kubeconfig), "--timeout", "2"
+    )
+    assert hook.wait(timeout=90) == Exit.NOT_IDLE, hook.output
+    assert "deadline of 2s reached" in hook.last_line, hook.last_line
+    assert "still unanswered" in hook.last_line, hook.last_line
+    assert not _Trickle.stop.is_set(), "the API server was still answering when the hook ended"
+
+
+def test_sigterm_holds_while_the_api_server_trickles(
+    trickling_kubeconfig: Path, hooks: list[Hook]
+) -> None:
+    hook = run_hook(
+        hooks, "--selector", "app=x", "--kubeconfig", str(trickling_kubeconfig), "--timeout", "600"
+    )
+    assert _Trickle.asked.wait(30), "the hook lists the pods"
+    hook.proc.terminate()
+    assert hook.wait(timeout=90) == Exit.TERMINATED, hook.output
+    assert "received SIGTERM" in hook.last_line, hook.last_line
