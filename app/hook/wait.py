@@ -461,7 +461,7 @@ class Waiter:
                 if not (answer.status == 200 and answer.understood):
                     refusal = answer.describe() if answer.reachable else None
                     self._record_failure(state, answer, refusal)
-                    state.pause(answer.retry_after or backoff.next())
+                    state.pause(max(answer.retry_after or 0.0, backoff.next()))
                     continue
                 renew_at = self.clock() + options.lease / 3
                 backoff.reset()
@@ -482,7 +482,7 @@ class Waiter:
                 return
             if not answer.understood:
                 self._record_failure(state, answer, None)
-                state.pause(answer.retry_after or backoff.next())
+                state.pause(max(answer.retry_after or 0.0, backoff.next()))
                 continue
             backoff.reset()
             self._observe(state, answer, lease=state.lease, fenced=False)
@@ -508,6 +508,7 @@ class Waiter:
             with self._cond:
                 state.watching = bool(instance) and instance == state.instance
 
+        asked = self.clock()
         try:
             answer = client.watch(min(until_renewal, self.options.poll), holding)
         finally:
@@ -516,11 +517,11 @@ class Waiter:
         if state.stop.is_set():
             return
         if answer.status == 429:  # no long-poll slot: the final round asks this pod
-            state.pause(min(answer.retry_after or MIN_POLL_INTERVAL, until_renewal))
+            state.pause(min(max(answer.retry_after or 0.0, MIN_POLL_INTERVAL), until_renewal))
             return
         if not answer.understood:
             self._record_failure(state, answer, None)
-            state.pause(answer.retry_after or backoff.next())
+            state.pause(max(answer.retry_after or 0.0, backoff.next()))
             return
         if not answer.watched:
             state.can_watch = False
@@ -531,6 +532,9 @@ class Waiter:
         self._observe(state, answer, lease=state.lease if answer.draining else 0.0, fenced=False)
         if not answer.watched:
             state.pause(until_renewal)
+        elif state.idle:
+            # A watch that ended at once with nothing changed: not asked again at once.
+            state.pause(min(MIN_POLL_INTERVAL - (self.clock() - asked), until_renewal))
 
     @staticmethod
     def _fence(state: _PodState, ttl: float) -> Answer | None:

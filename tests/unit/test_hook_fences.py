@@ -251,3 +251,72 @@ def test_sigterm_holds_while_the_api_server_trickles(
     hook.proc.terminate()
     assert hook.wait(timeout=90) == Exit.TERMINATED, hook.output
     assert "received SIGTERM" in hook.last_line, hook.last_line
+
+
+# -- a floor on every pause -------------------------------------------------------------------
+
+
+class _Eager(BaseHTTPRequestHandler):
+    """A pod that answers everything at once: fenced and idle, and a ``?watch`` that ends the
+    moment it starts (or, with ``retry_after``, a fence refused with a tiny Retry-After).
+    Counts the requests it gets."""
+
+    requests: ClassVar[int] = 0
+    retry_after: ClassVar[str | None] = None
+
+    def do_GET(self) -> None:
+        type(self).requests += 1
+        self._json(200, {"upgradeable": True, "draining": True, "running": [], "watched": True})
+
+    def do_POST(self) -> None:
+        type(self).requests += 1
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if type(self).retry_after is not None:
+            self._json(503, {"error": "busy", "upgradeable": False}, type(self).retry_after)
+        else:
+            self._json(200, {"upgradeable": True, "draining": True, "running": []})
+
+    def do_DELETE(self) -> None:
+        self._json(200, {"upgradeable": True, "draining": False, "running": []})
+
+    def _json(self, status: int, body: dict[str, object], retry_after: str | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if retry_after is not None:
+            self.send_header("Retry-After", retry_after)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def eager() -> Iterator[str]:
+    _Eager.requests, _Eager.retry_after = 0, None
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Eager)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+# Paced at MIN_POLL_INTERVAL or the backoff (0.2 s and more), 3 s is some tens of requests at
+# most; unpaced it was hundreds to thousands. A loaded machine makes fewer, never more.
+MOST_IN_3S = 40
+
+
+@pytest.mark.parametrize("pod", ["watch-at-once", "tiny-retry-after"])
+def test_a_pod_that_answers_at_once_is_not_hammered(
+    pod: str, eager: str, make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    if pod == "tiny-retry-after":
+        _Eager.retry_after = "0.001"
+    busy = make_app()
+    busy.start_operation(60)  # keeps the wait going while the eager pod is asked
+    hook = run_hook(hooks, "--endpoints", f"{eager},{busy.endpoint}", "--timeout", "3")
+    assert hook.wait() == Exit.NOT_IDLE, hook.output
+    assert _Eager.requests <= MOST_IN_3S, (_Eager.requests, hook.output[-3000:])
