@@ -44,7 +44,8 @@ def collect(kube: Kube, helm: Helm, namespace: str, release: str, directory: Pat
                     )
                 except ApiException:
                     continue  # no previous container, or not started yet
-                (directory / f"{name}.log").write_text(text)
+                # An empty log comes back as None, not "".
+                (directory / f"{name}.log").write_text(text or "")
     log.info("artifacts of %s written to %s", namespace, directory)
 
 
