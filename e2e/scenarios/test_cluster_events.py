@@ -46,6 +46,24 @@ def _accepts_work(scenario: Scenario, pod: str) -> bool:
     return _try_start(scenario, pod, 0.1) not in (None, "fenced")
 
 
+def _take_work_again(scenario: Scenario, pods: dict[str, str]) -> None:
+    """Every pod takes work again once helm is done (whether the hook lifted its fence or it
+    ran out is asked of the app's log: no clock)."""
+    for name in pods:
+        wait_for(
+            lambda name=name: _accepts_work(scenario, name),  # type: ignore[misc]
+            timeout=180,
+            what=f"{name} taking work after helm's exit",
+        )
+
+
+def _app_log(scenario: Scenario, pod: str) -> str:
+    text: str | None = scenario.kube.core.read_namespaced_pod_log(
+        pod, scenario.namespace, container="app"
+    )
+    return text or ""
+
+
 @pytest.mark.parametrize("force", [True, False], ids=["force", "graceful"])
 def test_the_replacement_of_the_last_busy_pod_is_gated(scenario: Scenario, force: bool) -> None:
     scenario.install("v1", **TWO_PODS)
@@ -172,16 +190,13 @@ def test_a_long_poll_flood_does_not_starve_the_pod(scenario: Scenario) -> None:
         with _long_poll_flood(scenario, name, clients=48) as statuses:
             upgrade = scenario.upgrade("v2")
             wait_for(lambda: _fenced(scenario, name), timeout=60, what="fenced despite the flood")
-            # Probes go on answering at once while the flood and the work go on.
-            slowest = 0.0
+            # Probes go on answering while the flood and the work go on (how fast is the
+            # benchmark's: tox -e bench); starved, the kubelet would restart the app (below).
             for _ in range(10):
-                asked = time.monotonic()
                 answer = scenario.kube.call(scenario.namespace, name, "GET", "/healthz", timeout=5)
-                slowest = max(slowest, time.monotonic() - asked)
                 assert answer.status == 200, answer
                 ready = scenario.kube.call(scenario.namespace, name, "GET", "/readyz", timeout=5)
                 assert ready.status == 200, ready
-            assert slowest < 2.0, slowest
             assert 429 in statuses, "the cap never answered"
             assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
         scenario.wait_gone(uid, timeout=120)
@@ -205,18 +220,12 @@ def test_a_config_only_upgrade_fences_no_pod(scenario: Scenario, each_helm: obje
         assert scenario.finish(upgrade, timeout=180, label="config-only upgrade") == 0, (
             upgrade.output
         )
-        helm_exited = time.monotonic()
-        for name in before:
-            wait_for(
-                lambda name=name: _accepts_work(scenario, name),  # type: ignore[misc]
-                timeout=5,
-                what=f"{name} taking work within 5 s of helm's exit",
-            )
-        accepted_after = time.monotonic() - helm_exited
+        _take_work_again(scenario, before)
 
     assert {p.metadata.name: p.metadata.uid for p in scenario.app_pods()} == before
     assert "runs the new pod template already" in upgrade.output, upgrade.output
-    assert accepted_after <= 5.0
+    for name in before:  # no pod was fenced at all
+        assert "drain on" not in _app_log(scenario, name), name
 
 
 def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
@@ -235,15 +244,8 @@ def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
             "missing-tag", rollback_flag, "--timeout", "40s", gate={"image": hook_image}
         )
         code = scenario.finish(upgrade, timeout=240, label="failed rollout, rolled back")
-        helm_exited = time.monotonic()
         assert code != 0, upgrade.output
-        for name in before:
-            wait_for(
-                lambda name=name: _accepts_work(scenario, name),  # type: ignore[misc]
-                timeout=5,
-                what=f"{name} taking work within 5 s of helm's exit",
-            )
-        accepted_after = time.monotonic() - helm_exited
+        _take_work_again(scenario, before)
 
     assert "upgrade may proceed" in upgrade.output, upgrade.output
     wait_for(
@@ -252,4 +254,7 @@ def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
         what="only the old pods left after the rollback",
     )
     assert scenario.version_served() == {"v1"}
-    assert accepted_after <= 5.0
+    for name in before:  # the fences were lifted, not left to run out
+        log = _app_log(scenario, name)
+        assert "drain off" in log, log[-2000:]
+        assert "drain lease expired" not in log, log[-2000:]

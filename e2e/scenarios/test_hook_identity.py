@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from e2e.helm import CHART
+from e2e.kube import wait_for
 from e2e.scenario import Scenario
 
 pytestmark = pytest.mark.e2e
@@ -111,13 +112,18 @@ def test_a_rollback_to_a_revision_run_as_the_identity_lifts_the_fences(
     assert scenario.finish(rollback, timeout=180) == 0, rollback.output
     hooks = _hooks(scenario)
     assert _accounts(hooks) == {IDENTITY.format(release=scenario.release)}
-    (job,) = [
-        j
-        for j in scenario.kube.hook_jobs(scenario.namespace, scenario.release)
-        if j.metadata.name.endswith("-release")
-    ] or [None]
     # hook-succeeded deletes it once it succeeded; a failed one would stay.
-    assert job is None or job.status.succeeded, job
+    wait_for(
+        lambda: (
+            not [
+                j
+                for j in scenario.kube.hook_jobs(scenario.namespace, scenario.release)
+                if j.metadata.name.endswith("-release")
+            ]
+        ),
+        timeout=120,
+        what="the post-rollback Job succeeded and deleted by its hook-succeeded policy",
+    )
     for pod in scenario.app_pods():
         answer = scenario.kube.call(scenario.namespace, pod.metadata.name, "GET", "/upgradeable")
         assert answer.body.get("draining") is False, (pod.metadata.name, answer.body)

@@ -91,8 +91,9 @@ def test_upgrade_from_the_previous_release_waits_for_the_operation(
 
     op, _ = scenario.survived(op_id, old_uid)
     assert op.finished is not None
-    assert op.finished <= gate_opened <= op.finished + 2.0
-    # The new chart's hook succeeded: its Job, or its bare Pod (gate.hookKind auto, Helm 4).
+    assert op.finished <= gate_opened
+    # The new chart's hook succeeded: with gate.hookKind auto, a Job under Helm 3, a bare Pod
+    # under Helm 4 (chart/templates/_helpers.tpl, upgrade-gate.hookKind).
     timeline = scenario.timeline()
     jobs = list(timeline.jobs.values())
     hooks = [
@@ -100,7 +101,10 @@ def test_upgrade_from_the_previous_release_waits_for_the_operation(
         for pod in timeline.pods.values()
         if pod.role == "hook"
     ]
-    assert [j.completed is not None for j in jobs] == [True] or (not jobs and hooks == [(0, True)])
+    if scenario.helm.major == 3:
+        assert [j.completed is not None for j in jobs] == [True], (jobs, hooks)
+    else:
+        assert (jobs, hooks) == ([], [(0, True)])
     assert scenario.version_served() == {"v2"}
     # The same Deployment and Service (UIDs kept), and the Service selects the new pod.
     assert _objects(scenario) == before
