@@ -45,6 +45,8 @@ ACTIONS = (
 HELM_ACTIONS = ("upgrade", "rollback")
 # A scenario file holds some hundreds of values; aliases may repeat a few of them.
 MAX_VALUES = 100_000
+# No time, count or value of a scenario comes near this; beyond it a float loses the integer.
+MAX_NUMBER = 10**15
 # Work that arrives `every` so often: no shorter period, and no more arrivals in one run.
 MIN_EVERY = 0.01
 MAX_ARRIVALS = 10_000
@@ -152,7 +154,7 @@ def line_of(document: Any, path: Path_) -> int:
     """The 1-based line of the deepest node on ``path`` that the file has."""
     node, line = document, 1
     for part in path:
-        if isinstance(node, CommentedMap) and part in node:
+        if isinstance(node, CommentedMap) and part in node.lc.data:
             line = node.lc.key(part)[0] + 1
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
             line = node.lc.item(part)[0] + 1
@@ -198,6 +200,8 @@ def load(path: Path) -> Play:
         raise ScenarioFileError(path, [Problem(line, "", f"not valid YAML: {problem}")]) from exc
     except RecursionError:
         raise ScenarioFileError(path, [Problem(1, "", "nested too deeply to read")]) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ScenarioFileError(path, [Problem(1, "", f"cannot read: {exc}")]) from None
     if not isinstance(document, CommentedMap):
         raise ScenarioFileError(path, [Problem(1, "", "a scenario is a YAML mapping")])
     problems = list(value_problems(document))
@@ -239,6 +243,10 @@ def value_problems(document: Any) -> Iterator[Problem]:
             stack.extend(((*path, i), v) for i, v in reversed(list(enumerate(value))))
         elif isinstance(value, float) and not math.isfinite(value):
             yield Problem(line_of(document, path), dotted(path), f"{value} is not a finite number")
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_NUMBER:
+            yield Problem(
+                line_of(document, path), dotted(path), f"a number of {len(str(value))} digits"
+            )
 
 
 @cache

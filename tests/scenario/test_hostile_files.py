@@ -145,3 +145,37 @@ def test_a_run_of_too_many_arrivals_is_refused(tmp_path: Path) -> None:
     assert problems == [
         "16: spec.work[0].every: every 0.01 s for 3000 s is 300001 arrivals; at most 10000 in a run"
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ("  duration: 60\n", "  duration: 1" + "0" * 5000 + "\n", "1: (top): cannot read: "),
+        ("      seconds: 5\n", "      seconds: 1" + "0" * 400 + "\n", "14: spec.work[0].seconds: "),
+        (
+            "      at: 0\n",
+            "      at: 0\n      every: 1\n      until: 1" + "0" * 400 + "\n",
+            "17: spec.work[0].until: ",
+        ),
+    ],
+    ids=["5000-digits", "400-digits", "400-digit-until"],
+)
+def test_numbers_too_large_to_compute_with_are_refused(
+    tmp_path: Path, old: str, new: str, where: str
+) -> None:
+    path = write(tmp_path, GOOD.replace(old, new))
+    done = run("-m", "e2e.playbook.load", str(path))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"{path}:{where}" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_problem_in_a_merged_mapping_is_refused_with_a_line(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "    - pods: [0, 1]\n      seconds: 5\n      at: 0\n",
+        "    - &w {pods: [0, 1], seconds: 5, at: 0, bogus: 1}\n    - <<: *w\n      at: 2\n",
+    )
+    problems = refusal(tmp_path, text)
+    assert problems, problems
+    assert all(p.split(":", 1)[0].isdigit() for p in problems), problems
+    assert any("bogus" in p for p in problems), problems
