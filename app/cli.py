@@ -276,6 +276,7 @@ def _release(args: argparse.Namespace) -> int:
         MisconfiguredError,
         Pod,
         SourceError,
+        list_within,
     )
     from app.hook.release import release_fences
     from app.hook.wait import exit_for
@@ -298,7 +299,7 @@ def _release(args: argparse.Namespace) -> int:
     pause = 0.25
     while True:
         try:
-            pods = listing()
+            pods = list_within(listing, deadline)
             break
         except (ForbiddenError, MisconfiguredError) as exc:
             log.error("%s", exc)

@@ -75,6 +75,7 @@ class KubeApi:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None) -> KubeApi:
+        import yaml
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -85,10 +86,11 @@ class KubeApi:
             raise ConfigError(str(exc)) from None
         except OSError as exc:
             raise ConfigError(f"cannot read {where}: {exc.strerror or exc}") from None
-        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        except (ValueError, TypeError, AttributeError, KeyError, yaml.YAMLError) as exc:
             # The loader's own reading of a file that is not a kubeconfig (a list, a string).
+            said = " ".join(str(exc).split())  # one line, whatever the YAML reader wrote
             raise ConfigError(
-                f"{where} is not a kubeconfig ({type(exc).__name__}: {exc})"
+                f"{where} is not a kubeconfig ({type(exc).__name__}: {said})"
             ) from None
         # The bearer token, as the client itself would send it (its key in
         # api_key changed between releases; auth_settings did not).

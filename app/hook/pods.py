@@ -25,6 +25,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +46,10 @@ CANNOT_START = frozenset(
 )
 
 log = logging.getLogger("upgrade_gate.hook")
+
+
+# How often a listing in progress looks at the deadline and at SIGTERM.
+LISTING_STEP = 0.1
 
 
 class SourceError(Exception):
@@ -97,7 +104,39 @@ class PodSource(Protocol):
     def list_pods(self) -> list[Pod]: ...
 
 
+def list_within(
+    listing: Callable[[], list[Pod]],
+    deadline: float,
+    stop: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Pod]:
+    """``listing()``, in a thread of its own and waited for in steps: the deadline and a
+    stop (SIGTERM) hold whatever the API server does (a read timeout is per read, so one that
+    trickles bytes would hold a listing for ever). A listing given up is a SourceError, and
+    is left to its thread, which ends with its request or with the process."""
+    outcome: list[list[Pod] | BaseException] = []
+    finished = threading.Event()
+
+    def call() -> None:
+        try:
+            outcome.append(listing())
+        except BaseException as exc:  # handed to the waiting thread as it is
+            outcome.append(exc)
+        finally:
+            finished.set()
+
+    threading.Thread(target=call, name="listing", daemon=True).start()
+    while not finished.wait(LISTING_STEP):
+        if stop() or clock() >= deadline:
+            raise SourceError("the listing of pods was still unanswered, and given up")
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 # A DNS name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens.
+_ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 
@@ -122,6 +161,10 @@ def parse_endpoint(text: str) -> Pod:
         raise ValueError(f"endpoint host must be an IP address or a DNS name, got {text!r}")
     if address is not None and address.version == 6 and not bracketed:
         raise ValueError(f"an IPv6 endpoint is written [address]:port, got {text!r}")
+    # ipaddress takes anything after an IPv6 address's % for its zone: an interface name here.
+    _, percent, zone = host.partition("%")
+    if percent and not _ZONE.fullmatch(zone):
+        raise ValueError(f"an IPv6 zone is an interface name, got {text!r}")
     return Pod(name=text, uid=text, host=host, port=int(port_text))
 
 

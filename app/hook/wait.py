@@ -42,7 +42,14 @@ from enum import IntEnum
 from typing import TypeVar
 
 from app.hook.client import Answer, PodClient
-from app.hook.pods import ForbiddenError, MisconfiguredError, Pod, PodSource, SourceError
+from app.hook.pods import (
+    ForbiddenError,
+    MisconfiguredError,
+    Pod,
+    PodSource,
+    SourceError,
+    list_within,
+)
 
 log = logging.getLogger("upgrade_gate.hook")
 T = TypeVar("T")
@@ -50,8 +57,6 @@ T = TypeVar("T")
 # A busy answer that comes back sooner than this (a pod shutting down, an app
 # that ignores ?wait, a 429) is not asked again before it has passed.
 MIN_POLL_INTERVAL = 0.5
-# How often a listing in progress looks at the deadline and at SIGTERM.
-LISTING_STEP = 0.1
 # The longest lease the gate contract accepts (app.gate.web.MAX_LEASE_SECONDS).
 MAX_LEASE = 3600.0
 # A renewal due sooner than this is waited for, not watched.
@@ -181,6 +186,9 @@ class Waiter:
         self._pods: dict[str, _PodState] = {}
         self._terminated: str | None = None
         self._deadline = float("inf")
+        # Pods dropped from the listing (gone, or at another address): a fence of ours may
+        # still be on them, and it is lifted with the others when the wait fails.
+        self._dropped: list[_PodState] = []
 
     def terminate(self, reason: str) -> None:
         """Ask the wait to end now, releasing fences (safe from a signal handler)."""
@@ -280,29 +288,9 @@ class Waiter:
                     self._cond.wait(pause if deferred is None else min(pause, deferred))
 
     def _list(self, deadline: float) -> list[Pod]:
-        """The source's listing, in a thread of its own and waited for in steps: the deadline
-        and SIGTERM hold whatever the API server does (a read timeout is per read, so one that
-        trickles bytes would hold a listing for ever). A listing given up is left to its
-        thread, which ends with its request or with the process."""
-        outcome: list[list[Pod] | BaseException] = []
-        finished = threading.Event()
-
-        def call() -> None:
-            try:
-                outcome.append(self.source.list_pods())
-            except BaseException as exc:  # handed to the waiting thread as it is
-                outcome.append(exc)
-            finally:
-                finished.set()
-
-        threading.Thread(target=call, name="listing", daemon=True).start()
-        while not finished.wait(LISTING_STEP):
-            if self._terminated or self.clock() >= deadline:
-                raise SourceError("the listing of pods was still unanswered, and given up")
-        result = outcome[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return list_within(
+            self.source.list_pods, deadline, lambda: bool(self._terminated), self.clock
+        )
 
     def _reconcile(self, pods: Iterable[Pod]) -> None:
         with self._cond:
@@ -310,9 +298,12 @@ class Waiter:
             for uid in changes.gone:
                 state = self._pods.pop(uid)
                 state.halt()
+                self._dropped.append(state)
                 log.info("pod %s is gone: no longer counted", state.pod.name)
             for pod in changes.moved:
-                self._pods.pop(pod.uid).halt()
+                state = self._pods.pop(pod.uid)
+                state.halt()
+                self._dropped.append(state)
                 log.info("pod %s is now at %s: gating it again", pod.name, pod.where)
                 self._start(pod)
             for pod in changes.new:
@@ -610,32 +601,38 @@ class Waiter:
     # -- endings -------------------------------------------------------------
 
     def _release_all(self) -> str:
-        """Lift every fence this hook placed; say truthfully how that went."""
+        """Lift every fence this hook may have placed, on the pods listed and on those that
+        left the listing, those whose answer never came included; say truthfully how that
+        went."""
         with self._cond:
-            states = list(self._pods.values())
+            states = [*self._pods.values(), *self._dropped]
         for state in states:
             state.halt()
         if not self.options.fence:
             return "nothing fenced"
-        # Not only the fences confirmed: one whose answer was lost may be in place all the same.
-        fenced = [s for s in states if (s.fenced or s.fence_sent) and s.pod.addressable]
-        if not fenced:
-            return "nothing fenced"
 
-        def release(state: _PodState) -> str | None:
-            with state.lock:  # not the pod thread's client: it may sit in a long-poll
+        def release(state: _PodState) -> tuple[bool, str | None]:
+            """(whether a fence of ours may be on the pod, why it keeps it if it does)."""
+            # Under the lock a fence takes, after halt(): a fence on the wire is awaited and
+            # counted, and none can be sent once this has looked.
+            with state.lock:
+                if not (state.fenced or state.fence_sent) or not state.pod.addressable:
+                    return False, None
                 answer = (state.control or self._client(state.pod)).release()
             if answer.status == 200:
                 log.info("pod %s: fence released", state.pod.name)
-                return None
+                return True, None
             log.warning(
                 "pod %s: could not release the fence (%s); its lease runs out on its own",
                 state.pod.name,
                 answer.describe(),
             )
-            return f"{state.pod.name} keeps it until its lease runs out ({answer.describe()})"
+            return True, f"{state.pod.name} keeps it until its lease runs out ({answer.describe()})"
 
-        kept = [k for k in self._for_each(fenced, release) if k]
+        fenced = [why for was, why in self._for_each(states, release) if was]
+        kept = [why for why in fenced if why]
+        if not fenced:
+            return "nothing fenced"
         if not kept:
             return "fences released"
         return f"fences released on {len(fenced) - len(kept)} of {len(fenced)} pod(s), " + (

@@ -41,8 +41,32 @@ def assert_one_line_usage(done: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.mark.parametrize(
     "endpoints",
-    [",,,", " , ", "bad host:80", "host\r\n:80", "a@b:80", "h?x:80", "h#x:80", "-h:80"],
-    ids=["commas", "blanks", "space", "crlf", "at", "query", "fragment", "dash"],
+    [
+        ",,,",
+        " , ",
+        "bad host:80",
+        "host\r\n:80",
+        "a@b:80",
+        "h?x:80",
+        "h#x:80",
+        "-h:80",
+        "[::1%a b]:80",
+        "[1::%@127.0.0.1:9]:80",
+        "[::1%a?b#c]:80",
+    ],
+    ids=[
+        "commas",
+        "blanks",
+        "space",
+        "crlf",
+        "at",
+        "query",
+        "fragment",
+        "dash",
+        "zone-space",
+        "zone-at",
+        "zone-query",
+    ],
 )
 def test_endpoints_that_name_no_pod_exit_2_in_one_line(endpoints: str) -> None:
     assert_one_line_usage(wait_usage(f"--endpoints={endpoints}"))
@@ -56,13 +80,15 @@ def test_an_endpoint_with_a_path_does_not_gate_another_address(app: AppProcess) 
     assert not app.status()["draining"]
 
 
-@pytest.mark.parametrize("form", ["directory", "list", "token"])
+@pytest.mark.parametrize("form", ["directory", "list", "token", "broken-yaml"])
 def test_a_kubeconfig_that_cannot_work_exits_2_in_one_line(tmp_path: Path, form: str) -> None:
     path = tmp_path / "kubeconfig"
     if form == "directory":
         path.mkdir()
     elif form == "list":
         path.write_text("- a\n- b\n")
+    elif form == "broken-yaml":
+        path.write_text("clusters: [\n - {name: c\n")
     else:
         path.write_text(
             json.dumps(
@@ -320,3 +346,42 @@ def test_a_pod_that_answers_at_once_is_not_hammered(
     hook = run_hook(hooks, "--endpoints", f"{eager},{busy.endpoint}", "--timeout", "3")
     assert hook.wait() == Exit.NOT_IDLE, hook.output
     assert _Eager.requests <= MOST_IN_3S, (_Eager.requests, hook.output[-3000:])
+
+
+def test_a_pod_that_left_the_listing_is_released_when_the_wait_fails(
+    make_app: AppFactory, hooks: list[Hook], tmp_path: Path
+) -> None:
+    left, stays = make_app(), make_app()
+    for app in (left, stays):
+        app.start_operation(60)
+    listed = tmp_path / "endpoints"
+    listed.write_text(f"{left.endpoint}\n{stays.endpoint}\n")
+    hook = run_hook(hooks, "--endpoints-file", str(listed), "--timeout", "8")
+    eventually(lambda: left.status()["draining"] and stays.status()["draining"], what="fenced")
+    scratch = tmp_path / "endpoints.new"
+    scratch.write_text(f"{stays.endpoint}\n")
+    scratch.rename(listed)
+    assert hook.wait() == Exit.NOT_IDLE, hook.output
+    assert "is gone: no longer counted" in hook.output, hook.output
+    assert "fences released" in hook.last_line, hook.last_line
+    assert not left.status()["draining"], "the fence of the pod that left is lifted too"
+    assert not stays.status()["draining"]
+
+
+def test_release_holds_its_timeout_while_the_api_server_trickles(
+    trickling_kubeconfig: Path,
+) -> None:
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "app", "release", "--selector", "app=x"),
+            *("--kubeconfig", str(trickling_kubeconfig), "--timeout", "2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    # A rollback is not failed for an API server away: the fences run out with their lease.
+    assert done.returncode == Exit.OK, done.stderr
+    assert "could not list the pods within 2s" in done.stderr, done.stderr
+    assert not _Trickle.stop.is_set(), "the API server was still answering when release ended"
