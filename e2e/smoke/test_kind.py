@@ -13,6 +13,7 @@ takes the cluster down.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import subprocess
@@ -26,7 +27,7 @@ import yaml
 from e2e.builds.images import normalize
 from e2e.host import iptables, mounts, sysctls
 from e2e.host.processes import proc_start_time
-from e2e.providers.base import ClusterProvider
+from e2e.providers.base import ClusterProvider, ProviderError
 from e2e.providers.kind import KindProvider, dockerd, nodes
 from e2e.providers.kind.ledger import (
     DOCKER_CHAIN_PREFIX,
@@ -232,6 +233,27 @@ def assert_pods_reach_each_other(kind: KindProvider, image: str, scratch_ns: str
         what=f"{service} answering p0",
         describe=lambda: from_p0(service).stderr[-300:],
     )
+
+
+def test_a_cluster_this_cache_has_no_record_of_is_refused_not_reused(
+    kind: KindProvider, tmp_path: Path
+) -> None:
+    # What a killed rehearsal left a new runner: a cluster on the daemon, nothing in its cache.
+    # Taking it for its own failed every scenario on a missing kubeconfig.
+    record = json.loads((kind.state_dir / "cluster.json").read_text())
+    stranger = KindProvider(
+        kind.cluster_name,
+        kind_path=kind.kind_path,
+        kubectl_path=kind.kubectl_path,
+        image=record["image"],
+        nodes=kind.nodes,
+        settings=dataclasses.replace(kind.settings, cache=tmp_path),
+    )
+    with pytest.raises(ProviderError, match="no record or kubeconfig of it") as refused:
+        stranger.up()
+    assert "python -m e2e.cluster down --provider kind" in str(refused.value)
+    assert kind.exists(), "the cluster it found is left as it was"
+    assert kubectl(kind, "get", "--raw", "/readyz").strip() == "ok"
 
 
 def test_an_image_archive_loads_into_every_node(kind: KindProvider, base_loaded: str) -> None:
