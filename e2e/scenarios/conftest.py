@@ -6,9 +6,14 @@ a kind cluster ``--kind-nodes``. Where that is fewer, such tests are deselected 
 line says so), so ``tox -e e2e`` on the local cluster neither skips nor fails them; on a
 cluster whose size is not known beforehand (``--cluster existing``) they run, and fail
 saying what they need when the cluster is smaller (``workers`` in test_multinode.py).
+
+Every test collected here is an ``e2e`` test: tox selects ``-m "e2e and not soak"``, and a
+module that forgot its ``pytestmark`` would otherwise be deselected without a word.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -25,7 +30,12 @@ def planned_nodes(config: pytest.Config) -> int | None:
     return None
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if item.get_closest_marker("e2e") is None and here in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
     nodes = planned_nodes(config)
     if nodes is None or nodes >= MULTINODE_NODES:
         return

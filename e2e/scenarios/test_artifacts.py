@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from e2e.artifacts import collect
 from e2e.kube import wait_for
 from e2e.scenario import Scenario
+
+pytestmark = pytest.mark.e2e
 
 PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
