@@ -118,6 +118,14 @@ class Options:
             raise SystemExit(
                 "--worktree rehearses HEAD with the working tree's changes; not --commit"
             )
+        given = Path(args.workflow)
+        if given.suffix in (".yml", ".yaml"):
+            where = given.resolve() if given.is_absolute() else (ROOT / given).resolve()
+            if ROOT.resolve() not in where.parents:
+                raise SystemExit(
+                    f"{args.workflow}: a workflow file of this repository (it runs in a copy of "
+                    "the repository, as on GitHub); commit it, or use --worktree"
+                )
         return cls(
             workflow=args.workflow,
             job=args.job,

@@ -5,6 +5,7 @@ again. Works without pytest; ``python -m e2e.rehearsal`` and ``ci/rehearse`` are
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import shutil
 import signal
@@ -22,12 +23,12 @@ from e2e.loopback import free_port
 from e2e.providers.base import Progress, cache_root
 from e2e.providers.kind.cluster import PACKAGES as KIND_PACKAGES
 from e2e.providers.local.registry import LocalRegistry
-from e2e.rehearsal import act, artifacts, results, runner, standins, toolcache
+from e2e.rehearsal import act, actions, artifacts, results, runner, standins, toolcache
 from e2e.rehearsal.actions import LocalCopy, local_copies
 from e2e.rehearsal.daemon import RunnerDaemon
 from e2e.rehearsal.ledger import Ledger, docker_proxies
 from e2e.rehearsal.options import LAPTOP, ROOT, Options
-from e2e.rehearsal.workflows import Cell, Workflow, WorkflowError, label
+from e2e.rehearsal.workflows import Cell, Pin, Workflow, WorkflowError, label
 from e2e.wait import eventually
 
 # What the rehearsal needs on the host (Debian bookworm): the runner's daemon, its sudo,
@@ -82,6 +83,7 @@ class Rehearsal:
     jobs: list[str] = field(default_factory=list)
     cells: dict[str, list[Cell]] = field(default_factory=dict)
     copies: list[LocalCopy] = field(default_factory=list)
+    to_build: list[Pin] = field(default_factory=list)  # stand-ins of actions, built here
     runner: runner.Runner | None = None
     variables: dict[str, str] = field(default_factory=dict)
     sha: str = ""
@@ -108,9 +110,10 @@ class Rehearsal:
             ("docker daemon", self._start_daemon),
             ("stand-ins", self._stand_ins),
             ("workspace", self._workspace),
+            ("stand-in actions", self._stand_in_actions),
         ]
         if self.laptop:  # no workflow, and the machine's own python3 and Go
-            steps = [s for s in steps if s[0] not in ("workflow", "tool cache")]
+            steps = [s for s in steps if s[0] not in ("workflow", "tool cache", "stand-in actions")]
         return steps
 
     def run(self) -> list[act.JobRun]:
@@ -176,7 +179,7 @@ class Rehearsal:
         if self._is_release():
             self.tag = self.options.tag or _chart_tag(self.paths.staged)
         self.called_matrix = self._called_defaults(workflow)
-        self.copies = local_copies(workflow.pins(), self.options.actions)
+        self.copies, self.to_build = local_copies(workflow.pins(), self.options.actions)
         for copy in self.copies:
             self.progress.line(copy.line())
         count = sum(len(c) for c in self.cells.values())
@@ -312,6 +315,29 @@ class Rehearsal:
             directory.mkdir(parents=True, exist_ok=True)
         self.runner.chown(paths.home)
         return f"{workspace}{what}"
+
+    def _stand_in_actions(self) -> str:
+        """The actions no copy holds, built from this repository into the runner's home."""
+        assert self.runner is not None
+        if not self.to_build:
+            return "none needed: a local copy of every action"
+        if shutil.which("npm") is None:
+            raise RehearsalError(
+                "npm is needed to build the stand-ins of "
+                + ", ".join(p.repo for p in self.to_build)
+                + " (no local copy of them)"
+            )
+        home = act.RunnerPaths(self.runner.home).home / "actions"
+        for pin in self.to_build:
+            built = actions.build(pin, self.paths.cache / "actions", self.paths.logs / "npm.log")
+            placed = home / built.folder.name
+            shutil.rmtree(placed, ignore_errors=True)
+            shutil.copytree(built.folder, placed, symlinks=True)
+            copy = dataclasses.replace(built, folder=placed)
+            self.copies.append(copy)
+            self.progress.line(copy.line())
+        self.runner.chown(home)
+        return f"{len(self.to_build)} built"
 
     def _is_release(self) -> bool:
         if self.workflow is None:

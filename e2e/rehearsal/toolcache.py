@@ -153,7 +153,9 @@ PREFIX_FILES = (
 
 def install(tools: list[Tool], cache: Path, runner_cache: Path, owner: tuple[int, int]) -> None:
     """Copy each tool into the runner's tool cache, owned by the runner; a Python's files name
-    the prefix where it is now, not pyenv's or the cache's."""
+    the prefix where it is now, not pyenv's or the cache's. A workflow that sets up no tool
+    gets an empty tool cache, as a runner has one."""
+    runner_cache.mkdir(parents=True, exist_ok=True)
     for tool in tools:
         target = tool.folder(runner_cache)
         shutil.rmtree(target, ignore_errors=True)

@@ -5,7 +5,10 @@ of act's artifact server (a real HTTP server on loopback behind it)."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -18,7 +21,7 @@ import requests
 
 from e2e.loopback import free_port
 from e2e.rehearsal import artifacts
-from e2e.rehearsal.actions import local_copies
+from e2e.rehearsal.actions import build, local_copies
 from e2e.rehearsal.ledger import Ledger, LedgerError
 from e2e.rehearsal.options import default_actions
 from e2e.rehearsal.rehearse import _copy_worktree
@@ -102,16 +105,69 @@ def test_a_local_copy_of_another_version_is_named_a_stand_in(tmp_path: Path) -> 
     (folder / "action.yml").write_text("name: setup-go\n")
     (folder / "package.json").write_text(json.dumps({"version": "6.2.0"}))
     pin = Pin("actions/setup-go", "4a3601121dd01d1626a1e23e37211e3254c1c06c", "v6.4.0")
-    (copy,) = local_copies([pin], tmp_path)
+    (copy,), to_build = local_copies([pin], tmp_path)
+    assert to_build == []
     assert copy.stands_in
     assert "stand-in, the local copy of 6.2.0" in copy.line()
     assert copy.act_flag() == f"actions/setup-go@{pin.sha}={folder}"
 
 
 def test_an_action_without_a_local_copy_is_named_with_what_to_do(tmp_path: Path) -> None:
-    pin = Pin("actions/upload-artifact", "043fb46d1a93c77aae656e7c1c64a875d1fc6a0a", "v7.0.1")
-    with pytest.raises(WorkflowError, match=r"(?s)actions/upload-artifact@043fb46.*--actions DIR"):
+    pin = Pin("actions/download-artifact", "37930b1c2abaa49bbe596cd826c3c89aef350131", "v7.0.0")
+    with pytest.raises(
+        WorkflowError, match=r"(?s)actions/download-artifact@37930b1.*--actions DIR"
+    ):
         local_copies([pin], tmp_path)
+
+
+UPLOAD = Pin("actions/upload-artifact", "043fb46d1a93c77aae656e7c1c64a875d1fc6a0a", "v7.0.1")
+
+
+def test_upload_artifact_without_a_copy_is_built_here(tmp_path: Path) -> None:
+    assert local_copies([UPLOAD], tmp_path) == ([], [UPLOAD])
+
+
+@pytest.mark.skipif(shutil.which("npm") is None, reason="npm builds the stand-in")
+def test_the_upload_artifact_stand_in_builds_and_runs(tmp_path: Path) -> None:
+    # Real npm (the registry answers here), real node; no artifact server: the stand-in runs
+    # up to the point where it would need one.
+    copy = build(UPLOAD, tmp_path / "cache", tmp_path / "npm.log")
+    assert copy.stands_in
+    assert "on @actions/artifact 6.2.1 (npm)" in copy.line()
+    assert build(UPLOAD, tmp_path / "cache", tmp_path / "npm.log").folder == copy.folder
+
+    def upload(path: Path, if_none: str) -> subprocess.CompletedProcess[str]:
+        inputs = {
+            "NAME": "a",
+            "PATH": str(path),
+            "IF-NO-FILES-FOUND": if_none,
+            "INCLUDE-HIDDEN-FILES": "false",
+            "OVERWRITE": "false",
+            "COMPRESSION-LEVEL": "6",
+            "RETENTION-DAYS": "0",
+        }
+        env = {"PATH": os.environ["PATH"], **{f"INPUT_{k}": v for k, v in inputs.items()}}
+        return subprocess.run(
+            ["node", str(copy.folder / "index.js")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    missing = tmp_path / "none"
+    refused = upload(missing, "error")
+    assert refused.returncode == 1, refused.stdout
+    assert f"::error::no files were found with the provided path: {missing}" in refused.stdout
+    warned = upload(missing, "warn")
+    assert warned.returncode == 0, warned.stdout
+    assert "::warning::no files were found" in warned.stdout
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a")
+    # Files found: it goes on to the upload, which needs act's runtime token.
+    asked = upload(tmp_path / "files", "error")
+    assert "ACTIONS_RUNTIME_TOKEN" in asked.stdout, asked.stdout
 
 
 def test_the_tool_cache_takes_the_newest_release_a_version_covers() -> None:
@@ -267,3 +323,22 @@ def test_a_fresh_clone_finds_the_action_copies_beside_the_checkout_it_came_from(
     assert default_actions(clone) == copies
     monkeypatch.setenv("UPGRADE_GATE_ACTIONS", str(tmp_path / "mine"))
     assert default_actions(clone) == tmp_path / "mine"
+
+
+def test_a_workflow_outside_the_repository_is_refused_in_one_line(tmp_path: Path) -> None:
+    outside = tmp_path / "w.yml"
+    outside.write_text("on: push\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "e2e.rehearsal", str(outside), "--worktree"],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"{outside}: a workflow file of this repository (it runs in a copy of the repository, "
+        "as on GitHub); commit it, or use --worktree"
+    ]
