@@ -19,7 +19,9 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
 def test_a_pod_that_logged_nothing_leaves_an_empty_log(scenario: Scenario, tmp_path: Path) -> None:
     # The last CI run's failing scenarios ended in "TypeError: data must be str, not
-    # NoneType" here, so their artifacts were lost with the reason they failed.
+    # NoneType" in collect, which now writes an empty log for None. A quiet container's log
+    # comes back as "" here, not None (that case was not reproduced): this checks that the
+    # artifacts of a pod are written whatever its container said.
     scenario.install("v1")
     apps: Any = client.AppsV1Api(scenario.kube.api_client)
     (template,) = [
@@ -28,6 +30,7 @@ def test_a_pod_that_logged_nothing_leaves_an_empty_log(scenario: Scenario, tmp_p
     spec = scenario.kube.api_client.sanitize_for_serialization(template.spec)
     (container,) = spec["containers"]
     container["command"] = ["sleep", "600"]  # runs, and says nothing
+    container.pop("args", None)  # the app's, which sleep would refuse (out loud)
     for probe in PROBES:
         container.pop(probe, None)
     quiet = {"metadata": {"name": "quiet", "labels": {"test": "quiet"}}, "spec": spec}
