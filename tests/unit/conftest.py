@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -86,3 +91,37 @@ def run_hook(hooks: list[Hook], *args: str, token: str | None = TOKEN) -> Hook:
     hook = Hook(*args, token=token)
     hooks.append(hook)
     return hook
+
+
+# -- what tests stand up besides apps --------------------------------------------------------
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server of ``handler`` on loopback, as ``127.0.0.1:PORT``, while the
+    block runs; a pod or an API server that misbehaves as no real app can be made to."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def in_own_netns(script: str, timeout: float) -> dict[str, object]:
+    """What ``script`` prints as JSON, run by this Python from the repository's root in a
+    network namespace of its own (``unshare --net``: the host's rules and links untouched).
+    Needs root."""
+    done = subprocess.run(
+        ["unshare", "--net", sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result

@@ -7,10 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import pytest
 from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess, free_port
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory, Hook, run_hook
+from tests.unit.conftest import AppFactory, Hook, run_hook, serving
 
 
 def endpoints(*apps: AppProcess) -> str:
@@ -262,15 +261,9 @@ class _OriginalDemo(BaseHTTPRequestHandler):
 
 
 def test_a_pod_that_answers_busy_at_once_is_not_hammered(hooks: list[Hook]) -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _OriginalDemo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        endpoint = f"127.0.0.1:{server.server_address[1]}"
+    with serving(_OriginalDemo) as endpoint:
         hook = run_hook(hooks, "--endpoints", endpoint, "--no-fence", "--timeout", "3", token=None)
         assert hook.wait() == Exit.NOT_IDLE, hook.output
-    finally:
-        server.shutdown()
-        server.server_close()
     # Paced at MIN_POLL_INTERVAL (0.5 s): about 6 in 3 s, not hundreds.
     assert _OriginalDemo.requests <= 12, _OriginalDemo.requests
 

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,7 +19,7 @@ import pytest
 from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory, Hook, run_hook
+from tests.unit.conftest import AppFactory, Hook, run_hook, serving
 
 
 def wait_usage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -165,12 +165,8 @@ class _SlowFence(BaseHTTPRequestHandler):
 @pytest.fixture
 def slow_fence() -> Iterator[str]:
     _SlowFence.released, _SlowFence.fenced = [], threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowFence)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_SlowFence) as endpoint:
+        yield endpoint
 
 
 def test_a_fence_whose_answer_never_came_is_released(
@@ -229,30 +225,24 @@ class _Trickle(BaseHTTPRequestHandler):
 @pytest.fixture
 def trickling_kubeconfig(tmp_path: Path) -> Iterator[Path]:
     _Trickle.asked, _Trickle.stop = threading.Event(), threading.Event()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Trickle)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     path = tmp_path / "kubeconfig"
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}
-                ],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [
-                    {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "n"}}
-                ],
-                "current-context": "x",
-            }
+    with serving(_Trickle) as endpoint:
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://{endpoint}"}}],
+                    "users": [{"name": "u", "user": {"token": "t"}}],
+                    "contexts": [
+                        {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "n"}}
+                    ],
+                    "current-context": "x",
+                }
+            )
         )
-    )
-    yield path
-    _Trickle.stop.set()
-    server.shutdown()
-    server.server_close()
+        yield path
+        _Trickle.stop.set()  # the handlers end before the server does
 
 
 def test_the_deadline_holds_while_the_api_server_trickles(
@@ -322,12 +312,8 @@ class _Eager(BaseHTTPRequestHandler):
 @pytest.fixture
 def eager() -> Iterator[str]:
     _Eager.requests, _Eager.retry_after = 0, None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Eager)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Eager) as endpoint:
+        yield endpoint
 
 
 # Paced at MIN_POLL_INTERVAL or the backoff (0.2 s and more), 3 s is some tens of requests at

@@ -7,16 +7,12 @@ veth on the provider's bridge: what the CNI bridge plugin makes of a pod, nothin
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.unit.conftest import in_own_netns
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="a network namespace of its own needs root (.ci/run is root)"
@@ -95,17 +91,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def outcome() -> dict[str, object]:
-    done = subprocess.run(
-        ["unshare", "--net", sys.executable, "-c", SCRIPT],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return in_own_netns(SCRIPT, timeout=180)
 
 
 def test_pods_reach_each_other_where_the_forward_policy_is_drop(outcome: dict[str, object]) -> None:
