@@ -135,8 +135,9 @@ def list_within(
     return result
 
 
-# A DNS name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens.
+# An IPv6 address's zone: an interface name.
 _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# A DNS name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens.
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
 

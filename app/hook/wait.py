@@ -210,7 +210,7 @@ class Waiter:
         )
         self._deadline = deadline
         try:
-            return self._run(deadline)
+            return self._run()
         except Exception as exc:  # every exit releases what this hook may have fenced
             log.exception("unexpected error")
             released = self._release_all()
@@ -222,8 +222,8 @@ class Waiter:
         finally:
             self._stop_all()
 
-    def _run(self, deadline: float) -> Outcome:
-        options = self.options
+    def _run(self) -> Outcome:
+        options, deadline = self.options, self._deadline
         first_listing = True
         listing_error: str | None = None
         empty_since: float | None = None
@@ -231,7 +231,7 @@ class Waiter:
         while True:
             pods, attempted, deferred = None, False, None
             try:
-                pods = self._list(deadline)
+                pods = self._list()
                 listing_error = None
             except (ForbiddenError, MisconfiguredError) as exc:
                 return Outcome(exit_for(exc), f"{exc}: {self._release_all()}")
@@ -287,9 +287,9 @@ class Waiter:
                     pause = min(options.discovery_interval, remaining)
                     self._cond.wait(pause if deferred is None else min(pause, deferred))
 
-    def _list(self, deadline: float) -> list[Pod]:
+    def _list(self) -> list[Pod]:
         return list_within(
-            self.source.list_pods, deadline, lambda: bool(self._terminated), self.clock
+            self.source.list_pods, self._deadline, lambda: bool(self._terminated), self.clock
         )
 
     def _reconcile(self, pods: Iterable[Pod]) -> None:
@@ -394,7 +394,7 @@ class Waiter:
     def _confirm_listing(self) -> Outcome | None:
         """Success, if a listing after the final round shows the very same pods."""
         try:
-            pods = self._list(self._deadline)
+            pods = self._list()
         except SourceError:
             return None  # the loop lists again and reports the error
         with self._cond:

@@ -8,6 +8,8 @@ from pathlib import Path
 from e2e.providers.base import ClusterProvider, ProviderError
 
 PROVIDERS = ("local", "kind", "existing")
+# The node image kind runs where none is given (a laptop's, the laptop rehearsal's stand-in).
+KIND_IMAGE_ENV = "UPGRADE_GATE_KIND_IMAGE"
 
 
 def make_provider(
@@ -36,7 +38,7 @@ def make_provider(
             cluster_name,
             kind_path=kind_path,
             kubectl_path=kubectl_path,
-            image=kind_image or os.environ.get("UPGRADE_GATE_KIND_IMAGE") or None,
+            image=kind_image or os.environ.get(KIND_IMAGE_ENV) or None,
             kubeconfig=kubeconfig,
             nodes=kind_nodes,
         )

@@ -20,6 +20,7 @@ from e2e.host import packages
 from e2e.host.commands import run
 from e2e.host.locks import exclusive
 from e2e.loopback import free_port
+from e2e.providers import KIND_IMAGE_ENV
 from e2e.providers.base import Progress, cache_root
 from e2e.providers.kind.cluster import PACKAGES as KIND_PACKAGES
 from e2e.providers.local.registry import LocalRegistry
@@ -36,8 +37,6 @@ from e2e.wait import eventually
 PACKAGES = ("sudo", "patchelf", "git", "procps", "python3-venv", *KIND_PACKAGES)
 # Not under /run/upgrade-gate: a runner has no such directory, and the providers must make it.
 RUN_DIR = Path("/run/upgrade-gate-rehearsal")
-# What tells ci/test which node image kind runs (e2e/providers/__init__.py).
-LAPTOP_IMAGE_ENV = "UPGRADE_GATE_KIND_IMAGE"
 # Kept, as a lock file is, so that it stays a lock for the next comer.
 LOCK = Path("/run/lock/upgrade-gate-rehearsal.lock")
 
@@ -290,7 +289,7 @@ class Rehearsal:
             node=node,
             base=base,
             registry=registry,
-            node_named_by=f"${LAPTOP_IMAGE_ENV}"
+            node_named_by=f"${KIND_IMAGE_ENV}"
             if self.laptop
             else f"vars.{standins.NODE_IMAGE_VAR}",
         )
@@ -412,7 +411,7 @@ class Rehearsal:
         env = self.runner.env(
             {
                 "PATH": f"{Path(go).resolve().parent}:{runner.PATH}",
-                LAPTOP_IMAGE_ENV: self.variables[standins.NODE_IMAGE_VAR],
+                KIND_IMAGE_ENV: self.variables[standins.NODE_IMAGE_VAR],
             }
         )
         title = "laptop / ci/test as runner"
