@@ -1,19 +1,42 @@
 """gunicorn's threaded worker, changed where a pod must stay probe-able and JSON-speaking.
 
+- **A request is read whole before a thread sees it.** The worker's poller
+  reads each connection's bytes as they come, and hands the connection to a
+  request thread only once a whole request (headers and body) is there.
+  gunicorn gives a connection a thread on its first byte and reads the rest
+  there, blocking, with no deadline: a few dozen connections that send half
+  their headers and then nothing (slowloris), or a body that stops short,
+  held every thread, and the probes and the hook's fence timed out. Here a
+  request has ``REQUEST_SECONDS`` from its first byte; one that is not whole
+  by then is answered 408 and closed. A body larger than the app takes
+  (Flask's ``MAX_CONTENT_LENGTH``), declared or chunked, is answered 413 at
+  once, without waiting for it.
+- **Closing waits for the client off the accepting loop.** After an answer
+  that ends a connection (HTTP/1.0, ``Connection: close``, an error), the
+  write side is shut and what the client still sends is read and dropped
+  until it closes, for at most ``LINGER_SECONDS`` (RFC 9112 section 9.6) —
+  in the poller. gunicorn does this blocking, on the loop that accepts, one
+  connection after another: 25 HTTP/1.0 clients that never close kept a
+  probe waiting 50 s.
+- **Every read or write in a request thread has a deadline**
+  (``IO_SECONDS``): the request is read already, so this bounds a client
+  that does not read its answer, and whatever the framing here and
+  gunicorn's parser disagree on.
+- **Every request thread starts with the worker.** gunicorn's pool starts
+  them as requests come, on the accepting loop, where a thread the system
+  refuses (a container's pids limit) ended the worker and every operation
+  it ran.
 - gunicorn answers some requests itself, before Flask sees them: a malformed
   request line (400), a URI too long (414), headers too large (431), an
   unknown transfer coding (501). Those answers are JSON here, as the app's
   are: ``{"error": "uri_too_long", "message": "..."}``, with the status code
   gunicorn chose.
-- A new connection waits for its first bytes in the worker's poller, not in
-  a request thread. gunicorn 24+ gives each new connection a thread that
-  waits up to 5 s for data, so a few dozen silent connections (a port scan,
-  a client pool that connects ahead) kept the probes out for many seconds.
-  This is how gunicorn 21 to 23 did it, with a deadline; upstream discusses
-  the same change (benoitc/gunicorn#3635).
 - At ``worker_connections`` gunicorn stops accepting. Before that happens,
   the connection idle longest is closed, so that a new connection (a probe,
   the hook) is always accepted.
+
+The worker builds on gunicorn 27's gthread internals (``TConn``,
+``enqueue_req``, ``finish_request``), hence the pin in ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -23,22 +46,29 @@ import json
 import re
 import selectors
 import socket
+import threading
 import time
-from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from functools import partial
 from typing import Any
 
 from gunicorn import util
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-# The parts of gunicorn's worker the connection handling below relies on
-# (gunicorn 27); without them the worker keeps gunicorn's own behaviour.
-_POLL_FIRST = all(
-    hasattr(ThreadWorker, name) for name in ("on_pending_socket_readable", "murder_pending")
-)
+REQUEST_SECONDS = 10.0  # a request's headers and body, from its first byte
+LINGER_SECONDS = 2.0  # gunicorn's close_graceful() bound
+IO_SECONDS = 10.0  # any one read or write in a request thread
+SWEEP_SECONDS = 0.25  # how often deadlines are checked, at most
+RECV_BYTES = 65536
+MAX_CHUNK_LINE = 4096  # a chunk-size line with extensions; gunicorn refuses longer ones
+MAX_CHUNKS = 4096  # JSON bodies of at most 1 MiB: more chunks is an attack on the reading loop
+MAX_BUFFERED = 64 * 1024 * 1024  # unfinished requests held at once, all connections
+DEFAULT_MAX_BODY = 1024 * 1024
+
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ([^\r\n]*)\r\n")
 _MESSAGE_LIMIT = 300
+_HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
 class _Captured:
@@ -72,7 +102,169 @@ def json_error_answer(code: int, reason: str, message: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+# -- framing: where the first request in a buffer ends -------------------------------------
+
+
+class BodyTooLargeError(Exception):
+    """The request's body, declared or chunked, is more than the app takes."""
+
+
+class Framing:
+    """Where the first request in a growing buffer ends (RFC 9112 section 6).
+
+    Only the framing is read: where the headers end, then ``Content-Length``
+    or a chunked body. Anything this does not understand is gunicorn's to
+    refuse, so :meth:`end` then says "all of it", and gunicorn's parser,
+    which then has it all, answers (400, 414, 431, 501). What has been read
+    is remembered, so a request that trickles in is scanned once, not once
+    per piece.
+    """
+
+    def __init__(self, max_body: int, max_head: int) -> None:
+        self.max_body = max_body
+        self.max_head = max_head
+        self.reset()
+
+    def reset(self) -> None:
+        """The buffer now starts with the next request."""
+        self._start = 0  # past the empty lines a request may follow
+        self._searched = 0  # of the head, or of the trailers
+        self._end: int | None = None  # known from Content-Length
+        self._chunk: int | None = None  # the next chunk-size line
+        self._chunks = 0
+        self._body = 0
+        self._trailers: int | None = None
+
+    def end(self, data: bytes | bytearray) -> int | None:
+        """How many bytes of ``data`` its first request takes; ``None`` while it is not whole.
+
+        Raises :class:`BodyTooLargeError` for a body over ``max_body`` bytes.
+        """
+        if self._trailers is not None:
+            return self._trailers_end(data)
+        if self._chunk is not None:
+            return self._chunked_end(data)
+        if self._end is not None:
+            return self._end if len(data) >= self._end else None
+        while data.startswith(b"\r\n", self._start):
+            self._start += 2
+        head_end = data.find(b"\r\n\r\n", max(self._start, self._searched - 3))
+        if head_end < 0:
+            self._searched = len(data)
+            return None if len(data) - self._start <= self.max_head else len(data)
+        lengths: list[bytes] = []
+        codings: list[bytes] = []
+        for line in bytes(data[self._start : head_end]).split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() == b"content-length":
+                lengths.append(value.strip())
+            elif name.lower() == b"transfer-encoding":
+                codings.extend(c.strip().lower() for c in value.split(b","))
+        body_start = head_end + 4
+        if codings:
+            if lengths or codings[-1] != b"chunked":
+                return len(data)  # gunicorn refuses these
+            self._chunk = body_start
+            return self._chunked_end(data)
+        if not lengths:
+            return body_start
+        if len(set(lengths)) > 1 or not lengths[0].isdigit():
+            return len(data)  # gunicorn refuses these
+        length = int(lengths[0])
+        if length > self.max_body:
+            raise BodyTooLargeError(
+                f"the body is {length} bytes, more than the {self.max_body} this server reads"
+            )
+        self._end = body_start + length
+        return self._end if len(data) >= self._end else None
+
+    def _chunked_end(self, data: bytes | bytearray) -> int | None:
+        while (pos := self._chunk) is not None:
+            line_end = data.find(b"\r\n", pos)
+            if line_end < 0:
+                return None if len(data) - pos <= MAX_CHUNK_LINE else len(data)
+            size_text = bytes(data[pos:line_end]).split(b";", 1)[0].rstrip(b" \t")
+            if not size_text or not _HEX.issuperset(size_text):
+                return len(data)  # gunicorn refuses it
+            size = int(size_text, 16)
+            self._body += size
+            self._chunks += 1
+            if self._body > self.max_body:
+                raise BodyTooLargeError(
+                    f"a chunked body of more than the {self.max_body} bytes this server reads"
+                )
+            if self._chunks > MAX_CHUNKS:
+                raise BodyTooLargeError(f"a body in more than {MAX_CHUNKS} chunks")
+            if size == 0:
+                self._chunk, self._trailers, self._searched = None, line_end, line_end
+                return self._trailers_end(data)
+            self._chunk = line_end + 2 + size + 2
+            if len(data) < self._chunk:
+                return None
+        return None
+
+    def _trailers_end(self, data: bytes | bytearray) -> int | None:
+        assert self._trailers is not None
+        end = data.find(b"\r\n\r\n", max(self._trailers, self._searched - 3))
+        if end < 0:
+            self._searched = len(data)
+            return None if len(data) - self._trailers <= self.max_head else len(data)
+        return end + 4
+
+
+# -- connections ---------------------------------------------------------------------------
+
+
+class _Socket(socket.socket):
+    """A client socket on which "blocking" means "blocking, with a deadline"."""
+
+    def setblocking(self, flag: bool) -> None:
+        if flag:
+            self.settimeout(IO_SECONDS)
+        else:
+            super().setblocking(False)
+
+
+class Conn(TConn):  # type: ignore[misc]
+    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any) -> None:
+        super().__init__(cfg, sock, client, server)
+        self.inbuf = bytearray()  # read, not yet handed over
+        self.request = b""  # one whole request, for the thread
+        self.data_ready = True  # gunicorn's thread need not wait for it
+        self.drained = 0  # while lingering
+        self.framing: Framing | None = None
+        self.continued = False  # "100 Continue" sent for this request
+
+
 class Worker(ThreadWorker):  # type: ignore[misc]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reading: set[Conn] = set()  # waiting for a whole request, in the poller
+        self.lingering: set[Conn] = set()  # answered, closing
+        self.max_body = DEFAULT_MAX_BODY
+        # gunicorn's own bounds on a request line and its header fields.
+        self.max_head = self.cfg.limit_request_line + self.cfg.limit_request_fields * (
+            self.cfg.limit_request_field_size + 2
+        )
+        self._next_sweep = 0.0
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        config = getattr(self.wsgi, "config", {})
+        self.max_body = config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY
+
+    def get_thread_pool(self) -> ThreadPoolExecutor:
+        pool: ThreadPoolExecutor = super().get_thread_pool()
+        # The pool starts a thread whenever none is idle; keep all of them
+        # busy until the last has started, and every thread exists now.
+        started = threading.Barrier(self.cfg.threads + 1)
+        for _ in range(self.cfg.threads):
+            pool.submit(started.wait, 60)
+        started.wait(60)
+        return pool
+
+    # -- gunicorn's errors, in JSON --------------------------------------------------------
+
     def handle_error(self, req: Any, client: socket.socket, addr: Any, exc: BaseException) -> None:
         # gunicorn decides the status and logs; only the body it writes changes.
         captured = _Captured()
@@ -87,38 +279,186 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         except OSError:
             self.log.debug("Failed to send error message.")
 
+    # -- the accepting loop ----------------------------------------------------------------
+
     def accept(self, listener: socket.socket) -> None:
-        if not _POLL_FIRST:
-            super().accept(listener)
-            return
         try:
             sock, client = listener.accept()
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 return
             raise
+        sock = _Socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         self.nr_conns += 1
-        conn = TConn(self.cfg, sock, client, listener.getsockname())  # non-blocking
-        # A thread takes it once it is readable; silent past the keep-alive
-        # timeout, murder_pending() closes it.
-        conn.timeout = time.monotonic() + self.cfg.keepalive
-        self.pending_conns.append(conn)
-        self.poller.register(
-            conn.sock, selectors.EVENT_READ, partial(self.on_pending_socket_readable, conn)
-        )
         self._make_room()
+        self._await_request(Conn(self.cfg, sock, client, listener.getsockname()))
+
+    def _await_request(self, conn: Conn, idle: float | None = None) -> None:
+        """Read ``conn``'s next request in the poller; silent for ``idle`` s, it closes."""
+        conn.sock.setblocking(False)
+        wait = REQUEST_SECONDS if conn.inbuf else (idle or self.cfg.keepalive)
+        conn.timeout = time.monotonic() + wait
+        if conn.inbuf and self._take_request(conn):
+            return  # it was there already (pipelined)
+        self.reading.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+
+    def _on_readable(self, conn: Conn, _sock: Any) -> None:
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client closed or failed; no answer can reach it
+            self._forget(conn)
+            conn.close()
+            return
+        if not conn.inbuf:
+            conn.timeout = time.monotonic() + REQUEST_SECONDS  # its clock starts now
+        conn.inbuf += data
+        self._take_request(conn)
+
+    def _take_request(self, conn: Conn) -> bool:
+        """Hand ``conn`` to a thread if a whole request is in; refuse it if it never will be."""
+        if conn.framing is None:
+            conn.framing = Framing(self.max_body, self.max_head)
+        try:
+            length = conn.framing.end(conn.inbuf)
+        except BodyTooLargeError as exc:
+            self._refuse(conn, 413, "Content Too Large", str(exc))
+            return True
+        if length is None:
+            if len(conn.inbuf) > RECV_BYTES and self._buffered() > MAX_BUFFERED:
+                self._refuse(
+                    conn, 503, "Service Unavailable", "too many unfinished requests; try again"
+                )
+                return True
+            if not conn.continued and b"\r\n\r\n" in conn.inbuf:
+                self._continue(conn)
+            return False
+        self._unwatch(conn)
+        self.reading.discard(conn)
+        conn.request, conn.inbuf = bytes(conn.inbuf[:length]), conn.inbuf[length:]
+        conn.framing.reset()
+        conn.continued = False
+        self.enqueue_req(conn)
+        return True
+
+    def _continue(self, conn: Conn) -> None:
+        """A client that waits for "100 Continue" before its body (curl does) gets it now."""
+        conn.continued = True
+        head = bytes(conn.inbuf[: conn.inbuf.find(b"\r\n\r\n")]).lower()
+        if re.search(rb"\r\nexpect:[ \t]*100-continue", head):
+            with suppress(OSError):
+                conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _buffered(self) -> int:
+        return sum(len(c.inbuf) for c in self.reading)
+
+    def handle(self, conn: Conn) -> Any:
+        """In a request thread: the request is read already; gunicorn parses it."""
+        if conn.request:
+            conn.sock.setblocking(True)
+            conn.init()
+            conn.parser.unreader.unread(conn.request)
+            conn.request = b""
+        return super().handle(conn)
+
+    def finish_request(self, conn: Conn, fs: Future[Any]) -> None:
+        try:
+            keepalive = not fs.cancelled() and fs.result() is True
+        except Exception:  # gunicorn's handle() keeps its own errors in; anything else closes
+            keepalive = False
+        if keepalive:
+            # A request pipelined behind this one may sit in the parser already.
+            conn.inbuf[:0] = conn.parser.unreader.take_buffered()
+            self._await_request(conn, self.cfg.keepalive if self.alive else STOP_KEEPALIVE_LINGER)
+        else:
+            self.nr_conns -= 1
+            self._linger(conn)
+
+    # -- ending connections ----------------------------------------------------------------
+
+    def _refuse(self, conn: Conn, code: int, reason: str, message: str) -> None:
+        self._forget(conn)
+        with suppress(OSError):  # a few hundred bytes: the socket's buffer takes them
+            conn.sock.send(json_error_answer(code, reason, message))
+        self._linger(conn)
+
+    def _linger(self, conn: Conn) -> None:
+        """Close after the answer without cutting it off, waiting in the poller."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            util.close(conn.sock)
+            return
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + LINGER_SECONDS
+        conn.drained = 0
+        self.lingering.add(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_lingering, conn))
+
+    def _on_lingering(self, conn: Conn, _sock: Any) -> None:
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        conn.drained += len(data)
+        if not data or conn.drained > RECV_BYTES:
+            self._end_linger(conn)
+
+    def _end_linger(self, conn: Conn) -> None:
+        self.lingering.discard(conn)
+        self._unwatch(conn)
+        util.close(conn.sock)
+
+    def _forget(self, conn: Conn) -> None:
+        """``conn`` is no longer read here, nor counted."""
+        self._unwatch(conn)
+        if conn in self.reading:
+            self.reading.discard(conn)
+            self.nr_conns -= 1
+
+    def _unwatch(self, conn: Conn) -> None:
+        with suppress(OSError, KeyError, ValueError):  # not registered (any more)
+            self.poller.unregister(conn.sock)
+
+    def murder_pending(self) -> None:
+        """Called on every turn of gunicorn's loop, and while it stops."""
+        super().murder_pending()
+        now = time.monotonic()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        for conn in [c for c in self.reading if c.timeout <= now]:
+            if conn.inbuf:
+                self._refuse(
+                    conn,
+                    408,
+                    "Request Timeout",
+                    f"the request was not whole within {REQUEST_SECONDS:g} s of its first byte",
+                )
+            else:
+                self._forget(conn)
+                conn.close()
+        for conn in [c for c in self.lingering if c.timeout <= now]:
+            self._end_linger(conn)
+
+    def _cap_keepalive(self, deadline: float) -> None:
+        """A stopping worker: idle connections close by ``deadline``; half-read ones keep theirs."""
+        super()._cap_keepalive(deadline)
+        for conn in self.reading:
+            if not conn.inbuf:
+                conn.timeout = min(conn.timeout, deadline)
+        self._next_sweep = 0.0
 
     def _make_room(self) -> None:
         """Close the longest-idle connections while the worker is at its limit."""
-        while self.nr_conns >= self.worker_connections:
-            queues: list[deque[TConn]] = [
-                q for q in (self.pending_conns, self.keepalived_conns) if q
-            ]
-            if not queues:
-                return
-            oldest = min(queues, key=lambda q: q[0].timeout)
-            conn = oldest.popleft()
-            with suppress(OSError, KeyError, ValueError):  # not registered any more
-                self.poller.unregister(conn.sock)
-            self.nr_conns -= 1
-            conn.close()
+        while self.nr_conns >= self.worker_connections and self.reading:
+            idle = [c for c in self.reading if not c.inbuf] or list(self.reading)
+            oldest = min(idle, key=lambda c: c.timeout)
+            self._forget(oldest)
+            oldest.close()

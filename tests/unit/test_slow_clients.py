@@ -1,0 +1,145 @@
+"""Clients that send slowly, or never finish, cannot take the gate away.
+
+A connection's request is read whole in the worker's poller, against a
+deadline, before a request thread sees it. So connections that send part of
+their headers and then nothing (slowloris), bodies that stop short, chunk
+sizes no body could have, and HTTP/1.0 clients that never close after their
+answer leave the threads, and the loop that accepts, to the probes and the
+hook. Each test holds more such connections than the server has threads.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+import requests
+
+from e2e.loopback import TOKEN, AppProcess
+
+ANSWER_TIMEOUT = 10.0  # a starved server does not answer at all; a busy machine does, late
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest) -> Iterator[AppProcess]:
+    with AppProcess(threads=4) as app:
+        request.node.app_processes = [app]
+        yield app
+
+
+def held(stack: ExitStack, app: AppProcess, count: int, raw: bytes) -> list[socket.socket]:
+    """``count`` connections that have each sent ``raw`` and then nothing."""
+    socks = []
+    for _ in range(count):
+        sock = stack.enter_context(socket.create_connection(("127.0.0.1", app.port), timeout=30))
+        sock.sendall(raw)
+        socks.append(sock)
+    return socks
+
+
+def answered_while_held(app: AppProcess) -> None:
+    """A probe on a new connection and a fence, as the kubelet and the hook send them."""
+    assert requests.get(f"{app.url}/healthz", timeout=ANSWER_TIMEOUT).status_code == 200
+    fence = requests.post(
+        f"{app.url}/drain",
+        json={"ttl": 30},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=ANSWER_TIMEOUT,
+    )
+    assert fence.status_code == 200
+    lifted = requests.delete(
+        f"{app.url}/drain", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=ANSWER_TIMEOUT
+    )
+    assert lifted.status_code == 200
+
+
+def everything_sent_back(sock: socket.socket) -> bytes:
+    """What the server writes before it closes the connection."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def status_and_json(answer: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+        b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n{",
+    ],
+    ids=["headers-unfinished", "body-unfinished"],
+)
+def test_requests_that_stop_short_do_not_hold_the_probes_or_the_fence(
+    app: AppProcess, raw: bytes
+) -> None:
+    with ExitStack() as stack:
+        socks = held(stack, app, 8 * app.threads, raw)
+        answered_while_held(app)
+        # The read deadline ends each of them with a 408, and no operation began.
+        for sock in socks:
+            status, body = status_and_json(everything_sent_back(sock))
+            assert (status, body["error"]) == (408, "request_timeout")
+    assert app.get("/operations").json()["operations"] == []
+
+
+@pytest.mark.parametrize("size", [b"1" + b"0" * 40, b"ffffffff"], ids=["2^160", "0xffffffff"])
+def test_a_chunk_larger_than_any_body_is_refused_at_once(app: AppProcess, size: bytes) -> None:
+    raw = (
+        b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + size + b"\r\n{"
+    )
+    with ExitStack() as stack:
+        (sock,) = held(stack, app, 1, raw)
+        status, body = status_and_json(everything_sent_back(sock))
+    assert (status, body["error"]) == (413, "content_too_large")
+    assert "1048576" in str(body["message"])
+
+
+def test_a_declared_body_larger_than_the_limit_is_refused_before_it_is_sent(
+    app: AppProcess,
+) -> None:
+    raw = b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n{"
+    with ExitStack() as stack:
+        (sock,) = held(stack, app, 1, raw)
+        status, body = status_and_json(everything_sent_back(sock))
+    assert (status, body["error"]) == (413, "content_too_large")
+
+
+def test_http_1_0_clients_that_never_close_do_not_hold_the_accepting_loop(
+    app: AppProcess,
+) -> None:
+    """Each answer ends the connection; closing it waits for the client, which
+    must not happen on the loop that accepts, one client after another."""
+    with ExitStack() as stack:
+        socks = held(stack, app, 25, b"GET /healthz HTTP/1.0\r\n\r\n")
+        for sock in socks:
+            assert everything_sent_back(sock).startswith(b"HTTP/1.0 200 ")
+        answered_while_held(app)
+
+
+def test_a_request_sent_in_pieces_is_answered(app: AppProcess) -> None:
+    """Slow is not wrong: pieces that arrive within the deadline make a request."""
+    body = b'{"seconds": 0.1}'
+    pieces = [
+        b"POST /operations HTTP/1.1\r\nHo",
+        b"st: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"%x\r\n%s\r\n" % (len(body[:5]), body[:5]),
+        b"%x\r\n%s\r\n0\r\n" % (len(body[5:]), body[5:]),
+        b"\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ]
+    with socket.create_connection(("127.0.0.1", app.port), timeout=30) as sock:
+        for piece in pieces:
+            sock.sendall(piece)
+        answers = everything_sent_back(sock)
+    first, second = answers.split(b"HTTP/1.1 ")[1:]
+    assert first.startswith(b"202 ")
+    assert second.startswith(b"200 ")
