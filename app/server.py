@@ -47,9 +47,10 @@ def _install_drain_on_sigterm(worker: Any) -> None:
     flask_app: Flask = worker.wsgi
     gate = _gate(worker)
     bound: float = flask_app.config["SETTINGS"].shutdown_timeout
-    stopping = threading.Event()
+    asked = threading.Event()
 
     def finish() -> None:
+        asked.wait()
         started = time.monotonic()
         running = gate.status().running
         if running:
@@ -67,12 +68,15 @@ def _install_drain_on_sigterm(worker: Any) -> None:
         )
         worker.handle_exit(signal.SIGTERM, None)
 
+    # Started now, not on SIGTERM: under a thread limit a thread started then
+    # could be refused, and the worker would never stop gracefully.
+    threading.Thread(target=finish, name="shutdown", daemon=True).start()
+
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        if stopping.is_set():
+        if asked.is_set():
             return
-        stopping.set()
         gate.begin_shutdown()
-        threading.Thread(target=finish, name="shutdown", daemon=True).start()
+        asked.set()
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

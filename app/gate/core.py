@@ -403,8 +403,16 @@ class Gate:
         timer = threading.Timer(ttl, self._on_timer, args=(generation,))
         timer.daemon = True
         timer.name = "drain-lease"
+        try:
+            timer.start()
+        except RuntimeError as exc:  # "can't start new thread": a thread limit
+            # The fence stands and still ends on time: every answer checks the
+            # lease. Only the log line and the watches' wake-up wait for the
+            # next request.
+            self._lease_timer = None
+            log.warning("drain lease timer not started (%s): expiry checked on each request", exc)
+            return
         self._lease_timer = timer
-        timer.start()
 
     def _on_timer(self, generation: int) -> None:
         with self._cond:

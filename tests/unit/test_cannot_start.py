@@ -17,7 +17,7 @@ from e2e.loopback import AppProcess
 
 @pytest.fixture
 def app(request: pytest.FixtureRequest) -> Iterator[AppProcess]:
-    with AppProcess(module="tests.unit.thread_limited_app", threads=4) as app:
+    with AppProcess(module="e2e.thread_limited_app", threads=4) as app:
         request.node.app_processes = [app]
         yield app
 
