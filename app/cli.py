@@ -23,7 +23,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from app import logs
-from app.config import ConfigError
+from app.config import TOKEN_ENV, ConfigError, read_token
 
 if TYPE_CHECKING:
     from app.hook.pods import PodSource
@@ -167,8 +167,9 @@ def _pod_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--token-env",
-        default="UPGRADE_GATE_TOKEN",
-        help="environment variable holding the drain token",
+        default=TOKEN_ENV,
+        help="environment variable holding the drain token; NAME_FILE, when set, names a "
+        "file holding it instead (a mounted Secret)",
     )
 
 
@@ -193,15 +194,8 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _token(args: argparse.Namespace) -> str | None:
-    # A Secret made with --from-file keeps the file's last newline: surrounding space is not
-    # the token's (the app strips it the same way).
-    token = (os.environ.get(args.token_env) or "").strip() or None
-    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
-        raise ValueError(
-            f"${args.token_env} holds characters that cannot travel in an HTTP header "
-            "(use printable ASCII without spaces)"
-        )
-    return token
+    """The drain token as the app reads it (``$NAME_FILE``, else ``$NAME``); absent is none."""
+    return read_token(os.environ, args.token_env, missing_ok=True)
 
 
 def _source(args: argparse.Namespace) -> PodSource:
@@ -244,7 +238,11 @@ def _wait(args: argparse.Namespace) -> int:
         return exit_for(exc)
 
     if args.fence and token is None:
-        log.warning("no token in $%s: pods will refuse the fence", args.token_env)
+        log.warning(
+            "no token in $%s or $%s_FILE: pods will refuse the fence",
+            args.token_env,
+            args.token_env,
+        )
     waiter = Waiter(
         source,
         Options(

@@ -229,6 +229,39 @@ come after all of it.
 {{- end }}
 
 {{/* The app mounts it: the root filesystem is read-only, and gunicorn wants a /tmp. */}}
+{{/*
+The drain token reaches a pod as a file, never in its environment (which
+crash dumps, /proc/PID/environ and child processes see): the app and the hook
+read the file $UPGRADE_GATE_TOKEN_FILE names. .optional: the hook's pod
+starts without the Secret (a first Argo CD sync runs it before the Secret
+exists, with no pods to fence).
+*/}}
+{{- define "upgrade-gate.tokenDir" -}}/var/run/secrets/upgrade-gate{{- end }}
+
+{{- define "upgrade-gate.tokenEnv" -}}
+- name: UPGRADE_GATE_TOKEN_FILE
+  value: {{ include "upgrade-gate.tokenDir" . }}/token
+{{- end }}
+
+{{- define "upgrade-gate.tokenMount" -}}
+- name: drain-token
+  mountPath: {{ include "upgrade-gate.tokenDir" . }}
+  readOnly: true
+{{- end }}
+
+{{- define "upgrade-gate.tokenVolume" -}}
+- name: drain-token
+  secret:
+    secretName: {{ include "upgrade-gate.tokenSecretName" .root }}
+    items:
+      - key: {{ .root.Values.drainToken.key }}
+        path: token
+    defaultMode: 0444
+    {{- if .optional }}
+    optional: true
+    {{- end }}
+{{- end }}
+
 {{- define "upgrade-gate.tmpVolume" -}}
 - name: tmp
   emptyDir:

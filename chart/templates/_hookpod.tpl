@@ -18,8 +18,8 @@ template:
 
 {{/*
 The spec of a hook's pod, in a Job's template or as the hook itself
-(gate.hookKind Pod). It mounts nothing but the API token: the hook writes no
-file, and the root filesystem stays read-only.
+(gate.hookKind Pod). It mounts nothing but the API token and the drain
+token: the hook writes no file, and the root filesystem stays read-only.
 */}}
 {{- define "upgrade-gate.hookPodSpec" -}}
 {{- $root := .root -}}
@@ -49,14 +49,7 @@ containers:
     args:
       {{- toYaml .args | nindent 6 }}
     env:
-      - name: UPGRADE_GATE_TOKEN
-        valueFrom:
-          secretKeyRef:
-            name: {{ include "upgrade-gate.tokenSecretName" $root }}
-            key: {{ $root.Values.drainToken.key }}
-            # Absent on a first sync (Argo CD runs pre-upgrade hooks as
-            # PreSync then): there are no pods to fence, the hook exits 0.
-            optional: true
+      {{- include "upgrade-gate.tokenEnv" $root | nindent 6 }}
       - name: LOG_LEVEL
         value: {{ $gate.logLevel | default $root.Values.app.logLevel | quote }}
     securityContext:
@@ -65,6 +58,12 @@ containers:
     resources:
       {{- toYaml . | nindent 6 }}
     {{- end }}
+    volumeMounts:
+      {{- include "upgrade-gate.tokenMount" $root | nindent 6 }}
+volumes:
+  # Absent on a first sync (Argo CD runs pre-upgrade hooks as PreSync then):
+  # there are no pods to fence, the hook exits 0.
+  {{- include "upgrade-gate.tokenVolume" (dict "root" $root "optional" true) | nindent 2 }}
 {{- with $gate.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}

@@ -54,11 +54,7 @@ spec:
           containerPort: 8080
           protocol: TCP
       env:
-        - name: UPGRADE_GATE_TOKEN
-          valueFrom:
-            secretKeyRef:
-              name: {{ include "upgrade-gate.tokenSecretName" $root }}
-              key: {{ $root.Values.drainToken.key }}
+        {{- include "upgrade-gate.tokenEnv" $root | nindent 8 }}
         {{- with $root.Values.app.version }}
         - name: APP_VERSION
           value: {{ . | quote }}
@@ -93,8 +89,10 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- include "upgrade-gate.tokenMount" $root | nindent 8 }}
   volumes:
     {{- include "upgrade-gate.tmpVolume" $root | nindent 4 }}
+    {{- include "upgrade-gate.tokenVolume" (dict "root" $root) | nindent 4 }}
   {{- with $root.Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}

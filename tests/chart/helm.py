@@ -228,6 +228,25 @@ def container(doc: Manifest, name: str) -> Manifest:
     return dict(found)
 
 
+def token_secret(doc: Manifest, name: str) -> dict[str, Any]:
+    """The Secret volume the file ``$UPGRADE_GATE_TOKEN_FILE`` of container ``name`` lies in:
+    ``{"secretName", "key", "optional"}``."""
+    spec = pod_template(doc)["spec"]
+    main = container(doc, name)
+    path = env(main)["UPGRADE_GATE_TOKEN_FILE"]
+    directory, _, file_name = path.rpartition("/")
+    (mount,) = [m for m in main["volumeMounts"] if m["mountPath"] == directory]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    secret = volume["secret"]
+    (item,) = [i for i in secret["items"] if i["path"] == file_name]
+    return {
+        "secretName": secret["secretName"],
+        "key": item["key"],
+        "optional": secret.get("optional", False),
+    }
+
+
 def env(container_spec: Manifest) -> dict[str, Any]:
     """name -> value, or the valueFrom mapping for references."""
     return {

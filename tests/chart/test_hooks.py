@@ -20,7 +20,6 @@ from tests.chart.helm import (
     annotations_of,
     chart_copy,
     container,
-    env,
     find,
     flag,
     gate_hook,
@@ -34,6 +33,7 @@ from tests.chart.helm import (
     release_job,
     selector_matches,
     template_hash,
+    token_secret,
 )
 
 pytestmark = pytest.mark.chart
@@ -278,16 +278,13 @@ def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Man
     # with no pods there is nothing to fence, so the pod must still start.
     secret = one(default_render, "Secret")
     for job in (gate_hook(default_render), release_job(default_render)):
-        token = env(container(job, "gate"))["UPGRADE_GATE_TOKEN"]
-        assert token["secretKeyRef"] == {
-            "name": secret["metadata"]["name"],
+        assert token_secret(job, "gate") == {
+            "secretName": secret["metadata"]["name"],
             "key": "token",
             "optional": True,
         }
-    app_token = env(container(one(default_render, "Deployment"), "app"))["UPGRADE_GATE_TOKEN"]
-    assert app_token["secretKeyRef"].get("optional") is not True, (
-        "the app must not start unfenceable"
-    )
+    app_token = token_secret(one(default_render, "Deployment"), "app")
+    assert app_token["optional"] is False, "the app must not start unfenceable"
 
 
 # -- what the hook gates -------------------------------------------------------

@@ -10,7 +10,6 @@ from tests.chart.helm import (
     Helm,
     Manifest,
     container,
-    env,
     find,
     flag,
     gate_hook,
@@ -20,6 +19,7 @@ from tests.chart.helm import (
     pod_template,
     release_job,
     selector_matches,
+    token_secret,
 )
 
 pytestmark = pytest.mark.chart
@@ -81,7 +81,7 @@ def test_references_point_at_rendered_objects(helm: Helm) -> None:
         assert ("Role", binding["roleRef"]["name"]) in rendered
     for workload in (one(docs, "Deployment"), gate_hook(docs), release_job(docs)):
         main = pod_template(workload)["spec"]["containers"][0]
-        secret = env(main)["UPGRADE_GATE_TOKEN"]["secretKeyRef"]["name"]
+        secret = token_secret(workload, main["name"])["secretName"]
         assert ("Secret", secret) in rendered, workload["metadata"]["name"]
 
 

@@ -11,13 +11,12 @@ from tests.chart.helm import (
     Helm,
     Manifest,
     annotations_of,
-    container,
-    env,
     find,
     gate_hook,
     one,
     pod_template,
     release_job,
+    token_secret,
 )
 
 pytestmark = pytest.mark.chart
@@ -48,8 +47,8 @@ def test_a_strong_token_is_generated(default_render: list[Manifest]) -> None:
 def test_app_and_hook_read_the_same_secret(default_render: list[Manifest]) -> None:
     name = one(default_render, "Secret")["metadata"]["name"]
     for workload, main in workloads(default_render):
-        ref = env(container(workload, main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == (name, "token"), workload["metadata"]["name"]
+        ref = token_secret(workload, main)
+        assert (ref["secretName"], ref["key"]) == (name, "token"), workload["metadata"]["name"]
 
 
 def test_an_explicit_token_is_used(helm: Helm) -> None:
@@ -65,7 +64,7 @@ def test_generated_tokens_do_not_roll_the_pods(helm: Helm) -> None:
 
 
 def test_changing_the_token_rolls_the_pods(helm: Helm) -> None:
-    # Env is read at start: pods left on the old token would refuse the next fence.
+    # The token is read at start: pods left on the old one would refuse the next fence.
     one_token = helm.template({"drainToken": {"value": "a" * 32}})
     other = helm.template({"drainToken": {"value": "b" * 32}})
     assert checksum(one_token) != checksum(other)
@@ -76,5 +75,7 @@ def test_existing_secret_replaces_the_charts(helm: Helm) -> None:
     docs = helm.template({"drainToken": {"existingSecret": "ops-token", "key": "drain"}})
     assert find(docs, "Secret") == []
     for workload, main in workloads(docs):
-        ref = env(container(workload, main))["UPGRADE_GATE_TOKEN"]["secretKeyRef"]
-        assert (ref["name"], ref["key"]) == ("ops-token", "drain"), workload["metadata"]["name"]
+        ref = token_secret(workload, main)
+        assert (ref["secretName"], ref["key"]) == ("ops-token", "drain"), workload["metadata"][
+            "name"
+        ]

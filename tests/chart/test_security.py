@@ -47,16 +47,38 @@ def test_read_only_root_gets_a_writable_tmp(default_render: list[Manifest]) -> N
 
 
 @pytest.mark.parametrize("workload", ["gate-hook", "release-job"])
-def test_hook_pods_write_nothing_and_mount_only_the_api_token(
+def test_hook_pods_write_nothing_and_mount_only_the_tokens(
     default_render: list[Manifest], workload: str
 ) -> None:
-    # The hook writes no file: no volume to set up makes its pod start sooner.
+    # The hook writes no file: its only volume is the drain token, read-only.
     spec = pod_template(WORKLOADS[workload](default_render))["spec"]
     (main,) = spec["containers"]
     assert main["securityContext"]["readOnlyRootFilesystem"] is True
-    assert "volumes" not in spec
-    assert "volumeMounts" not in main
+    assert [v["name"] for v in spec["volumes"]] == ["drain-token"]
+    assert [(m["name"], m["readOnly"]) for m in main["volumeMounts"]] == [("drain-token", True)]
     assert spec["automountServiceAccountToken"] is True
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_the_drain_token_is_never_in_the_environment(
+    default_render: list[Manifest], workload: str
+) -> None:
+    """Environment leaks: crash dumps, /proc/*/environ, child processes."""
+    spec = pod_template(WORKLOADS[workload](default_render))["spec"]
+    for main in spec["containers"]:
+        for item in main.get("env", []):
+            assert item["name"] != "UPGRADE_GATE_TOKEN", workload
+            assert "secretKeyRef" not in item.get("valueFrom", {}), (workload, item)
+        assert "envFrom" not in main, workload
+
+
+@pytest.mark.parametrize("workload", sorted(WORKLOADS))
+def test_every_container_has_a_memory_limit_by_default(
+    default_render: list[Manifest], workload: str
+) -> None:
+    spec = pod_template(WORKLOADS[workload](default_render))["spec"]
+    for main in spec["containers"]:
+        assert main["resources"]["limits"]["memory"], workload
 
 
 def test_the_hook_as_a_bare_pod_is_restricted(helm: Helm) -> None:
