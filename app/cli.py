@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--threads", type=int, default=32, help="request threads (long-polls hold one each)"
     )
+    serve.add_argument(
+        "--management-port",
+        type=_port,
+        help="also serve the control endpoints (probes, /upgradeable, /drain, /metrics) on this "
+        "port, with threads of their own that the app's traffic cannot take",
+    )
+    serve.add_argument(
+        "--management-threads",
+        type=_count,
+        default=4,
+        help="the management port's request threads (default 4; long-polls hold one each)",
+    )
     serve.add_argument("--access-log", action="store_true")
 
     wait = sub.add_parser(
@@ -157,7 +169,10 @@ def _pod_options(parser: argparse.ArgumentParser) -> None:
         "--namespace", "-n", help="default: the service account's namespace, else the kubeconfig's"
     )
     parser.add_argument(
-        "--port", default="http", help="the app's container port, by number or name (default: http)"
+        "--port",
+        default="http",
+        help="the app's container port, by number or name (default: http); several, comma-"
+        "separated, are tried in order for each pod: management,http",
     )
     parser.add_argument("--kubeconfig", help="default: in-cluster config, else ~/.kube/config")
     parser.add_argument(
@@ -180,7 +195,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "serve":
             from app.server import serve
 
-            serve(args.host, args.port, threads=args.threads, access_log=args.access_log)
+            if args.management_port is not None and args.management_port in (0, args.port):
+                return _usage(args, "--management-port must be a port of its own, not 0")
+            if args.management_threads < 2:
+                return _usage(args, "--management-threads must be at least 2")
+            serve(
+                args.host,
+                args.port,
+                threads=args.threads,
+                access_log=args.access_log,
+                management_port=args.management_port,
+                management_threads=args.management_threads,
+            )
             return 0
         return _wait(args) if args.command == "wait" else _release(args)
     except ConfigError as exc:

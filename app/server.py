@@ -32,19 +32,45 @@ from app import logs
 from app.config import Settings
 from app.gate import Gate
 from app.gate.web import EXTENSION_KEY
-from app.sample import create_app
+from app.sample import create_app, create_management_app
 
 log = logging.getLogger("app.server")
 
 
+class Listeners:
+    """The WSGI app of each listening port: the management port serves its own app
+    (the control endpoints), every other port the main one. The worker gives
+    the management port's requests threads of their own (:mod:`app.worker`)."""
+
+    def __init__(self, main: Flask, management: Flask, management_port: int, threads: int) -> None:
+        self.main = main
+        self.management = management
+        self.management_port = management_port
+        self.management_threads = threads
+        self._port_text = str(management_port)
+
+    @property
+    def config(self) -> Any:
+        return self.main.config
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        # gunicorn sets SERVER_PORT from the listening socket, not from the Host header.
+        app = self.management if environ.get("SERVER_PORT") == self._port_text else self.main
+        return app(environ, start_response)
+
+
+def _main_app(worker: Any) -> Flask:
+    wsgi = worker.wsgi
+    return wsgi.main if isinstance(wsgi, Listeners) else wsgi
+
+
 def _gate(worker: Any) -> Gate:
-    flask_app: Flask = worker.wsgi
-    gate: Gate = flask_app.extensions[EXTENSION_KEY].gate
+    gate: Gate = _main_app(worker).extensions[EXTENSION_KEY].gate
     return gate
 
 
 def _install_drain_on_sigterm(worker: Any) -> None:
-    flask_app: Flask = worker.wsgi
+    flask_app: Flask = _main_app(worker)
     gate = _gate(worker)
     bound: float = flask_app.config["SETTINGS"].shutdown_timeout
     asked = threading.Event()
@@ -98,11 +124,16 @@ class Server(BaseApplication):  # type: ignore[misc]
         threads: int,
         access_log: bool,
         gate_factory: Callable[[], Gate] = Gate,
+        management_port: int | None = None,
+        management_threads: int = 4,
     ) -> None:
         self.settings = Settings.from_env(threads=threads)
         self.gate_factory = gate_factory
+        self.management_port = management_port
+        self.management_threads = management_threads
+        ports = [port] if management_port is None else [port, management_port]
         self.options: dict[str, Any] = {
-            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "bind": [f"[{host}]:{p}" if ":" in host else f"{host}:{p}" for p in ports],
             "workers": 1,
             "worker_class": "app.worker.Worker",  # gthread, see app/worker.py
             "threads": threads,
@@ -132,9 +163,28 @@ class Server(BaseApplication):  # type: ignore[misc]
             if value is not None:
                 self.cfg.set(key, value)
 
-    def load(self) -> Flask:
-        return create_app(self.settings, self.gate_factory())
+    def load(self) -> Flask | Listeners:
+        gate = self.gate_factory()
+        main = create_app(self.settings, gate)
+        if self.management_port is None:
+            return main
+        management = create_management_app(self.settings, gate, self.management_threads)
+        return Listeners(main, management, self.management_port, self.management_threads)
 
 
-def serve(host: str, port: int, threads: int = 32, access_log: bool = False) -> None:
-    Server(host, port, threads, access_log).run()
+def serve(
+    host: str,
+    port: int,
+    threads: int = 32,
+    access_log: bool = False,
+    management_port: int | None = None,
+    management_threads: int = 4,
+) -> None:
+    Server(
+        host,
+        port,
+        threads,
+        access_log,
+        management_port=management_port,
+        management_threads=management_threads,
+    ).run()

@@ -31,6 +31,9 @@
   unknown transfer coding (501). Those answers are JSON here, as the app's
   are: ``{"error": "uri_too_long", "message": "..."}``, with the status code
   gunicorn chose.
+- **The management port has threads of its own.** With ``serve
+  --management-port``, requests on that listener (the probes, the hook)
+  run in a small pool of their own, which the app's traffic cannot take.
 - At ``worker_connections`` gunicorn stops accepting. Before that happens,
   the connection idle longest is closed, so that a new connection (a probe,
   the hook) is always accepted.
@@ -215,6 +218,16 @@ class Framing:
 # -- connections ---------------------------------------------------------------------------
 
 
+def _started(pool: ThreadPoolExecutor, threads: int) -> ThreadPoolExecutor:
+    """``pool`` with all its ``threads`` running: it starts one whenever none is idle, so
+    all are kept busy until the last has started."""
+    started = threading.Barrier(threads + 1)
+    for _ in range(threads):
+        pool.submit(started.wait, 60)
+    started.wait(60)
+    return pool
+
+
 class _Socket(socket.socket):
     """A client socket on which "blocking" means "blocking, with a deadline"."""
 
@@ -247,21 +260,37 @@ class Worker(ThreadWorker):  # type: ignore[misc]
             self.cfg.limit_request_field_size + 2
         )
         self._next_sweep = 0.0
+        self.management_port: int | None = None
+        self.management_pool: ThreadPoolExecutor | None = None
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
         config = getattr(self.wsgi, "config", {})
         self.max_body = config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY
+        # app.server.Listeners: the management port's requests get threads of their own.
+        self.management_port = getattr(self.wsgi, "management_port", None)
+        if self.management_port is not None:
+            threads = self.wsgi.management_threads
+            self.management_pool = _started(
+                ThreadPoolExecutor(threads, thread_name_prefix="management"), threads
+            )
 
     def get_thread_pool(self) -> ThreadPoolExecutor:
-        pool: ThreadPoolExecutor = super().get_thread_pool()
-        # The pool starts a thread whenever none is idle; keep all of them
-        # busy until the last has started, and every thread exists now.
-        started = threading.Barrier(self.cfg.threads + 1)
-        for _ in range(self.cfg.threads):
-            pool.submit(started.wait, 60)
-        started.wait(60)
-        return pool
+        return _started(super().get_thread_pool(), self.cfg.threads)
+
+    def enqueue_req(self, conn: Conn) -> None:
+        pool = self.tpool
+        if self.management_pool is not None and conn.server[1] == self.management_port:
+            pool = self.management_pool
+        future = pool.submit(self.handle, conn)
+        future.add_done_callback(
+            lambda done: self.method_queue.defer(self.finish_request, conn, done)
+        )
+
+    def handle_quit(self, sig: Any, frame: Any) -> None:
+        if self.management_pool is not None:
+            self.management_pool.shutdown(wait=False)
+        super().handle_quit(sig, frame)
 
     # -- gunicorn's errors, in JSON --------------------------------------------------------
 

@@ -37,11 +37,20 @@ class AppProcess:
     """One ``python -m app serve`` process; its log goes to a file for failures."""
 
     def __init__(
-        self, env: Mapping[str, str] | None = None, threads: int = 32, module: str = "app"
+        self,
+        env: Mapping[str, str] | None = None,
+        threads: int = 32,
+        module: str = "app",
+        management: bool = False,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.endpoint = f"127.0.0.1:{self.port}"
+        # With ``management``, the control endpoints on a port of their own, as the chart runs it.
+        self.management_port = None
+        while management and self.management_port in (None, self.port):
+            self.management_port = free_port()
+        self.management_url = f"http://127.0.0.1:{self.management_port}" if management else None
         self._log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the process)
             prefix=f"app-{self.port}-", suffix=".log", delete=False
         )
@@ -65,6 +74,11 @@ class AppProcess:
                 str(self.port),
                 "--threads",
                 str(self.threads),
+                *(
+                    ["--management-port", str(self.management_port)]
+                    if self.management_port is not None
+                    else []
+                ),
             ],
             env=self.env,
             stdout=self._log_file,

@@ -55,7 +55,15 @@ def gate_factory() -> Gate:
 
 def main() -> None:
     args = build_parser().parse_args()
-    Server(args.host, args.port, args.threads, args.access_log, gate_factory=gate_factory).run()
+    Server(
+        args.host,
+        args.port,
+        args.threads,
+        args.access_log,
+        gate_factory=gate_factory,
+        management_port=args.management_port,
+        management_threads=args.management_threads,
+    ).run()
 
 
 if __name__ == "__main__":

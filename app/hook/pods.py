@@ -318,7 +318,8 @@ class KubernetesSource:
     def _pod(self, item: dict[str, Any], name: str, uid: str) -> Pod:
         port = self._resolve_port(item)
         if port is None:
-            raise MisconfiguredError(f"pod {name} has no container port named {self.port!r}")
+            names = " or ".join(repr(n.strip()) for n in self.port.split(","))
+            raise MisconfiguredError(f"pod {name} has no container port named {names}")
         status = item["status"]
         if not status.get("podIP"):
             return Pod(name, uid, None, port, waiting=f"no IP yet ({status.get('phase')})")
@@ -375,12 +376,23 @@ class KubernetesSource:
         self._notes = notes
 
     def _resolve_port(self, pod: dict[str, Any]) -> int | None:
-        if self.port.isdigit():
-            return int(self.port)
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            for port in container.get("ports") or []:
-                if port.get("name") == self.port:
-                    return int(port["containerPort"])
+        """The first of ``port``'s comma-separated names (or numbers) that ``pod`` has.
+
+        ``management,http``: the management port where the pod has one, else the
+        app's port, which pods of releases before it serve the gate on.
+        """
+        declared = {
+            port.get("name"): int(port["containerPort"])
+            for container in (pod.get("spec") or {}).get("containers") or []
+            for port in container.get("ports") or []
+            if port.get("name")
+        }
+        for choice in self.port.split(","):
+            choice = choice.strip()
+            if choice.isdigit():
+                return int(choice)
+            if choice in declared:
+                return declared[choice]
         return None
 
 

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from app.config import Settings
 from app.gate import Gate, UpgradeGate, current_gate
 from app.gate.metrics import registry_for
-from app.gate.web import json_error
+from app.gate.web import LongPollLimits, json_error
 from app.sample.operations import bp as operations_bp
 
 log = logging.getLogger(__name__)
@@ -21,14 +21,26 @@ MAX_BODY_BYTES = 1024 * 1024  # bodies here are a few dozen bytes of JSON; 1 MiB
 
 
 def create_app(settings: Settings | None = None, gate: Gate | None = None) -> Flask:
+    """The app: its operations, and the gate's control endpoints."""
     settings = settings or Settings.from_env()
+    app = _control_app(settings, gate or Gate(), settings.long_polls)
+    app.register_blueprint(operations_bp)
+    return app
+
+
+def create_management_app(settings: Settings, gate: Gate, threads: int) -> Flask:
+    """The control endpoints alone, for a listener of their own with ``threads`` threads:
+    the probes, ``/upgradeable``, ``/drain``, ``/metrics`` and ``/version``; every other
+    path is a 404."""
+    return _control_app(settings, gate, LongPollLimits.for_threads(threads))
+
+
+def _control_app(settings: Settings, gate: Gate, long_polls: LongPollLimits) -> Flask:
     app = Flask(__name__)
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    gate = gate or Gate()
-    UpgradeGate(gate, token=settings.token, app=app, long_polls=settings.long_polls)
-    app.register_blueprint(operations_bp)
+    UpgradeGate(gate, token=settings.token, app=app, long_polls=long_polls)
     metrics = registry_for(gate)
 
     @app.get("/healthz")

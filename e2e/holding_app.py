@@ -1,0 +1,46 @@
+"""A real app server with a route that holds a request thread: ``POST /hold?seconds=N``.
+
+``python -m e2e.holding_app serve --port N ...`` takes the same arguments as
+``python -m app serve``. The sample app's own requests answer at once (its
+work runs in threads of its own); a test that must show the app's request
+threads all taken (and what still answers then) takes them with this.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Flask, Response, jsonify, request
+
+from app.cli import build_parser
+from app.server import Listeners, Server
+
+
+def hold() -> Response:
+    seconds = min(float(request.args.get("seconds", "30")), 600.0)
+    time.sleep(seconds)
+    return jsonify({"held": seconds})
+
+
+class HoldingServer(Server):
+    def load(self) -> Flask | Listeners:
+        wsgi = super().load()
+        main = wsgi.main if isinstance(wsgi, Listeners) else wsgi
+        main.add_url_rule("/hold", view_func=hold, methods=["POST"])
+        return wsgi
+
+
+def main() -> None:
+    args = build_parser().parse_args()
+    HoldingServer(
+        args.host,
+        args.port,
+        args.threads,
+        args.access_log,
+        management_port=args.management_port,
+        management_threads=args.management_threads,
+    ).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The control endpoints on a port of their own, with threads of their own.
+
+``serve --management-port`` serves the probes, ``/upgradeable``, ``/drain``,
+``/metrics`` and ``/version`` on a second listener whose requests run in a
+small pool the app's traffic cannot take; the app's port keeps the whole
+contract, for hooks of earlier releases.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import requests
+
+from app.hook import Exit
+from e2e.loopback import TOKEN, AppProcess
+from e2e.wait import eventually
+from tests.unit.conftest import Hook, serving
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def app(request: pytest.FixtureRequest) -> Iterator[AppProcess]:
+    with AppProcess(module="e2e.holding_app", threads=4, management=True) as app:
+        request.node.app_processes = [app]
+        yield app
+
+
+def management(app: AppProcess) -> str:
+    assert app.management_url is not None
+    return app.management_url
+
+
+def test_the_management_port_serves_the_control_endpoints_only(app: AppProcess) -> None:
+    url = management(app)
+    for path in ("/healthz", "/readyz", "/version", "/metrics", "/upgradeable"):
+        assert requests.get(url + path, timeout=30).status_code == 200, path
+    assert requests.post(url + "/drain", json={"ttl": 30}, headers=AUTH, timeout=30).ok
+    assert requests.get(app.url + "/upgradeable", timeout=30).json()["draining"] is True
+    assert requests.delete(url + "/drain", headers=AUTH, timeout=30).ok
+
+    for method, path in (("POST", "/operations"), ("POST", "/start"), ("GET", "/operations")):
+        answer = requests.request(method, url + path, json={"seconds": 1}, timeout=30)
+        assert answer.status_code == 404, (method, path)
+        assert answer.json()["error"]
+    assert app.get("/operations").json()["operations"] == [], "no work began on it"
+
+
+def test_the_control_endpoints_answer_while_the_apps_threads_are_all_taken(
+    app: AppProcess,
+) -> None:
+    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
+    for thread in holds:
+        thread.start()
+    try:
+        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
+        url = management(app)
+        assert requests.get(url + "/healthz", timeout=30).status_code == 200
+        assert requests.get(url + "/readyz", timeout=30).status_code == 200
+        fence = requests.post(url + "/drain", json={"ttl": 30}, headers=AUTH, timeout=30)
+        assert (fence.status_code, fence.json()["draining"]) == (200, True)
+        status = requests.get(url + "/upgradeable?wait=1", headers=AUTH, timeout=30)
+        assert status.status_code == 200
+        assert requests.delete(url + "/drain", headers=AUTH, timeout=30).ok
+    finally:
+        app.stop()  # a quick stop; the held requests end with it
+        for thread in holds:
+            thread.join(timeout=30)
+
+
+def _hold(app: AppProcess) -> None:
+    with contextlib.suppress(requests.RequestException):  # ended by the app's stop
+        requests.post(f"{app.url}/hold?seconds=60", timeout=90)
+
+
+def _all_held(app: AppProcess) -> bool:
+    """No app-port thread answers: a probe on the app port gets no answer in a second."""
+    try:
+        requests.get(f"{app.url}/healthz", timeout=1)
+    except requests.Timeout:
+        return True
+    return False
+
+
+def test_the_hook_gates_through_the_management_port(app: AppProcess) -> None:
+    op_id = app.start_operation(1)
+    hook = Hook("--endpoints", f"127.0.0.1:{app.management_port}", "--timeout", "60")
+    assert hook.wait() == Exit.OK, hook.output
+    assert app.operation(op_id)["state"] == "succeeded"
+    assert app.status()["lease"]["holder"].startswith("hook/")
+
+
+def test_sigterm_still_waits_for_the_work(app: AppProcess) -> None:
+    op_id = app.start_operation(2)
+    app.signal(signal.SIGTERM)
+    assert app.wait(timeout=60) == 0
+    assert f"operation succeeded id={op_id}" in app.log()
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--port", "8080", "--management-port", "8080"], "a port of its own"),
+        (["--management-port", "0"], "a port of its own"),
+        (["--management-port", "9", "--management-threads", "1"], "at least 2"),
+    ],
+)
+def test_a_management_port_that_cannot_work_is_a_usage_error(
+    args: list[str], complaint: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == Exit.USAGE
+    assert complaint in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# -- the hook finds each pod's port: the management port, else the app's ------------------
+
+
+class _PodList(BaseHTTPRequestHandler):
+    """An API server listing two running pods on loopback: one of this release, with a
+    management port, and one of an earlier release, with only its app port."""
+
+    pods: ClassVar[list[dict[str, Any]]] = []
+
+    def do_GET(self) -> None:
+        items = type(self).pods if "/pods" in self.path else []
+        body = json.dumps({"kind": "List", "items": items}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _pod(name: str, ports: dict[str, int]) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": {"app": "x"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "ports": [{"name": k, "containerPort": v} for k, v in ports.items()],
+                }
+            ]
+        },
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+    }
+
+
+def test_the_hook_uses_each_pods_management_port_else_its_app_port(
+    app: AppProcess, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    with AppProcess() as earlier:  # a pod of an earlier release: no management port
+        request.node.app_processes = [app, earlier]
+        assert app.management_port is not None
+        _PodList.pods = [
+            _pod("new", {"http": app.port, "management": app.management_port}),
+            _pod("old", {"http": earlier.port}),
+        ]
+        with serving(_PodList) as endpoint:
+            kubeconfig = tmp_path / "kubeconfig"
+            kubeconfig.write_text(
+                json.dumps(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Config",
+                        "clusters": [{"name": "c", "cluster": {"server": f"http://{endpoint}"}}],
+                        "users": [{"name": "u", "user": {"token": "t"}}],
+                        "contexts": [
+                            {
+                                "name": "x",
+                                "context": {"cluster": "c", "user": "u", "namespace": "n"},
+                            }
+                        ],
+                        "current-context": "x",
+                    }
+                )
+            )
+            hook = Hook(
+                "--selector", "app=x", "--port", "management,http",
+                "--kubeconfig", str(kubeconfig), "--timeout", "60",
+            )  # fmt: skip
+            assert hook.wait() == Exit.OK, hook.output
+        assert f"127.0.0.1:{app.management_port}" in hook.output
+        assert f"127.0.0.1:{earlier.port}" in hook.output
+        assert f"127.0.0.1:{app.port}" not in hook.output
+        for pod in (app, earlier):
+            assert pod.status()["lease"]["holder"].startswith("hook/")
