@@ -49,9 +49,16 @@ spec:
         - "8080"
         - --threads
         - {{ int $root.Values.app.threads | quote }}
+        # The probes and the hook's fence on a listener of their own, with
+        # threads the app's traffic cannot take; the Service does not expose it.
+        - --management-port
+        - "8081"
       ports:
         - name: http
           containerPort: 8080
+          protocol: TCP
+        - name: management
+          containerPort: 8081
           protocol: TCP
       env:
         {{- include "upgrade-gate.tokenEnv" $root | nindent 8 }}

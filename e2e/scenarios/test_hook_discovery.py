@@ -37,6 +37,11 @@ def test_discovery_finds_the_release_pods_and_skips_terminating_ones(
     assert sorted(p.name for p in found) == sorted(p.metadata.name for p in pods)
     assert {p.port for p in found} == {8080}  # the port named "http", resolved from the spec
     assert {p.host for p in found} == {p.status.pod_ip for p in pods}
+    # What the chart's hook asks for: the management port where a pod has one.
+    preferred = KubernetesSource(
+        _selector("demo"), "management,http", scenario.namespace, kubeconfig
+    ).list_pods()
+    assert {p.port for p in preferred} == {8081}
 
     # A pod that is terminating (held by its operation in flight) does not count.
     doomed = pods[0].metadata.name

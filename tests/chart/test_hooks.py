@@ -161,13 +161,14 @@ def test_gate_off_renders_no_hook_at_all(helm: Helm) -> None:
     docs = helm.template({"gate": {"enabled": False}})
     assert hooks(docs) == []
     assert find(docs, "Job") == find(docs, "Role") == find(docs, "ServiceAccount") == []
-    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "Secret"}
+    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "Secret", "NetworkPolicy"}
+    assert len(find(docs, "NetworkPolicy")) == 2, "the app's, and the one on hook pods"
 
 
 def test_no_regular_object_is_a_hook(default_render: list[Manifest]) -> None:
     regular = [doc for doc in default_render if doc not in hooks(default_render)]
     assert sorted(doc["kind"] for doc in regular) == sorted(
-        ["Deployment", "Service", "Secret", *RBAC_KINDS]  # and the hook's identity
+        ["Deployment", "Service", "Secret", "NetworkPolicy", "NetworkPolicy", *RBAC_KINDS]
     )
 
 
@@ -200,7 +201,7 @@ def test_exact_hook_command(default_render: list[Manifest]) -> None:
         f"app.kubernetes.io/component=app,app.kubernetes.io/instance={RELEASE},"
         "app.kubernetes.io/name=upgrade-gate",
         "--port",
-        "http",
+        "management,http",
         "--timeout",
         "180",
         "--lease",
@@ -236,7 +237,7 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     gate = container(gate_hook(docs), "gate")
     parsed = build_parser().parse_args(gate["args"])
     assert parsed.command == "wait"
-    assert parsed.port == "http"
+    assert parsed.port == "management,http"
     assert parsed.timeout == gate_values.get("timeoutSeconds", 180)
     assert parsed.hold == gate_values.get("holdSeconds", 120)
     assert parsed.poll == gate_values.get("pollSeconds", 10)

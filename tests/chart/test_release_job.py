@@ -155,7 +155,7 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     parsed = build_parser().parse_args(release["args"])
     assert parsed.command == "release"
     assert parsed.selector == flag(container(gate_hook(docs), "gate")["args"], "--selector")
-    assert parsed.port == "http"
+    assert parsed.port == "management,http"
     assert parsed.template_hash == template_hash(docs)
     assert parsed.namespace is None, "the namespace comes from the ServiceAccount"
     assert parsed.token_env == "UPGRADE_GATE_TOKEN"
@@ -169,7 +169,7 @@ def test_exact_release_command(default_render: list[Manifest]) -> None:
         f"app.kubernetes.io/component=app,app.kubernetes.io/instance={RELEASE},"
         "app.kubernetes.io/name=upgrade-gate",
         "--port",
-        "http",
+        "management,http",
         "--template-hash",
         template_hash(default_render),
     ]

@@ -199,10 +199,14 @@ def test_prestop_sleeps_then_the_app_drains(default_render: list[Manifest]) -> N
 
 def test_app_container_contract(default_render: list[Manifest]) -> None:
     app = container(one(default_render, "Deployment"), "app")
-    assert app["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
-    assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    assert app["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert app["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "management", "containerPort": 8081, "protocol": "TCP"},
+    ]
+    assert app["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "management"}
+    assert app["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "management"}
     assert app["args"][:5] == ["serve", "--host", "0.0.0.0", "--port", "8080"]
+    assert app["args"][-2:] == ["--management-port", "8081"]
     variables = env(app)
     assert "APP_VERSION" not in variables, "the image's build-time version shows by default"
     assert variables["LOG_LEVEL"] == "INFO"
