@@ -137,8 +137,12 @@ def list_within(
 
 # An IPv6 address's zone: an interface name.
 _ZONE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-# A DNS name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens.
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+# A DNS name: dot-separated labels of letters, digits, inner hyphens (RFC 1123) and
+# underscores (service names such as Docker Compose's, which resolvers take).
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+# A last label like these makes the C library read the name as an IPv4 address in a
+# legacy form (127.1, 0x7f.1, 017700000001): another address than it seems to name.
+_NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
 
 
 def parse_endpoint(text: str) -> Pod:
@@ -160,6 +164,10 @@ def parse_endpoint(text: str) -> Pod:
         raise ValueError(f"only an IPv6 address goes in brackets, got {text!r}")
     if address is None and (not host or len(host) > 253 or not _HOSTNAME.fullmatch(host)):
         raise ValueError(f"endpoint host must be an IP address or a DNS name, got {text!r}")
+    if address is None and _NUMERIC_LABEL.fullmatch(host.rstrip(".").rpartition(".")[2]):
+        raise ValueError(
+            f"a numeric endpoint host is an IPv4 address in four decimal parts, got {text!r}"
+        )
     if address is not None and address.version == 6 and not bracketed:
         raise ValueError(f"an IPv6 endpoint is written [address]:port, got {text!r}")
     # ipaddress takes anything after an IPv6 address's % for its zone: an interface name here.

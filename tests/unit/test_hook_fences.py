@@ -17,6 +17,7 @@ from typing import ClassVar
 import pytest
 
 from app.hook import Exit
+from app.hook.pods import parse_endpoint
 from e2e.loopback import TOKEN, AppProcess
 from e2e.wait import eventually
 from tests.unit.conftest import AppFactory, Hook, run_hook, serving
@@ -53,6 +54,10 @@ def assert_one_line_usage(done: subprocess.CompletedProcess[str]) -> None:
         "[::1%a b]:80",
         "[1::%@127.0.0.1:9]:80",
         "[::1%a?b#c]:80",
+        "127.1:80",
+        "0x7f.1:80",
+        "017700000001:80",
+        "10.0.0.1.:80",
     ],
     ids=[
         "commas",
@@ -66,10 +71,19 @@ def assert_one_line_usage(done: subprocess.CompletedProcess[str]) -> None:
         "zone-space",
         "zone-at",
         "zone-query",
+        "short-ipv4",
+        "hex-ipv4",
+        "octal-ipv4",
+        "ipv4-with-dot",
     ],
 )
 def test_endpoints_that_name_no_pod_exit_2_in_one_line(endpoints: str) -> None:
     assert_one_line_usage(wait_usage(f"--endpoints={endpoints}"))
+
+
+@pytest.mark.parametrize("host", ["my_service", "pod-1.app_svc.ns.svc", "localhost.", "x0"])
+def test_names_a_resolver_takes_are_endpoints(host: str) -> None:
+    assert parse_endpoint(f"{host}:80").host == host
 
 
 def test_an_endpoint_with_a_path_does_not_gate_another_address(app: AppProcess) -> None:
