@@ -42,6 +42,15 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _whole(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
 def _long_polls(env: Mapping[str, str], threads: int) -> LongPollLimits:
     from app.gate.web import LongPollLimits
 
@@ -55,6 +64,8 @@ def _long_polls(env: Mapping[str, str], threads: int) -> LongPollLimits:
         raise ConfigError(f"{name} {exc}" if raw else f"--threads {exc}") from None
 
 
+# Operations running at once, each in a thread of its own; one more is a 503 cannot_start.
+DEFAULT_OPERATION_LIMIT = 256
 TOKEN_ENV = "UPGRADE_GATE_TOKEN"  # noqa: S105 (a variable's name, not a token)
 
 
@@ -103,6 +114,7 @@ class Settings:
     max_seconds: float
     shutdown_timeout: float
     long_polls: LongPollLimits
+    operation_limit: int = DEFAULT_OPERATION_LIMIT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, threads: int = 32) -> Settings:
@@ -115,6 +127,7 @@ class Settings:
             max_seconds=_seconds(env, "OPERATION_MAX_SECONDS", 3600.0),
             shutdown_timeout=_seconds(env, "SHUTDOWN_TIMEOUT_SECONDS", 3600.0),
             long_polls=_long_polls(env, threads),
+            operation_limit=_whole(env, "OPERATION_LIMIT", DEFAULT_OPERATION_LIMIT),
         )
         if settings.default_seconds > settings.max_seconds:
             raise ConfigError(

@@ -123,12 +123,13 @@ class Server(BaseApplication):  # type: ignore[misc]
         port: int,
         threads: int,
         access_log: bool,
-        gate_factory: Callable[[], Gate] = Gate,
+        gate_factory: Callable[[], Gate] | None = None,
         management_port: int | None = None,
         management_threads: int = 4,
     ) -> None:
         self.settings = Settings.from_env(threads=threads)
-        self.gate_factory = gate_factory
+        limit = self.settings.operation_limit
+        self.gate_factory = gate_factory or (lambda: Gate(max_background=limit))
         self.management_port = management_port
         self.management_threads = management_threads
         ports = [port] if management_port is None else [port, management_port]

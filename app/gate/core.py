@@ -122,7 +122,8 @@ class Gate:
     does not grow without limit; running records are never dropped.
     ``instance`` names this gate, and so the process holding it: a restarted
     process answers with a new one. ``thread_factory`` makes the threads of
-    :meth:`run_in_background` (``threading.Thread``'s signature).
+    :meth:`run_in_background` (``threading.Thread``'s signature), and
+    ``max_background`` bounds how many of them run at once.
     """
 
     def __init__(
@@ -132,9 +133,12 @@ class Gate:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         thread_factory: ThreadFactory = threading.Thread,
+        max_background: int | None = None,
     ) -> None:
         self.instance: str = uuid.uuid4().hex
         self._thread_factory = thread_factory
+        self._max_background = max_background
+        self._background = 0
         self._cond = threading.Condition()
         self._clock = clock
         self._wall_clock = wall_clock
@@ -222,32 +226,50 @@ class Gate:
             self.finish(op.id)
 
     def run_in_background(
-        self, name: str, work: Callable[[Operation], None], **details: Any
+        self, name: str, work: Callable[[Operation], object], **details: Any
     ) -> Operation:
         """Register a unit of work and run it in its own thread.
 
         Registration happens before the thread starts, so the caller's answer
         ("accepted") and the gate's state can never disagree. A thread that
         cannot start (the system's thread limit) ends the record as failed and
-        raises :class:`WorkRefusedError` ("cannot start").
+        raises :class:`WorkRefusedError` ("cannot start"), as does one more than
+        ``max_background`` operations running in the background at once.
         """
-        op = self.begin(name, **details)
+        with self._cond:
+            self._expire_lease_locked()
+            fenced = self._shutting_down or self._lease is not None
+            limit = self._max_background
+            if not fenced and limit is not None and self._background >= limit:
+                self.counters.refused += 1
+                raise WorkRefusedError(
+                    "cannot start",
+                    self._status_locked(),
+                    detail=f"{self._background} operations are running, the most it runs at once",
+                )
+            op = self.begin(name, **details)  # refused while fenced
+            self._background += 1
 
         def runner() -> None:
             try:
                 work(op)
             except Exception as exc:
-                self.finish(op.id, exc)
+                self._finish_background(op.id, exc)
             else:
-                self.finish(op.id)
+                self._finish_background(op.id)
 
         thread = self._thread_factory(target=runner, name=f"operation-{op.id}", daemon=True)
         try:
             thread.start()
         except RuntimeError as exc:  # "can't start new thread"
-            self.finish(op.id, f"cannot start: {exc}")
+            self._finish_background(op.id, f"cannot start: {exc}")
             raise WorkRefusedError("cannot start", self.status(), detail=str(exc)) from exc
         return op
+
+    def _finish_background(self, op_id: str, error: BaseException | str | None = None) -> None:
+        with self._cond:
+            self._background -= 1
+            self.finish(op_id, error)
 
     # -- queries ------------------------------------------------------------
 

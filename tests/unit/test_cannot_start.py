@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from e2e.loopback import AppProcess
+from e2e.wait import eventually
 
 
 @pytest.fixture
@@ -42,3 +43,29 @@ def test_a_thread_that_cannot_start_is_a_503_and_the_pod_stays_upgradeable(
     app.signal(signal.SIGTERM)
     assert app.wait(timeout=15) == 0
     assert "all operations finished" in app.log()
+
+
+def test_operations_past_the_limit_are_a_503_and_none_is_lost(
+    request: pytest.FixtureRequest,
+) -> None:
+    with AppProcess({"OPERATION_LIMIT": "2"}, threads=4) as app:
+        request.node.app_processes = [app]
+        running = [app.start_operation(2), app.start_operation(2)]
+        refused = app.post("/operations", json={"seconds": 1})
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "cannot_start"
+        assert "the most it runs at once" in refused.json()["message"]
+        eventually(
+            lambda: all(app.operation(op)["state"] == "succeeded" for op in running),
+            timeout=60,
+            what="the accepted operations end",
+        )
+        assert app.post("/operations", json={"seconds": 0.1}).status_code == 202
+        assert len(app.get("/operations").json()["operations"]) == 3
+
+
+def test_a_limit_that_is_not_a_whole_number_stops_the_app() -> None:
+    app = AppProcess({"OPERATION_LIMIT": "0"})
+    with pytest.raises(RuntimeError, match="OPERATION_LIMIT must be a whole number"):
+        app.start()
+    app.stop()

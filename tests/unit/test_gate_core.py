@@ -180,3 +180,30 @@ def test_each_gate_names_itself() -> None:
     first, second = Gate(), Gate()
     assert first.instance != second.instance
     assert first.status().instance == first.instance
+
+
+def test_background_operations_are_bounded_and_the_bound_frees_as_they_end() -> None:
+    gate = Gate(max_background=2)
+    release = threading.Event()
+    first = gate.run_in_background("a", lambda _op: release.wait(30))
+    gate.run_in_background("b", lambda _op: release.wait(30))
+    with pytest.raises(WorkRefusedError) as refused:
+        gate.run_in_background("c", lambda _op: None)
+    assert refused.value.reason == "cannot start"
+    assert "2 operations are running" in str(refused.value.detail)
+    assert [op.name for op in gate.operations()] == ["a", "b"], "no record of the refused one"
+    release.set()
+    eventually(lambda: getattr(gate.get(first.id), "state", None) is State.SUCCEEDED, what="a ends")
+    eventually(lambda: gate.status().active == 0, what="b ends")
+    gate.run_in_background("d", lambda _op: None)
+
+
+def test_a_fence_is_the_reason_given_even_at_the_bound() -> None:
+    gate = Gate(max_background=1)
+    release = threading.Event()
+    gate.run_in_background("a", lambda _op: release.wait(30))
+    gate.drain(ttl=60)
+    with pytest.raises(WorkRefusedError) as refused:
+        gate.run_in_background("b", lambda _op: None)
+    assert refused.value.reason == "draining"
+    release.set()
