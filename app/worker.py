@@ -477,11 +477,12 @@ class Worker(ThreadWorker):  # type: ignore[misc]
             self._end_linger(conn)
 
     def _cap_keepalive(self, deadline: float) -> None:
-        """A stopping worker: idle connections close by ``deadline``; half-read ones keep theirs."""
+        """A stopping worker: every connection still being read ends by ``deadline``
+        (gunicorn's STOP_KEEPALIVE_LINGER from now): idle ones close, a request
+        not yet whole is answered 408. A slow client does not hold the exit."""
         super()._cap_keepalive(deadline)
         for conn in self.reading:
-            if not conn.inbuf:
-                conn.timeout = min(conn.timeout, deadline)
+            conn.timeout = min(conn.timeout, deadline)
         self._next_sweep = 0.0
 
     def _make_room(self) -> None:

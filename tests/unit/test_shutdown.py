@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 
 import requests
@@ -76,3 +77,20 @@ def test_a_quick_stop_does_not_wait_for_long_polls(make_app: AppFactory) -> None
     assert app.wait(timeout=5) == 0
     poller.join(timeout=5)
     assert answers == [503]
+
+
+def test_a_slow_client_does_not_hold_the_exit(make_app: AppFactory) -> None:
+    """A request that never finishes arriving, held across SIGTERM: the app exits once its
+    work is done, not when the client gives up (gunicorn waited for it until its graceful
+    timeout, the shutdown bound plus 10 s)."""
+    app = make_app(SHUTDOWN_TIMEOUT_SECONDS=120)
+    op_id = app.start_operation(1)
+    with socket.create_connection(("127.0.0.1", app.port), timeout=30) as slow:
+        slow.sendall(b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        app.signal(signal.SIGTERM)
+        assert app.wait(timeout=60) == 0
+        answer = b""
+        while chunk := slow.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert f"operation succeeded id={op_id}" in app.log()
