@@ -327,9 +327,9 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         conn.sock.setblocking(False)
         wait = REQUEST_SECONDS if conn.inbuf else (idle or self.cfg.keepalive)
         conn.timeout = time.monotonic() + wait
-        if conn.inbuf and self._take_request(conn):
-            return  # it was there already (pipelined)
         self.reading.add(conn)
+        if conn.inbuf and self._take_request(conn):
+            return  # it was there already (pipelined), or refused
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
     def _on_readable(self, conn: Conn, _sock: Any) -> None:

@@ -143,3 +143,19 @@ def test_a_request_sent_in_pieces_is_answered(app: AppProcess) -> None:
     first, second = answers.split(b"HTTP/1.1 ")[1:]
     assert first.startswith(b"202 ")
     assert second.startswith(b"200 ")
+
+
+def test_refusing_a_pipelined_request_forgets_its_connection(app: AppProcess) -> None:
+    """The worker counts its connections and stops accepting at 1000 (gunicorn's
+    worker_connections): a refusal that did not uncount one would, 1000 times over,
+    leave a worker that accepts nothing."""
+    raw = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n"
+    )
+    for _ in range(1100):
+        with socket.create_connection(("127.0.0.1", app.port), timeout=30) as sock:
+            sock.sendall(raw)
+            answers = everything_sent_back(sock)
+        assert b"HTTP/1.1 413 " in answers
+    assert requests.get(f"{app.url}/healthz", timeout=ANSWER_TIMEOUT).status_code == 200
