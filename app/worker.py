@@ -64,7 +64,6 @@ LINGER_SECONDS = 2.0  # gunicorn's close_graceful() bound
 IO_SECONDS = 10.0  # any one read or write in a request thread
 SWEEP_SECONDS = 0.25  # how often deadlines are checked, at most
 RECV_BYTES = 65536
-MAX_CHUNK_LINE = 4096  # a chunk-size line with extensions; gunicorn refuses longer ones
 MAX_CHUNKS = 4096  # JSON bodies of at most 1 MiB: more chunks is an attack on the reading loop
 MAX_BUFFERED = 64 * 1024 * 1024  # unfinished requests held at once, all connections
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -112,20 +111,29 @@ class BodyTooLargeError(Exception):
     """The request's body, declared or chunked, is more than the app takes."""
 
 
+class UnframeableError(Exception):
+    """Not a request this framing reads: gunicorn's to refuse (400, 414, 431, 501), from
+    the bytes it is given and no more."""
+
+
 class Framing:
     """Where the first request in a growing buffer ends (RFC 9112 section 6).
 
     Only the framing is read: where the headers end, then ``Content-Length``
-    or a chunked body. Anything this does not understand is gunicorn's to
-    refuse, so :meth:`end` then says "all of it", and gunicorn's parser,
-    which then has it all, answers (400, 414, 431, 501). What has been read
-    is remembered, so a request that trickles in is scanned once, not once
-    per piece.
+    or a chunked body. Anything this does not understand raises
+    :class:`UnframeableError`: gunicorn's parser gets what was read, and no
+    more (the worker shuts the socket's reading side), and answers the error
+    it finds. What has been read is remembered, so a request that trickles in
+    is scanned once, not once per piece. ``max_line`` is gunicorn's bound on
+    a header line, which it applies to a chunk-size line too.
     """
 
-    def __init__(self, max_body: int, max_head: int) -> None:
+    def __init__(self, max_body: int, max_head: int, max_line: int = 8190) -> None:
         self.max_body = max_body
         self.max_head = max_head
+        self.max_line = max_line
+        # Chunk-size lines and extensions are overhead a body of max_body needs little of.
+        self.max_chunked = 2 * max_body + 65536
         self.reset()
 
     def reset(self) -> None:
@@ -133,6 +141,7 @@ class Framing:
         self._start = 0  # past the empty lines a request may follow
         self._searched = 0  # of the head, or of the trailers
         self._end: int | None = None  # known from Content-Length
+        self._body_start = 0
         self._chunk: int | None = None  # the next chunk-size line
         self._chunks = 0
         self._body = 0
@@ -141,7 +150,8 @@ class Framing:
     def end(self, data: bytes | bytearray) -> int | None:
         """How many bytes of ``data`` its first request takes; ``None`` while it is not whole.
 
-        Raises :class:`BodyTooLargeError` for a body over ``max_body`` bytes.
+        Raises :class:`BodyTooLargeError` for a body over ``max_body`` bytes, and
+        :class:`UnframeableError` for what gunicorn must refuse.
         """
         if self._trailers is not None:
             return self._trailers_end(data)
@@ -151,10 +161,14 @@ class Framing:
             return self._end if len(data) >= self._end else None
         while data.startswith(b"\r\n", self._start):
             self._start += 2
-        head_end = data.find(b"\r\n\r\n", max(self._start, self._searched - 3))
+        scan_from = max(self._start, self._searched - 3)
+        head_end = data.find(b"\r\n\r\n", scan_from)
+        _refuse_bare_lf(data, max(self._start, self._searched - 1), head_end)
         if head_end < 0:
             self._searched = len(data)
-            return None if len(data) - self._start <= self.max_head else len(data)
+            if len(data) - self._start > self.max_head:
+                raise UnframeableError("headers longer than gunicorn reads")
+            return None
         lengths: list[bytes] = []
         codings: list[bytes] = []
         for line in bytes(data[self._start : head_end]).split(b"\r\n")[1:]:
@@ -163,41 +177,48 @@ class Framing:
                 lengths.append(value.strip())
             elif name.lower() == b"transfer-encoding":
                 codings.extend(c.strip().lower() for c in value.split(b","))
-        body_start = head_end + 4
+        self._body_start = head_end + 4
         if codings:
             if lengths or codings[-1] != b"chunked":
-                return len(data)  # gunicorn refuses these
-            self._chunk = body_start
+                raise UnframeableError("a transfer coding gunicorn refuses")
+            self._chunk = self._body_start
             return self._chunked_end(data)
         if not lengths:
-            return body_start
+            return self._body_start
         if len(set(lengths)) > 1 or not lengths[0].isdigit():
-            return len(data)  # gunicorn refuses these
-        length = int(lengths[0])
-        if length > self.max_body:
+            raise UnframeableError("a Content-Length gunicorn refuses")
+        digits = lengths[0].lstrip(b"0") or b"0"
+        # int() refuses more than 4300 digits; any length this long is too large anyway.
+        if len(digits) > len(str(self.max_body)) or int(digits) > self.max_body:
             raise BodyTooLargeError(
-                f"the body is {length} bytes, more than the {self.max_body} this server reads"
+                f"a body of {_brief(digits)} bytes is more than the {self.max_body} this "
+                "server reads"
             )
-        self._end = body_start + length
+        self._end = self._body_start + int(digits)
         return self._end if len(data) >= self._end else None
 
     def _chunked_end(self, data: bytes | bytearray) -> int | None:
         while (pos := self._chunk) is not None:
             line_end = data.find(b"\r\n", pos)
             if line_end < 0:
-                return None if len(data) - pos <= MAX_CHUNK_LINE else len(data)
+                if len(data) - pos > self.max_line:
+                    raise UnframeableError("a chunk-size line longer than gunicorn reads")
+                return None
             size_text = bytes(data[pos:line_end]).split(b";", 1)[0].rstrip(b" \t")
             if not size_text or not _HEX.issuperset(size_text):
-                return len(data)  # gunicorn refuses it
-            size = int(size_text, 16)
+                raise UnframeableError("a chunk size gunicorn refuses")
+            digits = size_text.lstrip(b"0") or b"0"
+            size = int(digits, 16) if len(digits) <= 16 else self.max_body + 1
             self._body += size
             self._chunks += 1
             if self._body > self.max_body:
                 raise BodyTooLargeError(
                     f"a chunked body of more than the {self.max_body} bytes this server reads"
                 )
-            if self._chunks > MAX_CHUNKS:
-                raise BodyTooLargeError(f"a body in more than {MAX_CHUNKS} chunks")
+            if self._chunks > MAX_CHUNKS or line_end - self._body_start > self.max_chunked:
+                raise BodyTooLargeError(
+                    f"a body in more than {MAX_CHUNKS} chunks, or with more framing than data"
+                )
             if size == 0:
                 self._chunk, self._trailers, self._searched = None, line_end, line_end
                 return self._trailers_end(data)
@@ -211,8 +232,26 @@ class Framing:
         end = data.find(b"\r\n\r\n", max(self._trailers, self._searched - 3))
         if end < 0:
             self._searched = len(data)
-            return None if len(data) - self._trailers <= self.max_head else len(data)
+            if len(data) - self._trailers > self.max_head:
+                raise UnframeableError("trailers longer than gunicorn reads")
+            return None
         return end + 4
+
+
+def _refuse_bare_lf(data: bytes | bytearray, start: int, end: int) -> None:
+    """A line ended by LF alone, which gunicorn refuses (it would otherwise wait here for
+    a CRLF CRLF that may never come)."""
+    stop = len(data) if end < 0 else end
+    at = data.find(b"\n", start, stop)
+    while at >= 0:
+        if at == 0 or data[at - 1] != 0x0D:
+            raise UnframeableError("a line ended by LF alone")
+        at = data.find(b"\n", at + 1, stop)
+
+
+def _brief(digits: bytes) -> str:
+    text = digits.decode("ascii")
+    return text if len(text) <= 20 else f"{text[:8]}...({len(text)} digits)"
 
 
 # -- connections ---------------------------------------------------------------------------
@@ -247,6 +286,8 @@ class Conn(TConn):  # type: ignore[misc]
         self.drained = 0  # while lingering
         self.framing: Framing | None = None
         self.continued = False  # "100 Continue" sent for this request
+        self.queued = 0  # bytes of its request waiting for a thread
+        self.last = False  # its request is gunicorn's to refuse: the connection ends
 
 
 class Worker(ThreadWorker):  # type: ignore[misc]
@@ -262,6 +303,7 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         self._next_sweep = 0.0
         self.management_port: int | None = None
         self.management_pool: ThreadPoolExecutor | None = None
+        self.queued_bytes = 0  # whole requests waiting for a thread
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
@@ -282,10 +324,29 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         pool = self.tpool
         if self.management_pool is not None and conn.server[1] == self.management_port:
             pool = self.management_pool
+        conn.queued = len(conn.request)
+        self.queued_bytes += conn.queued
         future = pool.submit(self.handle, conn)
         future.add_done_callback(
             lambda done: self.method_queue.defer(self.finish_request, conn, done)
         )
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """gunicorn stops accepting at ``worker_connections``, counting both ports' connections
+        and whole requests waiting for a thread, which it cannot close to make room: the
+        management listener keeps accepting while the worker runs (``_make_room`` bounds it)."""
+        for listener in self.sockets:
+            management = self._is_management(listener.getsockname())
+            with suppress(KeyError, ValueError):  # registered already, or not
+                if enabled or (management and self.alive):
+                    listener.setblocking(False)
+                    self.poller.register(listener, selectors.EVENT_READ, self.accept)
+                else:
+                    self.poller.unregister(listener)
+        self._accepting = enabled
+
+    def _is_management(self, address: Any) -> bool:
+        return self.management_port is not None and address[1] == self.management_port
 
     def handle_quit(self, sig: Any, frame: Any) -> None:
         if self.management_pool is not None:
@@ -346,17 +407,28 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         if not conn.inbuf:
             conn.timeout = time.monotonic() + REQUEST_SECONDS  # its clock starts now
         conn.inbuf += data
-        self._take_request(conn)
+        try:
+            self._take_request(conn)
+        except Exception:  # a bug here must not end the worker and its operations
+            self.log.exception("Error reading a request; the connection is closed.")
+            self._forget(conn)
+            self._unwatch(conn)
+            util.close(conn.sock)
 
     def _take_request(self, conn: Conn) -> bool:
         """Hand ``conn`` to a thread if a whole request is in; refuse it if it never will be."""
         if conn.framing is None:
-            conn.framing = Framing(self.max_body, self.max_head)
+            conn.framing = Framing(
+                self.max_body, self.max_head, self.cfg.limit_request_field_size or 8190
+            )
         try:
             length = conn.framing.end(conn.inbuf)
         except BodyTooLargeError as exc:
             self._refuse(conn, 413, "Content Too Large", str(exc))
             return True
+        except UnframeableError:
+            # gunicorn answers what it finds wrong in these bytes; it must not wait for more.
+            length, conn.last = len(conn.inbuf), True
         if length is None:
             if len(conn.inbuf) > RECV_BYTES and self._buffered() > MAX_BUFFERED:
                 self._refuse(
@@ -378,12 +450,16 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         """A client that waits for "100 Continue" before its body (curl does) gets it now."""
         conn.continued = True
         head = bytes(conn.inbuf[: conn.inbuf.find(b"\r\n\r\n")]).lower()
-        if re.search(rb"\r\nexpect:[ \t]*100-continue", head):
+        request_line = head.lstrip(b"\r\n").partition(b"\r\n")[0]
+        if request_line.endswith(b" http/1.1") and re.search(
+            rb"\r\nexpect:[ \t]*100-continue", head
+        ):
             with suppress(OSError):
                 conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _buffered(self) -> int:
-        return sum(len(c.inbuf) for c in self.reading)
+        """Request bytes held: being read, and whole ones waiting for a thread."""
+        return sum(len(c.inbuf) for c in self.reading) + self.queued_bytes
 
     def handle(self, conn: Conn) -> Any:
         """In a request thread: the request is read already; gunicorn parses it."""
@@ -392,14 +468,19 @@ class Worker(ThreadWorker):  # type: ignore[misc]
             conn.init()
             conn.parser.unreader.unread(conn.request)
             conn.request = b""
+            if conn.last:
+                with suppress(OSError):  # gunicorn reads no more than it was given
+                    conn.sock.shutdown(socket.SHUT_RD)
         return super().handle(conn)
 
     def finish_request(self, conn: Conn, fs: Future[Any]) -> None:
+        self.queued_bytes -= conn.queued
+        conn.queued = 0
         try:
             keepalive = not fs.cancelled() and fs.result() is True
         except Exception:  # gunicorn's handle() keeps its own errors in; anything else closes
             keepalive = False
-        if keepalive:
+        if keepalive and not conn.last:
             # A request pipelined behind this one may sit in the parser already.
             conn.inbuf[:0] = conn.parser.unreader.take_buffered()
             self._await_request(conn, self.cfg.keepalive if self.alive else STOP_KEEPALIVE_LINGER)

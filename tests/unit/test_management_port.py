@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +25,7 @@ import pytest
 import requests
 
 from app.hook import Exit
-from e2e.loopback import TOKEN, AppProcess
+from e2e.loopback import TOKEN, AppProcess, _children
 from e2e.wait import eventually
 from tests.unit.conftest import Hook, serving
 
@@ -82,6 +84,12 @@ def test_the_control_endpoints_answer_while_the_apps_threads_are_all_taken(
 def _hold(app: AppProcess) -> None:
     with contextlib.suppress(requests.RequestException):  # ended by the app's stop
         requests.post(f"{app.url}/hold?seconds=60", timeout=90)
+
+
+def _open_files(app: AppProcess) -> int:
+    assert app.proc is not None
+    (worker,) = _children(app.proc.pid)
+    return sum(1 for _ in Path(f"/proc/{worker}/fd").iterdir())
 
 
 def _all_held(app: AppProcess) -> bool:
@@ -206,3 +214,89 @@ def test_the_hook_uses_each_pods_management_port_else_its_app_port(
         assert f"127.0.0.1:{app.port}" not in hook.output
         for pod in (app, earlier):
             assert pod.status()["lease"]["holder"].startswith("hook/")
+
+
+# -- what the app port's traffic cannot take from the management port ----------------------
+
+
+@pytest.fixture
+def many_files() -> Iterator[None]:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            pytest.fail(f"needs 1400 file descriptors, the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1400, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_app_port_requests_waiting_for_a_thread_do_not_stop_the_management_port(
+    app: AppProcess, many_files: None
+) -> None:
+    """gunicorn stops accepting at 1000 connections, both ports counted; whole requests
+    waiting for a thread cannot be closed to make room."""
+    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
+    for thread in holds:
+        thread.start()
+    try:
+        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
+        with contextlib.ExitStack() as stack:
+            for _ in range(1050):
+                sock = stack.enter_context(
+                    socket.create_connection(("127.0.0.1", app.port), timeout=30)
+                )
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            eventually(
+                lambda: _open_files(app) >= 1000,
+                timeout=60,
+                what="the worker has taken 1000 connections (gunicorn's worker_connections)",
+            )
+            url = management(app)
+            assert requests.get(url + "/healthz", timeout=30).status_code == 200
+            fence = requests.post(url + "/drain", json={"ttl": 30}, headers=AUTH, timeout=30)
+            assert fence.status_code == 200
+    finally:
+        app.stop()
+        for thread in holds:
+            thread.join(timeout=30)
+
+
+def test_whole_requests_waiting_for_a_thread_count_against_the_memory_bound(
+    app: AppProcess,
+) -> None:
+    """Unfinished requests are bounded to 64 MiB in all; whole ones queued for a thread were
+    not counted, and 240 of 1 MiB took the worker past the chart's 256Mi limit."""
+    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
+    for thread in holds:
+        thread.start()
+    body = b'{"seconds": 1, "pad": "' + b"x" * (1024 * 1024 - 40) + b'"}'
+    head = b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    statuses = []
+    try:
+        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
+        with contextlib.ExitStack() as stack:
+            socks = []
+            for _ in range(100):
+                sock = stack.enter_context(
+                    socket.create_connection(("127.0.0.1", app.port), timeout=30)
+                )
+                with contextlib.suppress(OSError):  # refused (and closed) while sending
+                    sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                socks.append(sock)
+            for sock in socks:
+                sock.setblocking(False)
+
+            def answered() -> bool:
+                # A queued request gets no answer while the threads are held; a refused one
+                # does, once the worker has read that far.
+                for sock in socks:
+                    with contextlib.suppress(OSError):
+                        statuses.append(sock.recv(12)[9:12])
+                return b"503" in statuses
+
+            eventually(answered, timeout=30, what="a request refused at the bound")
+    finally:
+        app.stop()
+        for thread in holds:
+            thread.join(timeout=30)
+    assert b"202" not in statuses, "no operation began while the threads were held"

@@ -159,3 +159,37 @@ def test_refusing_a_pipelined_request_forgets_its_connection(app: AppProcess) ->
             answers = everything_sent_back(sock)
         assert b"HTTP/1.1 413 " in answers
     assert requests.get(f"{app.url}/healthz", timeout=ANSWER_TIMEOUT).status_code == 200
+
+
+def test_a_length_too_long_for_int_is_a_413_and_the_worker_lives(app: AppProcess) -> None:
+    """4301 digits: more than int() converts. It raised in the worker's loop, which died
+    with the operations it ran."""
+    instance = app.status()["instance"]
+    op_id = app.start_operation(30)
+    raw = b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"1" * 4301 + b"\r\n\r\n"
+    with ExitStack() as stack:
+        (sock,) = held(stack, app, 1, raw)
+        status, body = status_and_json(everything_sent_back(sock))
+    assert (status, body["error"]) == (413, "content_too_large")
+    assert app.status()["instance"] == instance, "the worker was replaced"
+    assert app.operation(op_id)["state"] == "running"
+
+
+def test_a_long_chunk_size_line_does_not_hold_a_thread(app: AppProcess) -> None:
+    """Up to gunicorn's own bound on a line (8190 bytes), a chunk-size line that has not
+    ended is still being read in the poller, not in a request thread."""
+    raw = (
+        b"POST /operations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 6000
+    )
+    with ExitStack() as stack:
+        socks = held(stack, app, 4 * app.threads, raw)
+        answered_while_held(app)
+        for sock in socks:
+            assert status_and_json(everything_sent_back(sock))[0] == 408
+
+
+def test_a_line_ended_by_lf_alone_is_refused_at_once(app: AppProcess) -> None:
+    with ExitStack() as stack:
+        (sock,) = held(stack, app, 1, b"GET /healthz HTTP/1.1\nHost: x\n")
+        status, _ = status_and_json(everything_sent_back(sock))
+    assert status == 400
