@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.worker import BodyTooLargeError, Framing, UnframeableError
+from app.worker import MAX_CHUNKS, BodyTooLargeError, Framing, UnframeableError
 
 MAX_BODY = 1024
 MAX_HEAD = 4096
@@ -103,3 +103,12 @@ def test_a_length_with_leading_zeros_is_its_value() -> None:
 def test_a_body_larger_than_the_limit_is_refused_before_it_is_sent(raw: bytes) -> None:
     with pytest.raises(BodyTooLargeError):
         Framing(MAX_BODY, MAX_HEAD * 2, MAX_LINE).end(raw)
+
+
+def test_the_chunk_bound_counts_chunks_of_data() -> None:
+    """The last, empty chunk is not one: MAX_CHUNKS chunks of data are a body."""
+    head = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    raw = head + b"1\r\na\r\n" * MAX_CHUNKS + b"0\r\n\r\n"
+    assert Framing(4 * MAX_CHUNKS, MAX_HEAD, MAX_LINE).end(raw) == len(raw)
+    with pytest.raises(BodyTooLargeError):
+        Framing(4 * MAX_CHUNKS, MAX_HEAD, MAX_LINE).end(head + b"1\r\na\r\n" * (MAX_CHUNKS + 1))

@@ -193,3 +193,36 @@ def test_a_line_ended_by_lf_alone_is_refused_at_once(app: AppProcess) -> None:
         (sock,) = held(stack, app, 1, b"GET /healthz HTTP/1.1\nHost: x\n")
         status, _ = status_and_json(everything_sent_back(sock))
     assert status == 400
+
+
+def test_bodies_in_many_small_chunks_cost_no_more_than_their_size(app: AppProcess) -> None:
+    """gunicorn's chunked reader copied the rest of a request read ahead for every chunk:
+    8 bodies of 4000 one-byte chunks (with extensions) kept the probes out for a minute."""
+    body = b'{"seconds": 0.1, "pad": "' + b"x" * 4000 + b'"}'
+    extension = b";e=" + b"v" * 500
+    raw = (
+        b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        + b"".join(b"1" + extension + b"\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body)))
+        + b"0\r\n\r\n"
+    )
+    with ExitStack() as stack:
+        socks = held(stack, app, 2 * app.threads, raw)
+        answered_while_held(app)
+        for sock in socks:
+            assert everything_sent_back(sock).startswith(b"HTTP/1.1 202 ")
+
+
+def test_a_client_streaming_small_pieces_is_answered(app: AppProcess) -> None:
+    """python-requests sends a generator as chunked, a chunk per piece: 300 KiB in 64-byte
+    pieces is 4800 chunks."""
+    pad = b"x" * (300 * 1024)
+    body = b'{"seconds": 0.1, "pad": "' + pad + b'"}'
+    pieces = (body[i : i + 64] for i in range(0, len(body), 64))
+    answer = requests.post(
+        f"{app.url}/operations",
+        data=pieces,
+        headers={"Content-Type": "application/json"},
+        timeout=ANSWER_TIMEOUT,
+    )
+    assert answer.status_code == 202, answer.text
