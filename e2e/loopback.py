@@ -8,7 +8,9 @@ contract, started with ``python -m app serve`` exactly as the image starts it.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +26,20 @@ from typing import Any
 import requests
 
 TOKEN = "test-token"
+
+
+_LOG_DIR: Path | None = None
+
+
+def _log_dir() -> Path:
+    """One directory for this process's app logs, removed when the process ends: a unit run
+    starts hundreds of apps, and their logs used to stay in /tmp for good. A failed test's
+    report carries its apps' logs (tests/unit/conftest.py)."""
+    global _LOG_DIR
+    if _LOG_DIR is None:
+        _LOG_DIR = Path(tempfile.mkdtemp(prefix="upgrade-gate-apps-"))
+        atexit.register(shutil.rmtree, _LOG_DIR, ignore_errors=True)
+    return _LOG_DIR
 
 
 def free_port() -> int:
@@ -52,7 +68,7 @@ class AppProcess:
             self.management_port = free_port()
         self.management_url = f"http://127.0.0.1:{self.management_port}" if management else None
         self._log_file = tempfile.NamedTemporaryFile(  # noqa: SIM115 (lives as long as the process)
-            prefix=f"app-{self.port}-", suffix=".log", delete=False
+            prefix=f"app-{self.port}-", suffix=".log", dir=_log_dir(), delete=False
         )
         self.log_path = Path(self._log_file.name)
         self.env = {**os.environ, "UPGRADE_GATE_TOKEN": TOKEN, **(env or {})}
