@@ -423,13 +423,20 @@ class Worker(ThreadWorker):  # type: ignore[misc]
             return  # it was there already (pipelined), or refused
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
-    def _on_readable(self, conn: Conn, _sock: Any) -> None:
+    @staticmethod
+    def _recv(conn: Conn) -> bytes | None:
+        """What the client sent, in the poller: ``None`` if nothing yet, empty if it closed
+        or failed."""
         try:
-            data = conn.sock.recv(RECV_BYTES)
+            return bytes(conn.sock.recv(RECV_BYTES))
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
-            data = b""
+            return b""
+
+    def _on_readable(self, conn: Conn, _sock: Any) -> None:
+        if (data := self._recv(conn)) is None:
+            return
         if not data:  # the client closed or failed; no answer can reach it
             self._forget(conn)
             conn.close()
@@ -442,7 +449,6 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         except Exception:  # a bug here must not end the worker and its operations
             self.log.exception("Error reading a request; the connection is closed.")
             self._forget(conn)
-            self._unwatch(conn)
             util.close(conn.sock)
 
     def _take_request(self, conn: Conn) -> bool:
@@ -542,12 +548,8 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_lingering, conn))
 
     def _on_lingering(self, conn: Conn, _sock: Any) -> None:
-        try:
-            data = conn.sock.recv(RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
+        if (data := self._recv(conn)) is None:
             return
-        except OSError:
-            data = b""
         conn.drained += len(data)
         if not data or conn.drained > RECV_BYTES:
             self._end_linger(conn)
