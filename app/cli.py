@@ -193,20 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
     try:
         if args.command == "serve":
-            from app.server import serve
+            from app.server import Server
 
             if args.management_port is not None and args.management_port in (0, args.port):
                 return _usage(args, "--management-port must be a port of its own, not 0")
             if args.management_threads < 2:
                 return _usage(args, "--management-threads must be at least 2")
-            serve(
-                args.host,
-                args.port,
-                threads=args.threads,
-                access_log=args.access_log,
-                management_port=args.management_port,
-                management_threads=args.management_threads,
-            )
+            Server.from_args(args).run()
             return 0
         return _wait(args) if args.command == "wait" else _release(args)
     except ConfigError as exc:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
@@ -159,6 +159,19 @@ class Server(BaseApplication):  # type: ignore[misc]
         }
         super().__init__()
 
+    @classmethod
+    def from_args(cls, args: Any, gate_factory: Callable[[], Gate] | None = None) -> Self:
+        """The server ``python -m app serve``'s arguments (``app.cli``) describe."""
+        return cls(
+            args.host,
+            args.port,
+            args.threads,
+            args.access_log,
+            gate_factory=gate_factory,
+            management_port=args.management_port,
+            management_threads=args.management_threads,
+        )
+
     def load_config(self) -> None:
         for key, value in self.options.items():
             if value is not None:
@@ -171,21 +184,3 @@ class Server(BaseApplication):  # type: ignore[misc]
             return main
         management = create_management_app(self.settings, gate, self.management_threads)
         return Listeners(main, management, self.management_port, self.management_threads)
-
-
-def serve(
-    host: str,
-    port: int,
-    threads: int = 32,
-    access_log: bool = False,
-    management_port: int | None = None,
-    management_threads: int = 4,
-) -> None:
-    Server(
-        host,
-        port,
-        threads,
-        access_log,
-        management_port=management_port,
-        management_threads=management_threads,
-    ).run()

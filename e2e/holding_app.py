@@ -31,15 +31,7 @@ class HoldingServer(Server):
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    HoldingServer(
-        args.host,
-        args.port,
-        args.threads,
-        args.access_log,
-        management_port=args.management_port,
-        management_threads=args.management_threads,
-    ).run()
+    HoldingServer.from_args(build_parser().parse_args()).run()
 
 
 if __name__ == "__main__":

@@ -54,16 +54,7 @@ def gate_factory() -> Gate:
 
 
 def main() -> None:
-    args = build_parser().parse_args()
-    Server(
-        args.host,
-        args.port,
-        args.threads,
-        args.access_log,
-        gate_factory=gate_factory,
-        management_port=args.management_port,
-        management_threads=args.management_threads,
-    ).run()
+    Server.from_args(build_parser().parse_args(), gate_factory=gate_factory).run()
 
 
 if __name__ == "__main__":
