@@ -125,3 +125,30 @@ def in_own_netns(script: str, timeout: float) -> dict[str, object]:
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout)
     return result
+
+
+def write_kubeconfig(path: Path, server: str, namespace: str = "n") -> Path:
+    """A kubeconfig at ``path`` for the API server at ``server`` (a stub on loopback),
+    with a bearer token and ``namespace`` as its default."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": server}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [
+            {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": namespace}}
+        ],
+        "current-context": "x",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def assert_refused_at_start(env: dict[str, str], complaint: str) -> None:
+    """An app started with ``env`` stops at start-up, and its output matches ``complaint``."""
+    app = AppProcess(env)
+    try:
+        with pytest.raises(RuntimeError, match=complaint):
+            app.start()
+    finally:
+        app.stop()

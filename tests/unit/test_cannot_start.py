@@ -14,6 +14,7 @@ import pytest
 
 from e2e.loopback import AppProcess
 from e2e.wait import eventually
+from tests.unit.conftest import assert_refused_at_start
 
 
 @pytest.fixture
@@ -65,7 +66,4 @@ def test_operations_past_the_limit_are_a_503_and_none_is_lost(
 
 
 def test_a_limit_that_is_not_a_whole_number_stops_the_app() -> None:
-    app = AppProcess({"OPERATION_LIMIT": "0"})
-    with pytest.raises(RuntimeError, match="OPERATION_LIMIT must be a whole number"):
-        app.start()
-    app.stop()
+    assert_refused_at_start({"OPERATION_LIMIT": "0"}, "OPERATION_LIMIT must be a whole number")

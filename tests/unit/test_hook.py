@@ -18,7 +18,7 @@ import pytest
 from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess, free_port
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory, Hook, run_hook, serving
+from tests.unit.conftest import AppFactory, Hook, run_hook, serving, write_kubeconfig
 
 
 def endpoints(*apps: AppProcess) -> str:
@@ -336,18 +336,7 @@ def test_release_lifts_the_fences_of_the_pods_that_stay(make_app: AppFactory) ->
 
 def _kubeconfig_of_an_absent_api_server(path: Path) -> Path:
     """A kubeconfig whose API server is a loopback port nothing listens on."""
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "away", "cluster": {"server": f"http://127.0.0.1:{free_port()}"}}],
-        "users": [{"name": "hook", "user": {"token": "t"}}],
-        "contexts": [
-            {"name": "away", "context": {"cluster": "away", "user": "hook", "namespace": "ns"}}
-        ],
-        "current-context": "away",
-    }
-    path.write_text(json.dumps(config))
-    return path
+    return write_kubeconfig(path, f"http://127.0.0.1:{free_port()}", namespace="ns")
 
 
 def test_release_does_not_fail_a_rollback_when_the_api_server_is_away(tmp_path: Path) -> None:

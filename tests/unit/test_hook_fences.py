@@ -20,7 +20,7 @@ from app.hook import Exit
 from app.hook.pods import parse_endpoint
 from e2e.loopback import TOKEN, AppProcess
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory, Hook, run_hook, serving
+from tests.unit.conftest import AppFactory, Hook, run_hook, serving, write_kubeconfig
 
 
 def wait_usage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -241,21 +241,7 @@ def trickling_kubeconfig(tmp_path: Path) -> Iterator[Path]:
     _Trickle.asked, _Trickle.stop = threading.Event(), threading.Event()
     path = tmp_path / "kubeconfig"
     with serving(_Trickle) as endpoint:
-        path.write_text(
-            json.dumps(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": f"http://{endpoint}"}}],
-                    "users": [{"name": "u", "user": {"token": "t"}}],
-                    "contexts": [
-                        {"name": "x", "context": {"cluster": "c", "user": "u", "namespace": "n"}}
-                    ],
-                    "current-context": "x",
-                }
-            )
-        )
-        yield path
+        yield write_kubeconfig(path, f"http://{endpoint}")
         _Trickle.stop.set()  # the handlers end before the server does
 
 

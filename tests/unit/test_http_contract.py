@@ -13,7 +13,7 @@ import requests
 from app.gate import CONTRACT
 from e2e.loopback import TOKEN, AppProcess
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory
+from tests.unit.conftest import AppFactory, assert_refused_at_start
 
 
 def _at(stamp: str) -> datetime:
@@ -279,10 +279,9 @@ def test_metrics_follow_the_gate(app: AppProcess) -> None:
 
 
 def test_bad_configuration_stops_the_server_with_a_clear_message() -> None:
-    app = AppProcess({"OPERATION_MAX_SECONDS": "soon"})
-    with pytest.raises(RuntimeError, match="OPERATION_MAX_SECONDS must be a number"):
-        app.start()
-    app.stop()
+    assert_refused_at_start(
+        {"OPERATION_MAX_SECONDS": "soon"}, "OPERATION_MAX_SECONDS must be a number"
+    )
 
 
 def test_the_session_survives_connection_reuse(app: AppProcess) -> None:

@@ -21,7 +21,7 @@ import requests
 
 from e2e.loopback import TOKEN, AppProcess
 from e2e.wait import eventually
-from tests.unit.conftest import AppFactory
+from tests.unit.conftest import AppFactory, assert_refused_at_start
 
 PROBE_TIMEOUT = 2.0  # the chart's readinessProbe.timeoutSeconds
 
@@ -139,9 +139,4 @@ def test_the_hooks_token_has_its_own_allowance(make_app: AppFactory) -> None:
     ],
 )
 def test_a_limit_that_leaves_no_thread_free_stops_the_server(limit: str, complaint: str) -> None:
-    app = AppProcess({"LONG_POLL_LIMIT": limit})
-    try:
-        with pytest.raises(RuntimeError, match=f"LONG_POLL_LIMIT {complaint}"):
-            app.start()
-    finally:
-        app.stop()
+    assert_refused_at_start({"LONG_POLL_LIMIT": limit}, f"LONG_POLL_LIMIT {complaint}")

@@ -27,7 +27,7 @@ import requests
 from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess, _children
 from e2e.wait import eventually
-from tests.unit.conftest import Hook, serving
+from tests.unit.conftest import Hook, serving, write_kubeconfig
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -186,24 +186,7 @@ def test_the_hook_uses_each_pods_management_port_else_its_app_port(
             _pod("old", {"http": earlier.port}),
         ]
         with serving(_PodList) as endpoint:
-            kubeconfig = tmp_path / "kubeconfig"
-            kubeconfig.write_text(
-                json.dumps(
-                    {
-                        "apiVersion": "v1",
-                        "kind": "Config",
-                        "clusters": [{"name": "c", "cluster": {"server": f"http://{endpoint}"}}],
-                        "users": [{"name": "u", "user": {"token": "t"}}],
-                        "contexts": [
-                            {
-                                "name": "x",
-                                "context": {"cluster": "c", "user": "u", "namespace": "n"},
-                            }
-                        ],
-                        "current-context": "x",
-                    }
-                )
-            )
+            kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://{endpoint}")
             hook = Hook(
                 "--selector", "app=x", "--port", "management,http",
                 "--kubeconfig", str(kubeconfig), "--timeout", "60",

@@ -18,6 +18,7 @@ import pytest
 
 from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess
+from tests.unit.conftest import assert_refused_at_start
 
 FILE_ENV = "UPGRADE_GATE_TOKEN_FILE"
 
@@ -49,10 +50,7 @@ def test_the_app_and_the_hook_read_the_token_from_its_file(
 
 
 def test_an_app_whose_token_file_is_missing_does_not_start(tmp_path: Path) -> None:
-    app = AppProcess({FILE_ENV: str(tmp_path / "absent")})
-    with pytest.raises(RuntimeError, match=f"{FILE_ENV}: no such file"):
-        app.start()
-    app.stop()
+    assert_refused_at_start({FILE_ENV: str(tmp_path / "absent")}, f"{FILE_ENV}: no such file")
 
 
 @pytest.mark.parametrize(
@@ -69,10 +67,7 @@ def test_a_token_the_hook_would_refuse_stops_the_app_too(
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_bytes(content)
-    app = AppProcess({FILE_ENV: str(token_file)})
-    with pytest.raises(RuntimeError, match=complaint):
-        app.start()
-    app.stop()
+    assert_refused_at_start({FILE_ENV: str(token_file)}, complaint)
     result = hook("--endpoints", "127.0.0.1:1", **{FILE_ENV: str(token_file)})
     assert result.returncode == Exit.USAGE
     assert complaint in result.stderr
@@ -80,10 +75,7 @@ def test_a_token_the_hook_would_refuse_stops_the_app_too(
 
 
 def test_a_token_in_the_environment_the_hook_would_refuse_stops_the_app() -> None:
-    app = AppProcess({"UPGRADE_GATE_TOKEN": "two words"})
-    with pytest.raises(RuntimeError, match="cannot travel in an HTTP header"):
-        app.start()
-    app.stop()
+    assert_refused_at_start({"UPGRADE_GATE_TOKEN": "two words"}, "cannot travel in an HTTP header")
 
 
 def test_a_token_file_that_is_a_directory_is_a_usage_error(tmp_path: Path) -> None:
