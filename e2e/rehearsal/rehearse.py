@@ -18,15 +18,16 @@ from pathlib import Path
 from e2e import gotools
 from e2e.host import packages
 from e2e.host.commands import run
+from e2e.host.dockerd import DefaultSocketDaemon
 from e2e.host.locks import exclusive
 from e2e.loopback import free_port
 from e2e.providers import KIND_IMAGE_ENV
 from e2e.providers.base import Progress, cache_root
 from e2e.providers.kind.cluster import PACKAGES as KIND_PACKAGES
-from e2e.providers.local.registry import LocalRegistry
+from e2e.providers.kind.settings import KindSettings
+from e2e.providers.registry import LocalRegistry
 from e2e.rehearsal import act, actions, artifacts, results, runner, standins, toolcache
 from e2e.rehearsal.actions import LocalCopy, local_copies
-from e2e.rehearsal.daemon import RunnerDaemon
 from e2e.rehearsal.ledger import Ledger, docker_proxies
 from e2e.rehearsal.options import LAPTOP, ROOT, Options
 from e2e.rehearsal.workflows import Cell, Pin, Workflow, WorkflowError, label
@@ -37,6 +38,8 @@ from e2e.wait import eventually
 PACKAGES = ("sudo", "patchelf", "git", "procps", "python3-venv", *KIND_PACKAGES)
 # Not under /run/upgrade-gate: a runner has no such directory, and the providers must make it.
 RUN_DIR = Path("/run/upgrade-gate-rehearsal")
+# The pinned helms by the names the e2e matrix and the harness's --helm-bin give them.
+EVERY_HELM = ("helm3", "helm4")
 # Kept, as a lock file is, so that it stays a lock for the next comer.
 LOCK = Path("/run/lock/upgrade-gate-rehearsal.lock")
 
@@ -68,8 +71,15 @@ class Paths:
         return self.cache / "toolcache"
 
     @property
-    def daemon(self) -> RunnerDaemon:
-        return RunnerDaemon(self.cache / "docker", self.run_dir, self.logs / "dockerd.log")
+    def daemon(self) -> DefaultSocketDaemon:
+        """The runner's daemon; its data root is the kind provider's (one node image build)."""
+        return DefaultSocketDaemon(
+            KindSettings(cache=self.cache.parent).docker_data_root,
+            self.run_dir,
+            self.logs / "dockerd.log",
+            cgroup_parent="upgrade-gate-rehearsal",
+            who="the rehearsal's",
+        )
 
 
 @dataclass
@@ -391,7 +401,7 @@ class Rehearsal:
                         results_dir / "act.log",
                         event,
                         self.sha,
-                        {"ACTIONS_RUNTIME_URL": artifact_service},
+                        {"ACTIONS_RUNTIME_URL": artifact_service, **self._helms(cell)},
                     )
                     note.detail = (
                         f"act exited {result.exit_code}; job "
@@ -399,6 +409,17 @@ class Rehearsal:
                     )
                 self.runs.append(result)
                 results.keep_artifacts(paths.artifacts, results_dir / "artifacts", self.progress)
+
+    def _helms(self, cell: Cell) -> dict[str, str]:
+        """--every-helm: $PYTEST_ADDOPTS naming the cell's helm first, then the other pinned
+        one (tox passes it on; the harness keeps each helm once, in that order)."""
+        if not self.options.every_helm:
+            return {}
+        helm = cell.get("helm")
+        if helm not in EVERY_HELM:
+            raise RehearsalError(f"--every-helm: the cell has no helm of {EVERY_HELM}: {cell}")
+        order = [helm, *(h for h in EVERY_HELM if h != helm)]
+        return {"PYTEST_ADDOPTS": " ".join(f"--helm-bin {h}" for h in order)}
 
     def _run_laptop(self) -> None:
         """`ci/test` in the workspace as the runner: Go on PATH (kind is built from its
