@@ -1,14 +1,13 @@
-"""The kind provider on a machine with no Docker daemon of its own: the cluster runs in our
-dockerd's network namespace, the API server is reached from the host through the relay, pods
-on different nodes reach each other without kindnetd (also once the daemon or the node
-containers stopped and `up` brought them back), image archives load into every node, and
-`down` leaves the host as the ledger recorded it.
+"""The kind provider's own checks: the API server on the host's loopback, pods on different
+nodes reaching each other without kindnetd (also once the daemon or the node containers
+stopped and `up` brought them back), image archives loaded into every node, a cluster this
+cache has no record of refused, and `down` leaving the host as it was.
 
-    pytest e2e/smoke -m kind --cluster kind [--kind-nodes 3]
+    pytest e2e/smoke --cluster kind [--kind-nodes 3]
 
-Each check looks at the host itself (`ss`, `ip link`, iptables, /proc/self/mountinfo, the
-cgroup hierarchies, /proc/sys) rather than at the provider's bookkeeping alone. The last test
-takes the cluster down.
+Where the provider runs its own Docker daemon (root, none answering), the checks look at the
+host itself (the ledger's record against `ip link`, iptables, /proc/sys, mounts, cgroups)
+rather than at the provider's bookkeeping alone. The last test takes the cluster down.
 """
 
 from __future__ import annotations
@@ -25,27 +24,19 @@ import pytest
 import yaml
 
 from e2e.builds.images import normalize
-from e2e.host import iptables, mounts, sysctls
+from e2e.host import mounts
+from e2e.host.dockerd import DOCKERD, SOCKET
+from e2e.host.hostledger import HostLedger
 from e2e.host.processes import proc_start_time
-from e2e.providers.base import ClusterProvider, ProviderError
-from e2e.providers.kind import KindProvider, dockerd, nodes
-from e2e.providers.kind.ledger import (
-    DOCKER_CHAIN_PREFIX,
-    KindLedger,
-    docker_interfaces,
-    leftovers,
-)
+from e2e.providers.base import ProviderError
+from e2e.providers.kind import KindProvider, nodes
 from e2e.providers.kind.settings import CGROUP_PARENT
 from e2e.wait import eventually
 
-pytestmark = pytest.mark.kind
+pytestmark = pytest.mark.smoke
 
-
-@pytest.fixture(scope="session")
-def kind(cluster: ClusterProvider) -> KindProvider:
-    if not isinstance(cluster, KindProvider) or not cluster.own_docker:
-        pytest.skip("checks the kind provider that runs its own dockerd (--cluster kind here)")
-    return cluster
+# Where no base of ours is built (a Docker daemon of someone else's answers), one to pull.
+PULLED_BASE = "python:3.12-slim"
 
 
 def kubectl(kind: KindProvider, *args: str, stdin: str | None = None) -> str:
@@ -61,12 +52,6 @@ def kubectl(kind: KindProvider, *args: str, stdin: str | None = None) -> str:
     return done.stdout
 
 
-def in_netns(kind: KindProvider, *argv: str) -> str:
-    return subprocess.run(
-        dockerd.in_netns(kind.settings, *argv), capture_output=True, text=True, check=True
-    ).stdout
-
-
 def api_port(kind: KindProvider) -> int:
     config = yaml.safe_load(kind.kubeconfig.read_text())
     server: str = config["clusters"][0]["cluster"]["server"]
@@ -74,43 +59,37 @@ def api_port(kind: KindProvider) -> int:
     return int(server.rsplit(":", 1)[1])
 
 
-def listeners(port: int, netns: list[str] | None = None) -> str:
-    argv = [*(netns or []), "ss", "-H", "-ltnp", f"sport = :{port}"]
+def listeners(port: int) -> str:
+    argv = ["ss", "-H", "-ltn", f"sport = :{port}"]
     return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
 
 
-def test_the_api_server_is_reached_through_the_relay(kind: KindProvider) -> None:
+def test_the_api_server_is_published_on_the_hosts_loopback(kind: KindProvider) -> None:
     port = api_port(kind)
-    relay = kind.table.get(f"relay-{kind.cluster_name}")
-    assert relay is not None, "the relay runs while the cluster is up"
-    on_host = listeners(port)
-    assert f"pid={relay.pid}," in on_host, f"127.0.0.1:{port} on the host is the relay's"
-    inside = listeners(port, ["nsenter", f"--net={kind.settings.netns}"])
-    assert "docker-proxy" in inside, "kind published the API server inside the namespace"
+    assert f"127.0.0.1:{port}" in listeners(port)
     assert kubectl(kind, "get", "--raw", "/readyz").strip() == "ok"
 
 
-def test_the_host_network_is_untouched(kind: KindProvider) -> None:
-    ledger = KindLedger.load(kind.settings.ledger)
-    assert ledger is not None, "up records the host's state before it changes it"
-    assert docker_interfaces() == []
-    assert not [
-        c
-        for c in iptables.new_chains(ledger.chains)
-        if c.rsplit("/", 1)[1].startswith(DOCKER_CHAIN_PREFIX)
-    ]
-    # ... and they are where they belong: in the namespace, with the nodes.
-    links = json.loads(in_netns(kind, "ip", "-j", "link"))
-    assert any(link["ifname"].startswith("br-") for link in links), "kind's network bridge"
-    nat = in_netns(kind, "iptables-save", "-t", "nat")
-    assert ":DOCKER " in nat
+@pytest.mark.own_daemon
+def test_our_daemon_runs_on_the_default_socket_after_the_host_was_recorded(
+    kind: KindProvider,
+) -> None:
+    assert kind.own_docker
+    assert kind.daemon.ours()
+    assert HostLedger.load(kind.settings.ledger) is not None, "recorded before the daemon ran"
+    assert SOCKET.is_socket()
+    assert kind.docker_env() == {"DOCKER_HOST": f"unix://{SOCKET}"}
 
 
 @pytest.fixture(scope="session")
 def base_loaded(kind: KindProvider) -> str:
-    assert kind.base_image is not None
-    kind.load_images([kind.base_image])
-    return kind.base_image
+    base = kind.base_image
+    if base is None:
+        docker = kind._ensure_docker()
+        subprocess.run(docker.command("pull", PULLED_BASE), env=docker.full_env(), check=True)
+        base = PULLED_BASE
+    kind.load_images([base])
+    return base
 
 
 def node_names(kind: KindProvider) -> list[str]:
@@ -151,7 +130,9 @@ def test_pods_on_different_nodes_reach_each_other(
     assert_pods_reach_each_other(kind, base_loaded, scratch_ns)
 
 
-@pytest.mark.parametrize("stopped", ["the daemon", "the node containers"])
+@pytest.mark.parametrize(
+    "stopped", [pytest.param("the daemon", marks=pytest.mark.own_daemon), "the node containers"]
+)
 def test_a_reused_cluster_whose_nodes_stopped_comes_back_routed(
     kind: KindProvider, base_loaded: str, scratch_ns: str, stopped: str
 ) -> None:
@@ -163,7 +144,7 @@ def test_a_reused_cluster_whose_nodes_stopped_comes_back_routed(
     # The node containers: stopped and left exited (a host shut down); `up` starts them.
     before = started_at(kind)
     if stopped == "the daemon":
-        kind.table.stop(dockerd.DOCKERD, grace=30)
+        kind.daemon.table.stop(DOCKERD, grace=30)
     else:
         docker = kind._ensure_docker()
         subprocess.run(
@@ -179,7 +160,7 @@ def test_a_reused_cluster_whose_nodes_stopped_comes_back_routed(
 
 
 def started_at(kind: KindProvider) -> dict[str, tuple[str, str]]:
-    """Each node's container and when it last started, as our dockerd has it."""
+    """Each node's container and when it last started, as the daemon has it."""
     held = nodes.containers(kind._ensure_docker(), kind.cluster_name)
     assert sorted(held) == node_names(kind)
     return {name: (c.id, c.started_at) for name, c in held.items()}
@@ -275,31 +256,26 @@ def test_an_image_archive_loads_into_every_node(kind: KindProvider, base_loaded:
         assert normalize(ref) in listed, f"{ref} on {node}"
 
 
-def test_down_leaves_the_host_as_it_was(kind: KindProvider, pytestconfig: pytest.Config) -> None:
-    if pytestconfig.getoption("keep_cluster"):
-        pytest.skip("--keep-cluster: the cluster stays up")
-    s = kind.settings
-    ledger = KindLedger.load(s.ledger)
-    assert ledger is not None
-    daemons = kind.table.alive()
-    assert {d.name for d in daemons} >= {dockerd.DOCKERD, f"relay-{kind.cluster_name}"}
-    assert dockerd.netns_exists(s)
+@pytest.mark.takes_cluster_down
+def test_down_leaves_the_host_as_it_was(kind: KindProvider) -> None:
     port = api_port(kind)
+    own = kind.own_docker
+    ledger = HostLedger.load(kind.settings.ledger) if own else None
+    daemon = kind.daemon.table.get(DOCKERD) if own else None
+    assert not own or (ledger is not None and daemon is not None)
 
     kind.down()
 
-    for daemon in daemons:
-        assert proc_start_time(daemon.pid) != daemon.start_time, f"{daemon.name} still runs"
+    assert not kind.exists()
     assert listeners(port) == "", "nothing listens on the API port any more"
-    assert not dockerd.netns_exists(s)
+    if ledger is None or daemon is None:
+        return
+    assert proc_start_time(daemon.pid) != daemon.start_time, "our dockerd still runs"
+    assert not SOCKET.exists()
+    assert ledger.leftovers() == []
+    assert kind.daemon.leftovers() == []
     mountinfo = Path("/proc/self/mountinfo").read_text()
-    for root in (s.run_dir, s.docker_data_root):
+    for root in (kind.settings.run_dir, kind.settings.docker_data_root):
         assert str(root) not in mountinfo
     assert mounts.cgroup_leftovers(CGROUP_PARENT) == []
-    for path in ledger.absent_paths:
-        assert not Path(path).exists(), f"{path} was not there before up"
-    assert sysctls.changed_sysctls(ledger.sysctls) == []
-    assert docker_interfaces() == []
-    assert not kind.kubeconfig.exists()
-    assert leftovers(s, ledger) == []
-    eventually(lambda: not s.run_dir.exists(), timeout=5, what=f"{s.run_dir} removed")
+    assert not kind.settings.ledger.exists(), "a complete undo removes the ledger"

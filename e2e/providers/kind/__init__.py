@@ -1,9 +1,9 @@
-"""The kind provider: kind clusters through pytest-kind, on any Docker or on our own.
+"""The kind provider: kind clusters through pytest-kind, on the Docker daemon that answers.
 
-cluster.py is the provider; on a machine with no registry and no Docker daemon it runs its
-own dockerd in a network namespace (dockerd.py), builds the node image here (nodeimage.py),
-routes pods without kindnetd (network.py), relays the API server's port to the host's
-loopback (relay.py) and checks at `down` that the host is as before (ledger.py).
+cluster.py is the provider; on a machine with no Docker daemon (and root) it starts one as a
+GitHub runner has one (e2e/host/dockerd.py) and puts the host back at `down`
+(e2e/host/hostledger.py); where `kindest/node` cannot be pulled it builds the node image here
+(nodeimage.py) and routes pods without kindnetd (network.py).
 """
 
 from e2e.providers.kind.cluster import KindProvider

@@ -2,14 +2,13 @@
 
 Where a Docker daemon answers (a laptop, a GitHub runner), kind uses it and its default node
 image (`kindest/node`, pulled by kind), or `--kind-image`. Where none answers and we are root
-(this machine: no registry, no system Docker), the provider runs its own dockerd in a network
-namespace of its own (dockerd.py), builds a node image here (nodeimage.py), creates the
-cluster there, routes pods itself (network.py, the image has no kindnetd), and relays the API
-server's port from the namespace to the host's loopback (relay.py), so the kubeconfig kind
-writes works from the host as it is. `down` removes all of that and checks that the host is
-as the ledger recorded it (ledger.py).
+(this machine: no registry, no system Docker), the provider starts one as a GitHub runner has
+one (e2e/host/dockerd.py: the default socket, the host's network), having first recorded the
+host (e2e/host/hostledger.py); it builds a node image here (nodeimage.py) and routes pods
+itself (network.py: the image has no kindnetd). `down` deletes the cluster, stops that daemon
+once it holds no other cluster, puts the host back as the ledger recorded it, and checks.
 
-kind and kubectl are never downloaded: `--kind-bin`/$UPGRADE_GATE_KIND, else (own dockerd)
+kind and kubectl are never downloaded: `--kind-bin`/$UPGRADE_GATE_KIND, else (our daemon)
 kind built from its pinned Go module, else `kind` on PATH, else built from the Go module;
 `--kind-kubectl-bin`/$UPGRADE_GATE_KUBECTL, else `kubectl` on PATH, else the pinned kubectl of
 e2e.tools or our own build.
@@ -23,43 +22,32 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
-import urllib3
-
 from e2e.builds.docker import DockerClient, environment_daemon
 from e2e.builds.images import ensure_debian_image
 from e2e.builds.kind import build_kind, kind_binary
 from e2e.builds.record import Built
-from e2e.host import mounts, packages, sysctls
+from e2e.host import packages
 from e2e.host.commands import run, tail
+from e2e.host.dockerd import lacks_cap_sys_resource
+from e2e.host.hostledger import HostLedger, docker_proxies
 from e2e.host.locks import exclusive
-from e2e.host.processes import Daemon, ProcessTable, stop_all
-from e2e.loopback import free_port
 from e2e.providers.base import Progress, ProviderError
-from e2e.providers.kind import dockerd, network, nodes
-from e2e.providers.kind.ledger import KindLedger, leftovers, mount_roots, our_processes
+from e2e.providers.kind import network, nodes
 from e2e.providers.kind.nodeimage import NodeImageBuild, image_labels
-from e2e.providers.kind.settings import (
-    CGROUP_PARENT,
-    CNI_LABEL,
-    KindSettings,
-    cluster_name,
-)
+from e2e.providers.kind.settings import CNI_LABEL, KindSettings, cluster_name
 from e2e.wait import eventually
 
 log = logging.getLogger("e2e.kind")
 
-# What the own-dockerd path needs on the host (Debian bookworm).
+# What our daemon and the node image build need on the host (Debian bookworm).
 PACKAGES = ("docker.io", "debootstrap", "iptables", "iproute2", "util-linux", "mount")
 TOOLCHAINS = ("go", "gcc")
-RELAY_SOURCE = Path(__file__).with_name("relay.py")
 
 
 def _explicit_tool(explicit: Path | None, env_var: str) -> Path | None:
@@ -100,9 +88,9 @@ class KindProvider:
         self.kubeconfig: Path = kubeconfig or self.state_dir / "kubeconfig"
         self.nodes = nodes
         self.image = image
-        self.table = ProcessTable(self.settings.pids_dir)
+        self.daemon = self.settings.daemon
         # Our own dockerd: when it already runs, or when no other daemon answers.
-        self.own_docker = self.table.get(dockerd.DOCKERD) is not None
+        self.own_docker = self.daemon.ours()
         self._docker: DockerClient | None = None
         if not self.own_docker:
             self._docker = environment_daemon()
@@ -159,8 +147,8 @@ class KindProvider:
             return self._docker
         if not self.own_docker:
             raise ProviderError("the Docker daemon kind uses stopped answering")
-        if self.table.get(dockerd.DOCKERD) is not None and dockerd.client(self.settings).answers():
-            self._docker = dockerd.client(self.settings)
+        if self.daemon.ours() and self.daemon.client.answers():
+            self._docker = self.daemon.client
             return self._docker
         if os.geteuid() != 0:
             raise ProviderError(
@@ -174,10 +162,13 @@ class KindProvider:
                     f"{', '.join(missing)} not on PATH: the node image build needs them"
                 )
             packages.ensure_packages(PACKAGES, progress, self.settings.logs_dir / "apt.log")
-            if KindLedger.load(self.settings.ledger) is None:
-                KindLedger.record().save(self.settings.ledger)
-        with progress.phase("dockerd", "in its own network namespace"):
-            self._docker = dockerd.start(self.settings, self.table)
+            if HostLedger.load(self.settings.ledger) is None:
+                HostLedger.record().save(self.settings.ledger)
+        with progress.phase("dockerd", "on the default socket, as a runner has one"):
+            # Its data root outlives it: the nodes of a cluster made before come back with
+            # it, and `up` reuses them only with this cache's record of that cluster.
+            self.daemon.start()
+            self._docker = self.daemon.client
         return self._docker
 
     def docker_env(self) -> dict[str, str]:
@@ -225,8 +216,8 @@ class KindProvider:
         return done.stdout
 
     def exists(self) -> bool:
-        if self._docker is None and self.own_docker and self.table.get(dockerd.DOCKERD) is None:
-            return False
+        if self.own_docker and not self.daemon.ours():
+            return False  # our daemon is down: so are its clusters (and it is not started)
         return self.cluster_name in self._kind("get", "clusters", check=False).split()
 
     # --- build -------------------------------------------------------------------------------
@@ -234,9 +225,9 @@ class KindProvider:
         """The node image, for `python -m e2e.cluster build`: a daemon started for it is
         stopped again (and the host checked, as by `down`) unless a cluster runs on it."""
         with self._exclusive():
-            started = self.own_docker and self.table.get(dockerd.DOCKERD) is None
+            started = self.own_docker and not self.daemon.ours()
             node = self._build(Progress("build"))
-            if started and not dockerd.kind_clusters(self._ensure_docker()):
+            if started and not nodes.kind_clusters(self._ensure_docker()):
                 self._down()
             return node
 
@@ -317,24 +308,18 @@ class KindProvider:
                 )
             why_not = self._reusable(progress)
             if why_not is None:
-                if record.get("port") is not None:
-                    self._start_relay(int(record["port"]))
                 progress.line(f"cluster {self.cluster_name} already up: reusing it")
                 self._settle(progress, routes, reused=True)
                 return
             with progress.phase("delete", why_not):
                 self._delete()
-        port = free_port() if self.own_docker else None
-        record = {**want, "port": port}
-        config = self._write_config(port, routes)
+        record = dict(want)
+        config = self._write_config(routes)
         with progress.phase("create", f"{self.nodes} node(s), image {image or 'kind default'}"):
             cluster = self._kind_cluster(image)
             with self._kind_env():
                 cluster.create(config)
         self._record_path.write_text(json.dumps(record) + "\n")
-        if port is not None:
-            with progress.phase("api relay", f"127.0.0.1:{port} into the namespace"):
-                self._start_relay(port)
         self._settle(progress, routes)
 
     def _settle(self, progress: Progress, routes: bool, reused: bool = False) -> None:
@@ -374,11 +359,8 @@ class KindProvider:
                 note.detail = "restarted once kube-proxy ran"
             self._kubectl("rollout", "status", *coredns, "--timeout=180s")
 
-    def _write_config(self, port: int | None, routes: bool) -> Path:
+    def _write_config(self, routes: bool) -> Path:
         networking: dict[str, Any] = {}
-        if port is not None:
-            # Published on the namespace's loopback; relay.py brings it to the host's.
-            networking.update(apiServerAddress="127.0.0.1", apiServerPort=port)
         if routes:
             networking["disableDefaultCNI"] = True
             networking["podSubnet"] = self.settings.pod_subnet
@@ -388,7 +370,7 @@ class KindProvider:
             "networking": networking,
             "nodes": [{"role": "control-plane"}] + [{"role": "worker"}] * (self.nodes - 1),
         }
-        if dockerd.lacks_cap_sys_resource():
+        if lacks_cap_sys_resource():
             # Without CAP_SYS_RESOURCE (the runc wrapper drops it), runc cannot lower a pod
             # sandbox's oom_score_adj ("can't get final child's PID from pipe: EOF"); make
             # containerd clamp it to its own, as kind does when rootless.
@@ -458,45 +440,6 @@ class KindProvider:
                     return f"not back in {timeout:.0f}s: {last.why}"
         return None if last.action == "reuse" else last.why
 
-    # --- the API server relay ---------------------------------------------------------------
-    @property
-    def _relay(self) -> str:
-        return f"relay-{self.cluster_name}"
-
-    def _start_relay(self, port: int) -> None:
-        if self.table.get(self._relay) is None:
-            self.table.start(
-                Daemon(
-                    self._relay,
-                    [
-                        sys.executable,
-                        "-I",
-                        str(RELAY_SOURCE),
-                        "--netns",
-                        str(self.settings.netns),
-                        "--port",
-                        str(port),
-                    ],
-                    self.settings.logs_dir / f"{self._relay}.log",
-                )
-            )
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-
-        def answers() -> bool:
-            try:
-                # Any HTTP answer (401 included) is the API server's, through the relay.
-                # The relay is all this checks; kubectl checks the certificate.
-                url = f"https://127.0.0.1:{port}/readyz"
-                requests.get(url, verify=False, timeout=2)  # noqa: S501
-            except requests.RequestException:
-                return False
-            return True
-
-        self.table.wait_until(
-            self._relay, answers, 60, self.settings.logs_dir / f"{self._relay}.log", "relaying"
-        )
-
-    # --- images --------------------------------------------------------------------------------
     def load_images(self, refs: Sequence[str]) -> None:
         """`kind load docker-image`; where that fails (Docker 29's containerd image store,
         kind issues 3795 and 4066), `docker save` and `kind load image-archive`."""
@@ -530,13 +473,9 @@ class KindProvider:
     def status(self) -> dict[str, str]:
         report: dict[str, str] = {}
         if self.own_docker:
-            running = self.table.get(dockerd.DOCKERD)
+            running = self.daemon.table.get("dockerd")
             report["dockerd"] = f"running, PID {running.pid}" if running else "not running"
-            relay = self.table.get(self._relay)
-            report["api relay"] = f"running, PID {relay.pid}" if relay else "not running"
-        exists = (not self.own_docker or self.table.get(dockerd.DOCKERD) is not None) and (
-            self.exists()
-        )
+        exists = (not self.own_docker or self.daemon.ours()) and self.exists()
         report["cluster"] = self.cluster_name if exists else "(none)"
         healthy = False
         if exists and self._docker is not None:  # exists() found the daemon answering
@@ -552,8 +491,6 @@ class KindProvider:
         cluster = self._kind_cluster(None)
         with self._kind_env():
             cluster.delete()
-        # The relay led to that cluster's port; the next one gets its own.
-        self.table.stop(self._relay)
         self._record_path.unlink(missing_ok=True)
 
     def down(self) -> None:
@@ -561,49 +498,51 @@ class KindProvider:
             self._down()
 
     def _down(self) -> None:
-        s = self.settings
         progress = Progress("down")
-        docker_up = self.table.get(dockerd.DOCKERD) is not None if self.own_docker else self._docker
+        docker_up = self.daemon.ours() if self.own_docker else self._docker
         if docker_up and self.exists():
             with progress.phase("cluster", self.cluster_name):
                 self._delete()
-        self.table.stop(self._relay)
         self._record_path.unlink(missing_ok=True)
         if self.kubeconfig == self.state_dir / "kubeconfig":
             self.kubeconfig.unlink(missing_ok=True)
         if not self.own_docker:
             progress.line(f"down in {progress.elapsed():.1f}s")
             return
-        remaining = dockerd.kind_clusters(dockerd.client(s)) if docker_up else set()
+        remaining = nodes.kind_clusters(self.daemon.client) if docker_up else set()
         if remaining:
             progress.line(f"dockerd kept: it still holds kind clusters {sorted(remaining)}")
             return
-        ledger = KindLedger.load(s.ledger)
-        with progress.phase("dockerd"):
-            self.table.stop(dockerd.DOCKERD, grace=30)
-            for name in self.table.recorded():
-                self.table.stop(name)
-            # containerd's shims and docker-proxy name our directories in their command line.
-            stop_all({pid for pid, _argv in our_processes(s)}, "leftover processes", grace=5)
-        with progress.phase("host"):
-            mounts.unmount_under(mount_roots(s))
-            dockerd.delete_netns(s)
-            mounts.remove_cgroups(CGROUP_PARENT)
-            if ledger is not None:
-                failed = sysctls.restore_sysctls(ledger.sysctls)
-                if failed:
-                    log.warning("sysctls not restored: %s", failed)
-                kept = ledger.remove_absent_paths()
-                if kept:
-                    log.warning("not removed, they hold more than empty directories now: %s", kept)
-            shutil.rmtree(s.run_dir, ignore_errors=True)
-        left = leftovers(s, ledger)
-        if left:
-            raise ProviderError(
-                "down left these behind:\n  " + "\n  ".join(left) + f"\n(logs: {s.logs_dir})"
-            )
-        s.ledger.unlink(missing_ok=True)
+        self._stop_daemon(progress)
         progress.line(f"down in {progress.elapsed():.1f}s: nothing of ours left")
 
+    def _stop_daemon(self, progress: Progress) -> None:
+        """Our daemon stopped, the host put back as the ledger says, and checked; each part is
+        tried whatever the others did."""
+        ledger = HostLedger.load(self.settings.ledger)  # unreadable: an error, nothing undone
+        errors: list[str] = []
+        with progress.phase("dockerd") as note:
+            removed = self.daemon.remove_containers()
+            before = set(ledger.docker_proxies) if ledger is not None else set()
+            proxies = {pid for pid, _argv in docker_proxies()} - before
+            try:
+                self.daemon.stop(proxies)
+            except ProviderError as exc:
+                errors.append(f"the daemon: {exc}")
+            note.detail = f"{len(removed)} container(s) removed" if removed else ""
+        with progress.phase("host"):
+            if ledger is not None:
+                errors += ledger.undo()
+            shutil.rmtree(self.settings.run_dir, ignore_errors=True)
+        left = self.daemon.leftovers() + (ledger.leftovers() if ledger is not None else [])
+        if errors or left:
+            raise ProviderError(
+                "down left these behind:\n  "
+                + "\n  ".join(errors + left)
+                + f"\n(the ledger {self.settings.ledger} is kept; down tries again; logs: "
+                f"{self.settings.logs_dir})"
+            )
+        self.settings.ledger.unlink(missing_ok=True)
+
     def log_tail(self) -> str:
-        return tail(self.settings.logs_dir / "dockerd.log")
+        return tail(self.daemon.log_file)

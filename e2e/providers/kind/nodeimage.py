@@ -4,9 +4,9 @@
 itself (`kind build node-image`) from a Kubernetes server tarball and a base image, fetching
 only the images it was not given. This module gives it everything:
 
-1. kind, kubeadm (with the other Kubernetes binaries, one build shared with the local
-   provider), etcd at the version that kubeadm asks for, crictl, local-path-provisioner and
-   CoreDNS, all from the Go module proxy (e2e.builds.golang);
+1. kind, kubeadm (with the other Kubernetes binaries), etcd at the version that kubeadm
+   asks for, crictl, local-path-provisioner and CoreDNS, all from the Go module proxy
+   (e2e.builds.golang);
 2. a base image standing in for `kindest/base`: a debootstrap root filesystem with systemd,
    Debian's containerd 1.6, runc and CNI plugins, then what kind's images/base/Dockerfile
    does, with kind's own files (they come with its module);
@@ -40,8 +40,7 @@ from e2e.builds.kind import KIND_MODULE, build_kind
 from e2e.builds.record import Built, file_hash, recipe_key
 from e2e.host.commands import run
 from e2e.providers.base import Progress, ProviderError
-from e2e.providers.kind.settings import CNI_LABEL, IMAGE_DOMAIN, KindSettings
-from e2e.providers.local.settings import COREDNS_VERSION
+from e2e.providers.kind.settings import CNI_LABEL, COREDNS_VERSION, IMAGE_DOMAIN, KindSettings
 
 log = logging.getLogger("e2e.kind.nodeimage")
 
@@ -334,7 +333,7 @@ class NodeImageBuild:
             self.progress,
             commit_variable=f"{module}/coremain.GitCommit",
         )
-        # The same image (and tarball) as the local provider's when the versions agree.
+        # kubeadm's own CoreDNS version: the image's cache key names it (as it always has).
         ref = f"{IMAGE_DOMAIN}/coredns:{version}"
         recipe = {"coredns": version} if version == COREDNS_VERSION else None
         image = images.ensure_binary_image(

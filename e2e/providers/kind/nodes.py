@@ -1,7 +1,7 @@
 """A kind cluster's nodes as two parties hold them: their containers as the Docker daemon has
 them (state, address on kind's network, when each last started), and their Node objects as the
 API server inside the control-plane node has them (asked there, with the node's own kubectl,
-so no relay or kubeconfig on the host is needed).
+so no kubeconfig on the host is needed).
 
 `up` decides from both whether a cluster it finds can be reused (`assess`, a pure function of
 the two): a node container that stopped (a host shut down, a daemon stopped and started again
@@ -197,3 +197,22 @@ def assess(held: dict[str, NodeContainer], answer: ApiAnswer, count: int) -> Ass
         return Assessment("wait", f"the API server: {answer.error or 'no nodes'}")
     waiting = sorted(set(held) - set(fresh))
     return Assessment("wait", f"not Ready since their start: {waiting}")
+
+
+def kind_clusters(docker: DockerClient) -> set[str]:
+    """Names of the kind clusters whose node containers this daemon holds."""
+    done = subprocess.run(
+        docker.command(
+            "ps",
+            "-a",
+            "--filter",
+            f"label={CLUSTER_LABEL}",
+            "--format",
+            f'{{{{.Label "{CLUSTER_LABEL}"}}}}',
+        ),
+        env=docker.full_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return set(done.stdout.split()) if done.returncode == 0 else set()

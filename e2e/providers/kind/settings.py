@@ -1,6 +1,6 @@
 """Versions, names and paths of the kind provider: one place, so they agree.
 
-Kubernetes is the version the local provider builds (one build of the binaries serves both);
+Kubernetes is the version the node image is built with where `kindest/node` cannot be pulled;
 etcd, CoreDNS and pause are the versions that version's kubeadm asks for (read from kubeadm
 itself at build time). kind is pinned once, in e2e/builds/kind.py.
 """
@@ -15,10 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e.builds.kind import KIND_VERSION
+from e2e.host.dockerd import DefaultSocketDaemon
 from e2e.host.layout import ProviderLayout
 from e2e.providers.base import ProviderError, cache_root
-from e2e.providers.local.settings import KUBERNETES_VERSION
 
+# 1.34 is the last minor whose kubelet runs on cgroup v1 without opting in (1.35 sets
+# failCgroupV1 by default); this machine has cgroup v1 only for the controllers kubelet needs.
+KUBERNETES_VERSION = "v1.34.4"
+# The CoreDNS release kubeadm pairs with Kubernetes 1.34 (cmd/kubeadm/app/constants).
+COREDNS_VERSION = "v1.12.1"
 CRICTL_VERSION = "v1.34.0"
 # kind v0.33 pins v0.0.34 (as kindest/local-path-provisioner), which the proxy does not serve.
 LOCAL_PATH_PROVISIONER_VERSION = "v0.0.30"
@@ -43,8 +48,8 @@ def runtime_dir(
     """Where the provider keeps its runtime files (its lock, PID files, our dockerd's socket),
     short enough for a socket path whatever XDG_CACHE_HOME is.
 
-    Root: /run/upgrade-gate/kind (the own-dockerd mode needs root and lives there). Anyone
-    else (a laptop, GitHub's runner): $XDG_RUNTIME_DIR/upgrade-gate/kind where that is a
+    Root: /run/upgrade-gate/kind (our own Docker daemon needs root; its state is there).
+    Anyone else (a laptop, GitHub's runner): $XDG_RUNTIME_DIR/upgrade-gate/kind where that is a
     directory of theirs, else /tmp/upgrade-gate-<uid>/kind, its top made 0700 and refused if
     it is a link, someone else's, or open to others."""
     euid = os.geteuid() if euid is None else euid
@@ -127,13 +132,16 @@ class KindSettings(ProviderLayout):
 
     # --- runtime (removed by `down`) ---------------------------------------------------------
     @property
-    def netns(self) -> Path:
-        """The network namespace our dockerd, its bridges and rules, and the nodes live in."""
-        return self.run_dir / "netns"
-
-    @property
-    def runc_wrapper(self) -> Path:
-        return self.run_dir / "runc-nosysresource"
+    def daemon(self) -> DefaultSocketDaemon:
+        """Our Docker daemon, where none answers: on the default socket, as a runner has one;
+        its data root (the node image) kept, its runtime state removed by `down`."""
+        return DefaultSocketDaemon(
+            self.docker_data_root,
+            self.run_dir / "dockerd",
+            self.logs_dir / "dockerd.log",
+            cgroup_parent=CGROUP_PARENT,
+            who="the kind provider's",
+        )
 
     # --- images --------------------------------------------------------------------------------
     def node_image(self, key: str) -> str:
