@@ -1,9 +1,11 @@
 """Options and fixtures of the end-to-end harness (e2e/), shared by every test directory.
 
-    pytest e2e --cluster local                  # this machine, built from source
-    pytest e2e --cluster kind --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl
-    pytest e2e --cluster kind --kind-nodes 3    # no Docker daemon: our own, node image built here
+    pytest e2e                                  # kind, three nodes, on the Docker that answers
+    pytest e2e --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl --kind-nodes 1
     pytest e2e --cluster existing --kubeconfig ~/.kube/config --registry localhost:5000
+
+Where no Docker daemon answers (and we are root), the kind provider starts one on the default
+socket, as a GitHub runner has one, and builds the node image here; `down` stops it.
 
 ``--keep-cluster``, ``--kubeconfig``, ``--cluster-name``, ``--kind-image``, ``--kind-bin``
 and ``--kind-kubectl-bin`` come from pytest-kind and mean what they mean there, except that
@@ -61,9 +63,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("upgrade-gate e2e")
     group.addoption(
         "--cluster",
-        choices=["local", "kind", "existing"],
-        default=os.environ.get("UPGRADE_GATE_CLUSTER", "local"),
-        help="cluster provider (default: $UPGRADE_GATE_CLUSTER or local)",
+        choices=["kind", "existing"],
+        default=os.environ.get("UPGRADE_GATE_CLUSTER", "kind"),
+        help="cluster provider: kind, or existing (--kubeconfig, --registry) "
+        "(default: $UPGRADE_GATE_CLUSTER or kind)",
     )
     group.addoption("--registry", help="registry to push the app images to (existing clusters)")
     group.addoption(
@@ -75,7 +78,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="append",
         type=Path,
         default=[],
-        help="helm binary to test with; repeat for a matrix (default: pinned helm 3 and 4)",
+        help="helm binary to test with, or helm3/helm4 for the pinned one; repeat for a "
+        "matrix, the first is the one scenarios not about Helm versions use (default: the "
+        "pinned helm 3 and 4)",
     )
     group.addoption(
         "--fail-on-skip",
@@ -85,9 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--kind-nodes",
         type=int,
-        default=int(os.environ.get("UPGRADE_GATE_KIND_NODES", "1")),
-        help="kind: nodes of the cluster, one control plane and the rest workers "
-        "(default: $UPGRADE_GATE_KIND_NODES or 1)",
+        default=int(os.environ.get("UPGRADE_GATE_KIND_NODES", "3")),
+        help="kind: nodes of the cluster, one control plane and the rest workers; the "
+        "multinode scenarios need 3 (default: $UPGRADE_GATE_KIND_NODES or 3)",
     )
     group.addoption("--soak-rounds", type=int, default=6, help="rounds of the soak test")
     group.addoption("--soak-seed", type=int, default=None, help="seed of the soak test")
@@ -351,8 +356,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _helm_binaries(config: pytest.Config) -> list[Path]:
     from e2e import tools
 
-    given: list[Path] = config.getoption("--helm-bin")
-    return given or [tools.helm3(), tools.helm4()]
+    return tools.helm_binaries(config.getoption("--helm-bin"))
 
 
 def _helm_id(binary: Path) -> str:

@@ -1,6 +1,6 @@
 """What the gate costs an idle ``helm upgrade --wait``, side by side with the floor.
 
-On a running cluster (the harness's providers: ``local`` or ``kind``; brought
+On the running kind cluster (the harness's provider; brought
 up if it is not, never taken down), for each helm (the pinned 3 and 4), one
 release per mode, each in its own namespace, one idle replica, upgrades
 alternating between the v1 and v2 images. The modes:
@@ -25,7 +25,7 @@ seconds starts on the only pod, the gated upgrade starts at once, and the
 figure is the time from the operation's end (the app's own record) to helm's
 exit.
 
-    python -m bench.cluster_upgrade [--cluster local|kind] [--runs 5] [--helm 3,4]
+    python -m bench.cluster_upgrade [--kind-nodes N] [--runs 5] [--helm 3,4]
 """
 
 from __future__ import annotations
@@ -294,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.cluster_upgrade", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--cluster", choices=["local", "kind"], default="local")
-    parser.add_argument("--kind-nodes", type=int, default=1, help="kind: the running cluster's")
+    parser.add_argument("--cluster", choices=["kind"], default="kind")
+    parser.add_argument(
+        "--kind-nodes", type=int, default=3, help="kind: the running cluster's (default: 3)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="idle upgrades per helm and mode")
     parser.add_argument("--helm", default="3,4", help="helm majors, comma-separated")
     parser.add_argument(

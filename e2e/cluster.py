@@ -1,14 +1,15 @@
-"""Bring a test cluster up, take it down, say how it is, or build what it runs.
+"""Bring the test cluster up, take it down, say how it is, or build what it runs.
 
-    python -m e2e.cluster up [--provider local]
+    python -m e2e.cluster up [--kind-nodes 3]
     python -m e2e.cluster status
     python -m e2e.cluster down
-    python -m e2e.cluster build --provider kind          # the kind node image, cached
-    python -m e2e.cluster up --provider kind --kind-nodes 3
+    python -m e2e.cluster build          # the kind node image, cached
 
-`up` prints one line per phase with its duration, then the kubeconfig path (for the local
-provider: ${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/local/kubeconfig). Daemon logs are under
-${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/local/logs/.
+The cluster is kind's, on the Docker daemon that answers; where none does (and we are root),
+`up` starts one on the default socket, as a GitHub runner has one, and `down` stops it and
+puts the host back. `up` prints one line per phase with its duration, then the kubeconfig path
+(${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/kind/clusters/<name>/kubeconfig); logs are under
+${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/kind/logs/.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 from e2e.providers import PROVIDERS, make_provider
 from e2e.providers.base import ProviderError
 from e2e.providers.kind import KindProvider
-from e2e.providers.local.cluster import LocalProvider
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("action", choices=("up", "down", "status", "build"))
-    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="local")
+    parser.add_argument("--provider", choices=sorted(PROVIDERS), default="kind")
     parser.add_argument(
         "--kubeconfig", type=Path, help="existing provider: the cluster's kubeconfig"
     )
@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
             provider.down()
         elif args.action == "build":
             if not isinstance(provider, KindProvider):
-                print(f"error: build is for --provider kind ({provider.name} builds at up)")
+                print(f"error: build is for --provider kind ({provider.name} builds nothing)")
                 return 2
             provider.build()
         else:
-            if not isinstance(provider, LocalProvider | KindProvider):
+            if not isinstance(provider, KindProvider):
                 print(f"{provider.name}: kubeconfig {provider.kubeconfig}")
                 return 0
             report = provider.status()

@@ -8,8 +8,8 @@ change as it happens. Then it prints what happened, the verdict and where the
 timeline picture is. The cluster is left running for the next run;
 `python -m e2e.cluster down` removes it.
 
-    python -m e2e.demo                      # local cluster, helm 3
-    python -m e2e.demo --helm 4 --cluster kind --kind-bin ~/bin/kind --kind-kubectl-bin ...
+    python -m e2e.demo                      # kind (three nodes), helm 3
+    python -m e2e.demo --helm 4 --kind-bin ~/bin/kind --kind-kubectl-bin ...
 """
 
 from __future__ import annotations

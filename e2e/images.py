@@ -6,7 +6,7 @@ into ``.wheelhouse/`` (ignored by git), and the Dockerfile installs from
 there with ``--no-index``. The same path works on a laptop, on a GitHub
 runner and on a machine that reaches only a package index.
 
-    python -m e2e.images --provider local     # build v1 and v2, load them
+    python -m e2e.images --provider kind      # build v1 and v2, load them
 """
 
 from __future__ import annotations
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     from e2e.providers import make_provider
 
     parser = argparse.ArgumentParser(prog="python -m e2e.images", description=__doc__)
-    parser.add_argument("--provider", default="local", choices=["local", "kind", "existing"])
+    parser.add_argument("--provider", default="kind", choices=["kind", "existing"])
     parser.add_argument("--tag", action="append", dest="tags", help="default: v1 and v2")
     parser.add_argument("--push", metavar="REGISTRY", help="push to REGISTRY instead of loading")
     parser.add_argument("--kubeconfig", type=Path, help="the existing provider's cluster")

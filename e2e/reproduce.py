@@ -14,7 +14,7 @@ folder. Exit 0 only if every expectation held (2: a bad file).
     python -m e2e.reproduce my.scenario.yaml --cluster existing --kubeconfig ~/.kube/config \
         --registry localhost:5000
 
-The cluster is left running for the next run (``python -m e2e.cluster down`` removes the local one).
+The cluster is left running for the next run (``python -m e2e.cluster down`` removes it).
 """
 
 from __future__ import annotations
@@ -114,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--cluster",
-        choices=["local", "kind", "existing"],
-        default=os.environ.get("UPGRADE_GATE_CLUSTER", "local"),
-        help="default: $UPGRADE_GATE_CLUSTER or local",
+        choices=["kind", "existing"],
+        default=os.environ.get("UPGRADE_GATE_CLUSTER", "kind"),
+        help="default: $UPGRADE_GATE_CLUSTER or kind",
     )
     parser.add_argument("--helm", type=int, choices=[3, 4], help="default: the file's spec.helm")
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="play it N times")

@@ -187,6 +187,19 @@ def kubectl() -> Path:
     return path(KUBECTL.key)
 
 
+def helm_binaries(given: list[Path]) -> list[Path]:
+    """The helms a run tests with: each given path, or ``helm3``/``helm4`` for the pinned one
+    (so a run that names a binary can add the other major by name, as ci/rehearse does through
+    $PYTEST_ADDOPTS), once each in the order first given; none given: both pinned."""
+    pinned = {HELM3.key: helm3, HELM4.key: helm4}
+    found: dict[Path, Path] = {}
+    for binary in given:
+        if str(binary) in pinned and not binary.exists():
+            binary = pinned[str(binary)]()
+        found.setdefault(binary.resolve(), binary)
+    return list(found.values()) or [helm3(), helm4()]
+
+
 _resolved: dict[tuple[str, str, str], Path] = {}
 
 

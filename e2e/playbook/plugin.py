@@ -98,12 +98,11 @@ def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path | None, str]]:
     from e2e import tools
 
     forced = config.getoption("--scenario-helm")
-    given: list[Path] = config.getoption("--helm-bin")
+    given = tools.helm_binaries(config.getoption("--helm-bin"))
     if forced:
         return [(_pinned(forced, given), "")]
     if wanted == "each":
-        binaries = given or [tools.helm3(), tools.helm4()]
-        return [(b, f"helm-{_version(b)}") for b in binaries]
+        return [(b, f"helm-{_version(b)}") for b in given]
     if wanted in (3, 4):
         return [(_pinned(int(wanted), given), "")]
     return [(None, "")]

@@ -1,4 +1,4 @@
-"""Cluster providers behind one interface (see base.py): local, kind, existing."""
+"""Cluster providers behind one interface (see base.py): kind, and existing (any cluster)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from e2e.providers.base import ClusterProvider, ProviderError
 
-PROVIDERS = ("local", "kind", "existing")
+PROVIDERS = ("kind", "existing")
 # The node image kind runs where none is given (a laptop's, the laptop rehearsal's stand-in).
 KIND_IMAGE_ENV = "UPGRADE_GATE_KIND_IMAGE"
 
@@ -27,10 +27,6 @@ def make_provider(
 
     kind's node image: ``kind_image``, else ``$UPGRADE_GATE_KIND_IMAGE``, else kind's own
     (``kindest/node``), or where no Docker daemon answers, one built here."""
-    if name == "local":
-        from e2e.providers.local.cluster import LocalProvider
-
-        return LocalProvider()
     if name == "kind":
         from e2e.providers.kind import KindProvider
 

@@ -18,9 +18,7 @@ from e2e.images import _dockerfile_default_base
 from e2e.providers.base import Progress
 from e2e.providers.kind.nodeimage import NodeImageBuild
 from e2e.providers.kind.settings import KindSettings
-from e2e.providers.local.binaries import ensure_registry
-from e2e.providers.local.registry import LocalRegistry
-from e2e.providers.local.settings import Settings as LocalSettings
+from e2e.providers.registry import LocalRegistry, ensure_registry
 
 # A variable the e2e workflow reads in place of the pinned kindest/node (vars.KIND_NODE_IMAGE).
 NODE_IMAGE_VAR = "KIND_NODE_IMAGE"
@@ -87,7 +85,7 @@ def build(
             "through a TLS proxy of their own) stands in for it"
         )
     if registry:
-        binary = ensure_registry(LocalSettings(), progress)
+        binary = ensure_registry(progress)
         # Under the daemon's run directory: whatever stops the daemon stops it too.
         made.registry = LocalRegistry(binary.path, root=run_dir)
         made.registry.start()

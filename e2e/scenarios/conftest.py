@@ -1,9 +1,9 @@
 """Scenarios that need several nodes run only where the cluster will have them.
 
 A ``multinode`` test needs :data:`MULTINODE_NODES` nodes (one control plane, two workers).
-At collection the node count is known from the options: the local cluster has one node,
-a kind cluster ``--kind-nodes``. Where that is fewer, such tests are deselected (and a
-line says so), so ``tox -e e2e`` on the local cluster neither skips nor fails them; on a
+At collection the node count is known from the options: a kind cluster has ``--kind-nodes``
+(3 unless told otherwise). Where that is fewer, such tests are deselected (and a line says
+so), so a one-node run neither skips nor fails them; on a
 cluster whose size is not known beforehand (``--cluster existing``) they run, and fail
 saying what they need when the cluster is smaller (``workers`` in test_multinode.py).
 
@@ -23,8 +23,6 @@ MULTINODE_NODES = 3
 def planned_nodes(config: pytest.Config) -> int | None:
     """How many nodes the session's cluster will have; None when only the cluster knows."""
     provider = config.getoption("--cluster")
-    if provider == "local":
-        return 1
     if provider == "kind":
         return int(config.getoption("--kind-nodes"))
     return None
@@ -49,5 +47,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         reporter.write_line(
             f"multinode: {len(multinode)} test(s) deselected: --cluster "
             f"{config.getoption('--cluster')} has {nodes} node(s), they need "
-            f"{MULTINODE_NODES} (tox -e e2e-kind, or --cluster kind --kind-nodes 3)"
+            f"{MULTINODE_NODES} (--kind-nodes 3)"
         )

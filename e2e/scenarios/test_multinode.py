@@ -1,7 +1,7 @@
 """The promise across nodes: what only a cluster with several workers can show.
 
-These need two worker nodes (a three-node kind cluster: ``tox -e e2e-kind``, or
-``--cluster kind --kind-nodes 3``). They carry the ``multinode`` marker: where the
+These need two worker nodes (a three-node kind cluster: ``tox -e e2e``, whose
+``--kind-nodes`` is 3 unless told otherwise). They carry the ``multinode`` marker: where the
 cluster will have fewer nodes they are deselected at collection (conftest.py), and on a
 cluster found smaller when they run they fail saying what they need.
 
@@ -72,8 +72,8 @@ def _workers(kube: Kube) -> list[str]:
     names = sorted(n.metadata.name for n in nodes if CONTROL_PLANE not in (n.metadata.labels or {}))
     if len(names) < 2:
         pytest.fail(
-            "this scenario needs two worker nodes (a three-node kind cluster: tox -e e2e-kind, "
-            f"or --cluster kind --kind-nodes 3); this cluster has {len(nodes)} node(s), "
+            "this scenario needs two worker nodes (a three-node kind cluster: --kind-nodes 3, "
+            f"the default); this cluster has {len(nodes)} node(s), "
             f"workers: {names or 'none'}",
             pytrace=False,
         )

@@ -12,17 +12,20 @@ from e2e.providers import make_provider
 from e2e.providers.base import ClusterProvider, ProviderError
 from e2e.providers.existing import ExistingProvider
 from e2e.providers.kind import KindProvider
-from e2e.providers.local.cluster import LocalProvider
 
 pytestmark = pytest.mark.smoke
 
 
-def test_local_provider_offers_the_interface() -> None:
-    local = make_provider("local")
-    assert isinstance(local, LocalProvider)
-    assert isinstance(local, ClusterProvider)
-    assert local.kubeconfig.name == "kubeconfig"
-    assert local.base_image == "upgrade-gate/debian-python:bookworm"
+def test_the_kind_provider_offers_the_interface(kind_bin: Path) -> None:
+    kind = make_provider("kind")
+    assert isinstance(kind, KindProvider)
+    assert isinstance(kind, ClusterProvider)
+    assert kind.kubeconfig.name == "kubeconfig"
+
+
+def test_there_is_no_local_cluster_any_more() -> None:
+    with pytest.raises(ProviderError, match="unknown provider 'local'"):
+        make_provider("local")
 
 
 def test_kind_provider_never_downloads_a_missing_binary(

@@ -3,7 +3,8 @@
 Clusters this project does not run get their images through a registry: ``--cluster
 existing --registry HOST:PORT`` and ``python -m e2e.images --push HOST:PORT``. containerd
 pulls from a registry on a loopback address over plain HTTP with no configuration, and
-Docker pushes to one the same way, so the local cluster can stand in for such a cluster.
+Docker pushes to one the same way. The registry is built from its Go module, never
+downloaded (`ensure_registry`).
 """
 
 from __future__ import annotations
@@ -19,11 +20,29 @@ from types import TracebackType
 
 import requests
 
+from e2e.builds.golang import go_install
+from e2e.builds.record import Built
 from e2e.loopback import free_port
-from e2e.providers.base import ProviderError
+from e2e.providers.base import Progress, ProviderError, cache_root
 from e2e.wait import eventually
 
-log = logging.getLogger("e2e.local.registry")
+log = logging.getLogger("e2e.registry")
+
+# The CNCF distribution registry, for the paths that push images.
+REGISTRY_MODULE = "github.com/distribution/distribution/v3"
+REGISTRY_VERSION = "v3.0.0"
+
+
+def ensure_registry(progress: Progress, cache: Path | None = None) -> Built:
+    """The registry binary, built from its Go module once (static: it runs in any image)."""
+    return go_install(
+        "registry",
+        REGISTRY_MODULE,
+        REGISTRY_VERSION,
+        f"{REGISTRY_MODULE}/cmd/registry",
+        cache or cache_root(),
+        progress,
+    )
 
 
 class LocalRegistry:
