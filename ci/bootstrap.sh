@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Sourced by ci/test and ci/demo: a Python with tox, in .venv, made from nothing
-# but python3 (>= 3.11) and PyPI. Everything else (Debian packages, Kubernetes
-# built from Go modules, helm, kubectl, images) the tox envs install
+# but python3 (>= 3.11) and PyPI. Everything else (Debian packages and Docker
+# where no daemon answers, kind and the node image built from Go modules where
+# kindest/node cannot be pulled, helm, kubectl, images) the tox envs install
 # themselves, into ${XDG_CACHE_HOME:-~/.cache}/upgrade-gate/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,20 +20,9 @@ fi
 # shellcheck disable=SC2034 # used by ci/test and ci/demo, which source this file
 tox=.venv/bin/tox
 
-# The cluster: the one named (--cluster NAME, $UPGRADE_GATE_CLUSTER), else the one this machine
-# can run (e2e/clusterchoice.py: root and apt-get, the local cluster; else a Docker daemon
-# that answers and kind, kind). Says which and why in one line, exports it as
-# UPGRADE_GATE_CLUSTER (what pytest's and e2e.reproduce's --cluster default to), and leaves
-# the arguments without --cluster in the array `args`.
-choose_cluster() {
-    UPGRADE_GATE_CLUSTER=$("$python" -m e2e.clusterchoice "$@")
-    export UPGRADE_GATE_CLUSTER
-    args=()
-    while [ $# -gt 0 ]; do
-        case $1 in
-            --cluster) shift; if [ $# -gt 0 ]; then shift; fi ;;
-            --cluster=*) shift ;;
-            *) args+=("$1"); shift ;;
-        esac
-    done
+# Whether a Docker daemon answers (DOCKER_HOST or the default socket), said in one line. Where
+# none does, the kind provider (root) starts one as a GitHub runner has one, and `down` stops
+# it and puts the host back.
+docker_answers() {
+    "$python" -m e2e.builds.docker
 }

@@ -1,9 +1,15 @@
-"""`docker` pointed at one daemon: the one a provider builds its images with."""
+"""`docker` pointed at one daemon: the one a provider builds its images with.
+
+    python -m e2e.builds.docker     # exit 0 where a Docker daemon answers, else 1; says which
+
+Standard library only: ci/ asks it before any virtualenv has the harness's needs.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass, field
 
 
@@ -53,3 +59,16 @@ def environment_daemon() -> DockerClient | None:
     """The daemon DOCKER_HOST (or the default socket) names, if one answers."""
     client = DockerClient()
     return client if client.answers() else None
+
+
+def main() -> int:
+    where = os.environ.get("DOCKER_HOST") or "the default socket"
+    if environment_daemon() is None:
+        print(f"docker: no daemon answers at {where}", file=sys.stderr)
+        return 1
+    print(f"docker: a daemon answers at {where}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

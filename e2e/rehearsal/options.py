@@ -41,6 +41,9 @@ class Options:
         str, ...
     ] = ()  # KEY:VALUE, as act's --matrix; default: the cells a stand-in covers
     make_fail: bool = False  # add a scenario that fails: the job must go red, with its diagnostics
+    # The cell's scenarios about Helm versions also with the other pinned helm ($PYTEST_ADDOPTS):
+    # one cell then runs every scenario once, as ci/test asks.
+    every_helm: bool = False
     worktree: bool = False  # the working tree's changes too, not only the commit HEAD
     commit: str = "HEAD"  # the commit rehearsed
     tag: str | None = None  # the tag a release rehearsal pushes (default: v<chart version>)
@@ -73,6 +76,13 @@ class Options:
             action="store_true",
             help="add a scenario file that must fail: the job must go red, run its diagnostics, "
             "upload its artifacts and write its summary (exit 0 only if it does all of that)",
+        )
+        parser.add_argument(
+            "--every-helm",
+            action="store_true",
+            help="e2e: the cell's scenarios about Helm versions run with the other pinned helm "
+            "too (the cell's helm stays the one the others use), so that one cell runs every "
+            "scenario once (ci/test); GitHub's other cells do that for it",
         )
         parser.add_argument(
             "--worktree",
@@ -131,6 +141,7 @@ class Options:
             job=args.job,
             matrix=tuple(args.matrix),
             make_fail=args.make_fail,
+            every_helm=args.every_helm,
             worktree=args.worktree,
             commit=args.commit,
             tag=args.tag,
