@@ -7,16 +7,16 @@
 Where no Docker daemon answers (and we are root), the kind provider starts one on the default
 socket, as a GitHub runner has one, and builds the node image here; `down` stops it.
 
-``--keep-cluster``, ``--kubeconfig``, ``--cluster-name``, ``--kind-image``, ``--kind-bin``
-and ``--kind-kubectl-bin`` come from pytest-kind and mean what they mean there, except that
-the cluster's default name is ``upgrade-gate`` (shared with ``python -m e2e.cluster``) and
-``$UPGRADE_GATE_KIND_IMAGE`` is ``--kind-image``'s default.
+The cluster's options are those of every command (e2e/cluster/options.py: the same names,
+defaults and environment variables), refused up front in one line; ``--keep-cluster``,
+``--kubeconfig``, ``--cluster-name``, ``--kind-image``, ``--kind-bin`` and
+``--kind-kubectl-bin`` are pytest-kind's own options, with the same meanings.
 A failed scenario on kind gets ``kind export logs`` in its artifacts.
 
 Fixtures: ``cluster`` (session), ``app_images`` (session: v1 and v2 built and
 loaded), ``kube``, ``helms`` (one per ``--helm-bin``), ``namespace`` (per test,
-Pod Security "restricted"), ``scenario`` (a release in that namespace with a
-timeline recorder). Unit tests do not touch any of them.
+Pod Security "restricted"), ``stage`` (e2e/stage.py: a release in that namespace with a
+timeline recorder, on which a scenario plays). Unit tests do not touch any of them.
 
 With pytest-xdist (``-n 3``: ``tox -e e2e`` runs so) the tests run side by side in worker
 processes, each test in its own namespace: the images are built and loaded once for all
@@ -41,19 +41,22 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from e2e import workers
+from e2e.cluster.base import ClusterError
+from e2e.cluster.options import PYTEST_KIND_OPTIONS, ClusterOptions
 
 if TYPE_CHECKING:
+    from e2e.cluster.providers.interface import ClusterProvider
     from e2e.helm import Helm
     from e2e.images import AppImages
     from e2e.kube import Kube
     from e2e.phases import Phases
-    from e2e.providers.base import ClusterProvider
-    from e2e.scenario import Scenario
+    from e2e.stage import Stage
 
 ROOT = Path(__file__).resolve().parent
 # Scenario files (*.scenario.yaml) collected as tests: e2e/playbook/plugin.py.
 pytest_plugins = ("e2e.playbook.plugin",)
 PHASES_KEY = pytest.StashKey["Phases"]()
+OPTIONS_KEY = pytest.StashKey[ClusterOptions]()
 # The controller of an xdist run: a worker brought the cluster up without --keep-cluster.
 CLUSTER_DOWN_KEY = pytest.StashKey[bool]()
 FAILED_KEY = pytest.StashKey[bool]()
@@ -61,14 +64,9 @@ FAILED_KEY = pytest.StashKey[bool]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("upgrade-gate e2e")
-    group.addoption(
-        "--cluster",
-        choices=["kind", "existing"],
-        default=os.environ.get("UPGRADE_GATE_CLUSTER", "kind"),
-        help="cluster provider: kind, or existing (--kubeconfig, --registry) "
-        "(default: $UPGRADE_GATE_CLUSTER or kind)",
-    )
-    group.addoption("--registry", help="registry to push the app images to (existing clusters)")
+    # The cluster's options, as every command names them (e2e/cluster/options.py); pytest-kind
+    # adds --kubeconfig, --cluster-name, --kind-image, --kind-bin and --kind-kubectl-bin.
+    ClusterOptions.add_arguments(group.addoption, skip=PYTEST_KIND_OPTIONS)
     group.addoption(
         "--base-image",
         help="base of the app image (default: the provider's own, else the Dockerfile's)",
@@ -87,13 +85,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="a skipped test fails the session (CI: a skipped scenario is not a pass)",
     )
-    group.addoption(
-        "--kind-nodes",
-        type=int,
-        default=int(os.environ.get("UPGRADE_GATE_KIND_NODES", "3")),
-        help="kind: nodes of the cluster, one control plane and the rest workers; the "
-        "multinode scenarios need 3 (default: $UPGRADE_GATE_KIND_NODES or 3)",
-    )
     group.addoption("--soak-rounds", type=int, default=6, help="rounds of the soak test")
     group.addoption("--soak-seed", type=int, default=None, help="seed of the soak test")
     group.addoption(
@@ -108,6 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from e2e.phases import Phases
 
     config.stash[PHASES_KEY] = Phases(worker=workers.worker_id(config))
+    try:
+        config.stash[OPTIONS_KEY] = ClusterOptions.from_values(config.getoption)
+    except ClusterError as exc:
+        raise pytest.UsageError(str(exc)) from None
     # pyhelm3 logs every helm command it runs at INFO; the scenarios say more.
     logging.getLogger("pyhelm3").setLevel(logging.WARNING)
     config.pluginmanager.register(SkipGuard(config), "upgrade-gate-skip-guard")
@@ -213,21 +208,7 @@ def phases(pytestconfig: pytest.Config) -> Phases:
 
 
 def _provider(config: pytest.Config) -> ClusterProvider:
-    from e2e.providers import make_provider
-
-    # --kubeconfig, --keep-cluster, --cluster-name, --kind-image, --kind-bin and
-    # --kind-kubectl-bin are pytest-kind's options, used with the same meaning.
-    option = config.getoption
-    return make_provider(
-        option("--cluster"),
-        kubeconfig=Path(option("kubeconfig")) if option("kubeconfig") else None,
-        registry=option("--registry"),
-        kind_path=Path(option("kind_bin")) if option("kind_bin") else None,
-        kubectl_path=Path(option("kind_kubectl_bin")) if option("kind_kubectl_bin") else None,
-        cluster_name=option("cluster_name"),
-        kind_image=option("kind_image"),
-        kind_nodes=option("--kind-nodes"),
-    )
+    return config.stash[OPTIONS_KEY].provider()
 
 
 @pytest.fixture(scope="session")
@@ -354,7 +335,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def _helm_binaries(config: pytest.Config) -> list[Path]:
-    from e2e import tools
+    from e2e.cluster import tools
 
     return tools.helm_binaries(config.getoption("--helm-bin"))
 
@@ -383,7 +364,7 @@ def each_helm(
 
 
 @pytest.fixture
-def scenario(
+def stage(
     request: pytest.FixtureRequest,
     cluster: ClusterProvider,
     kube: Kube,
@@ -392,22 +373,22 @@ def scenario(
     namespace: str,
     artifacts_dir: Path,
     phases: Phases,
-) -> Iterator[Scenario]:
+) -> Iterator[Stage]:
     """A release in this test's namespace; helm is ``each_helm`` if the test asks for it."""
     from e2e.artifacts import collect
-    from e2e.scenario import Scenario
+    from e2e.stage import Stage
 
     if "each_helm" in request.fixturenames:
         helm = request.getfixturevalue("each_helm")
-    scenario = Scenario(kube, helm, app_images, namespace, artifacts_dir, phases)
+    stage = Stage(kube, helm, app_images, namespace, artifacts_dir, phases)
     try:
         with phases.group(request.node.name):
-            yield scenario
+            yield stage
     finally:
-        scenario.stop_background()
+        stage.stop_background()
         if request.node.stash.get(FAILED_KEY, False):
-            collect(kube, helm, namespace, scenario.release, artifacts_dir)
-            for command in scenario.background:
+            collect(kube, helm, namespace, stage.release, artifacts_dir)
+            for command in stage.background:
                 (artifacts_dir / command.log_path.name).write_text(command.output)
             _export_cluster_logs(cluster, artifacts_dir)
             print(f"\nartifacts: {artifacts_dir}")
@@ -415,10 +396,11 @@ def scenario(
 
 def _export_cluster_logs(cluster: ClusterProvider, artifacts_dir: Path) -> None:
     """The nodes' logs (kind export logs), where the provider can export them."""
-    from e2e.providers.base import ExportsLogs, ProviderError
+    from e2e.cluster.base import ClusterError
+    from e2e.cluster.providers.interface import ExportsLogs
 
     if isinstance(cluster, ExportsLogs):
         try:
             cluster.export_logs(artifacts_dir / f"{cluster.name}-logs")
-        except ProviderError as exc:
+        except ClusterError as exc:
             print(f"\n{cluster.name} logs not exported: {exc}")

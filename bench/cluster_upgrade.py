@@ -25,7 +25,7 @@ seconds starts on the only pod, the gated upgrade starts at once, and the
 figure is the time from the operation's end (the app's own record) to helm's
 exit.
 
-    python -m bench.cluster_upgrade [--kind-nodes N] [--runs 5] [--helm 3,4]
+    python -m bench.cluster_upgrade [--runs 5] [--helm 3,4] [cluster options]
 """
 
 from __future__ import annotations
@@ -47,13 +47,14 @@ from pathlib import Path
 from typing import Any
 
 from bench._stats import parse_time, table
-from e2e import tools
+from e2e.cluster import tools
+from e2e.cluster.base import ClusterError
+from e2e.cluster.options import ClusterOptions
 from e2e.helm import CHART, Helm
 from e2e.images import build_app_images
 from e2e.kube import Kube, wait_for
-from e2e.providers import make_provider
 from e2e.recorder import Recorder
-from e2e.scenario import BASE_VALUES, HOOK_VERDICT, merge
+from e2e.stage import BASE_VALUES, HOOK_VERDICT, merge
 from e2e.timeline import Timeline
 
 RELEASE = "bench"
@@ -294,10 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.cluster_upgrade", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--cluster", choices=["kind"], default="kind")
-    parser.add_argument(
-        "--kind-nodes", type=int, default=3, help="kind: the running cluster's (default: 3)"
-    )
+    ClusterOptions.add_arguments(parser.add_argument)
     parser.add_argument("--runs", type=int, default=5, help="idle upgrades per helm and mode")
     parser.add_argument("--helm", default="3,4", help="helm majors, comma-separated")
     parser.add_argument(
@@ -319,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
 
     chosen = {slug(name) for name in args.modes.split(",")} if args.modes else None
     modes = [m for m in MODES if chosen is None or slug(m.name) in chosen]
-    provider = make_provider(args.cluster, kind_nodes=args.kind_nodes)
+    try:
+        provider = ClusterOptions.from_values(vars(args).get).provider()
+    except ClusterError as exc:
+        parser.error(str(exc))
     provider.up()
     started = time.monotonic()
     images = build_app_images(provider)

@@ -32,8 +32,8 @@ from multiprocessing.synchronize import Event
 import requests
 
 from bench._stats import ms, percentile, table
+from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from e2e.wait import eventually
 
 REQUEST_TIMEOUT = 5.0  # a failed sample, not a hang, if the pod starves
 

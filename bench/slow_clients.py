@@ -36,8 +36,8 @@ import requests
 
 from bench._stats import table
 from bench.longpoll_flood import Figures, row, sample
+from e2e.cluster.wait import eventually
 from e2e.loopback import AppProcess
-from e2e.wait import eventually
 
 THREADS = 32
 

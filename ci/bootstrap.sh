@@ -24,5 +24,5 @@ tox=.venv/bin/tox
 # none does, the kind provider (root) starts one as a GitHub runner has one, and `down` stops
 # it and puts the host back.
 docker_answers() {
-    "$python" -m e2e.builds.docker
+    "$python" -m e2e.cluster.host.docker
 }

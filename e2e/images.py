@@ -6,7 +6,8 @@ into ``.wheelhouse/`` (ignored by git), and the Dockerfile installs from
 there with ``--no-index``. The same path works on a laptop, on a GitHub
 runner and on a machine that reaches only a package index.
 
-    python -m e2e.images --provider kind      # build v1 and v2, load them
+    python -m e2e.images                      # build v1 and v2, load them into kind
+    python -m e2e.images --cluster existing --kubeconfig K --registry HOST:PORT  # push them
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.providers.base import ClusterProvider
+from e2e.cluster.providers.interface import ClusterProvider
 
 log = logging.getLogger("e2e.images")
 
@@ -185,25 +186,21 @@ def _run(command: list[str], what: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from e2e.providers import make_provider
+    from e2e.cluster.base import ClusterError
+    from e2e.cluster.options import ClusterOptions
 
     parser = argparse.ArgumentParser(prog="python -m e2e.images", description=__doc__)
-    parser.add_argument("--provider", default="kind", choices=["kind", "existing"])
+    ClusterOptions.add_arguments(parser.add_argument)
     parser.add_argument("--tag", action="append", dest="tags", help="default: v1 and v2")
-    parser.add_argument("--push", metavar="REGISTRY", help="push to REGISTRY instead of loading")
-    parser.add_argument("--kubeconfig", type=Path, help="the existing provider's cluster")
     parser.add_argument("--base-image", help="default: the provider's own, else the Dockerfile's")
-    parser.add_argument("--cluster-name", help="kind: the cluster to load into (upgrade-gate)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    provider = make_provider(
-        args.provider,
-        registry=args.push,
-        kubeconfig=args.kubeconfig,
-        cluster_name=args.cluster_name,
-    )
+    try:
+        provider = ClusterOptions.from_values(vars(args).get).provider()
+    except ClusterError as exc:
+        parser.error(str(exc))
     images = build_app_images(
-        provider, args.tags or TAGS, push_to=args.push, base_image=args.base_image
+        provider, args.tags or TAGS, push_to=args.registry, base_image=args.base_image
     )
     for ref in images.refs:
         print(ref)

@@ -16,7 +16,7 @@ import requests
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from e2e.wait import eventually
+from e2e.cluster.wait import eventually
 
 T = TypeVar("T")
 APP_PORT = 8080
@@ -157,6 +157,11 @@ class Kube:
             status=response.status_code, body=parsed if isinstance(parsed, dict) else {}
         )
 
+    def is_fenced(self, namespace: str, pod: str, timeout: float = 10) -> bool:
+        """The pod's own answer: ``GET /upgradeable`` says it is draining (fenced)."""
+        answer = self.call(namespace, pod, "GET", "/upgradeable", timeout=timeout)
+        return bool(answer.body.get("draining"))
+
     def start_operation(self, namespace: str, pod: str, seconds: float) -> str:
         answer = self.call(namespace, pod, "POST", "/operations", {"seconds": seconds})
         assert answer.status == 202, f"starting an operation on {pod}: {answer}"
@@ -206,5 +211,13 @@ def wait_for(
     what: str,
     describe: Callable[[], str] | None = None,
 ) -> T:
-    """:func:`e2e.wait.eventually` at the pace of a cluster: each try is an API call."""
+    """:func:`e2e.cluster.wait.eventually` at the pace of a cluster: each try is an API call."""
     return eventually(check, timeout=timeout, interval=0.25, what=what, describe=describe)
+
+
+def is_ready(pod: Any) -> bool:
+    """A pod that runs and whose Ready condition is True (the kubelet's readiness, as the
+    Service's endpoints see it)."""
+    return pod.status.phase == "Running" and any(
+        c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])
+    )

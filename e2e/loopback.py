@@ -12,7 +12,6 @@ import atexit
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ from types import TracebackType
 from typing import Any
 
 import requests
+
+from e2e.cluster.base import free_port
 
 TOKEN = "test-token"
 
@@ -40,13 +41,6 @@ def _log_dir() -> Path:
         _LOG_DIR = Path(tempfile.mkdtemp(prefix="upgrade-gate-apps-"))
         atexit.register(shutil.rmtree, _LOG_DIR, ignore_errors=True)
     return _LOG_DIR
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class AppProcess:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from e2e.cluster.providers.interface import ClusterProvider
 from e2e.images import (
     REPOSITORY,
     ImageError,
@@ -34,7 +35,6 @@ from e2e.images import (
     _python_tag,
     _run,
 )
-from e2e.providers.base import ClusterProvider
 
 log = logging.getLogger("e2e.previous")
 

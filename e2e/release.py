@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from e2e import tools
+from e2e.cluster import tools
 from e2e.helm import CHART
 
 

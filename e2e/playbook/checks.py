@@ -4,20 +4,17 @@ A ``check`` step's conditions (:data:`CONDITIONS`) look at the cluster as it is
 now; ``spec.expect`` (:data:`EXPECTATIONS`) judges what the whole run recorded
 (:class:`Outcome`). Each is a plain Python function, looked up by the file's key:
 no expression language. A new check is a new function in one of the two dicts
-(and a property in scenario.schema.json).
+(and a property in stage.schema.json).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from e2e.timeline import Operation, PodLife, Timeline
-
-if TYPE_CHECKING:
-    from e2e.playbook.engine import Run
 
 
 @dataclass
@@ -71,87 +68,108 @@ def at(outcome: Outcome, moment: float | None) -> str:
     return "never" if moment is None else f"+{moment - outcome.timeline.started:.1f}s"
 
 
-# -- conditions of check steps: (run, expected) -> (held, observed) -----------------------------
+# -- conditions of check steps: (view, expected) -> (held, observed) ----------------------------
 
 
-def _release(run: Run, expected: str) -> tuple[bool, str]:
-    status = run.scenario.status()
+class RunView(Protocol):
+    """What a check step sees of a run in progress (the engine's ``Run`` is one). Checks only
+    look: the one thing they may ask for, one second of work on a fenced pod to see it refused,
+    the run starts and records itself (as a probe, not the file's work)."""
+
+    def pods(self, which: Any) -> list[str]:
+        """Pod names now: an index, a list of them, ``all`` or ``spread``."""
+
+    def release_status(self) -> str: ...
+
+    def hook_running(self) -> bool: ...
+
+    def helm_running(self) -> bool: ...
+
+    def is_fenced(self, pod: str) -> bool: ...
+
+    def accepted_on(self, pod: str) -> str | None:
+        """The probe operation the pod once accepted, if one did."""
+
+    def try_work(self, pod: str) -> tuple[int, str]:
+        """(HTTP status, the operation's id or the error) of one second of work started."""
+
+    def original_pods(self) -> Mapping[str, str]:
+        """uid -> name of the app pods when the run began."""
+
+    def pod(self, name: str) -> Any: ...
+
+    def work(self) -> list[Operation]:
+        """The file's operations (not the probes) as recorded now."""
+
+    def hook_job_failures(self) -> tuple[int, int]:
+        """(failed pods, Jobs) of the release's hook Jobs."""
+
+    def versions_served(self) -> set[str]: ...
+
+
+def _release(run: RunView, expected: str) -> tuple[bool, str]:
+    status = run.release_status()
     return status == expected, status
 
 
-def _hook_running(run: Run, expected: bool) -> tuple[bool, str]:
-    running = run.scenario.hook_running()
+def _hook_running(run: RunView, expected: bool) -> tuple[bool, str]:
+    running = run.hook_running()
     return running == expected, "running" if running else "not running"
 
 
-def _helm_running(run: Run, expected: bool) -> tuple[bool, str]:
-    running = run.main_command.running() if run.main_command else False
+def _helm_running(run: RunView, expected: bool) -> tuple[bool, str]:
+    running = run.helm_running()
     return running == expected, "running" if running else "ended"
 
 
-def _fenced(run: Run, expected: Any) -> tuple[bool, str]:
-    seen = {}
-    for pod in run.resolve(expected):
-        seen[pod] = bool(
-            run.scenario.kube.call(run.scenario.namespace, pod, "GET", "/upgradeable").body.get(
-                "draining"
-            )
-        )
+def _fenced(run: RunView, expected: Any) -> tuple[bool, str]:
+    seen = {pod: run.is_fenced(pod) for pod in run.pods(expected)}
     return bool(seen) and all(seen.values()), _names(seen, "fenced", "not fenced")
 
 
-def _refuses_work(run: Run, expected: Any) -> tuple[bool, str]:
-    kube, namespace = run.scenario.kube, run.scenario.namespace
+def _refuses_work(run: RunView, expected: Any) -> tuple[bool, str]:
     seen: dict[str, str] = {}
-    for pod in run.resolve(expected):
-        if pod in run.accepted:  # work was started on it once: never try again
-            seen[pod] = f"accepted {run.accepted[pod]}"
-            continue
-        if not kube.call(namespace, pod, "GET", "/upgradeable").body.get("draining"):
+    for pod in run.pods(expected):
+        accepted = run.accepted_on(pod)
+        if accepted is not None:  # work was started on it once: never try again
+            seen[pod] = f"accepted {accepted}"
+        elif not run.is_fenced(pod):
             seen[pod] = "not fenced yet"
-            continue
-        answer = kube.call(namespace, pod, "POST", "/operations", {"seconds": 1})
-        if answer.status == 202:
-            run.accepted[pod] = str(answer.body.get("id"))
-            run.probes.add(run.accepted[pod])
-        seen[pod] = f"{answer.status} {answer.body.get('error', answer.body.get('id', ''))}"
+        else:
+            status, said = run.try_work(pod)
+            seen[pod] = f"{status} {said}"
     held = bool(seen) and all(v == "503 draining" for v in seen.values())
     return held, ", ".join(f"{pod}: {v}" for pod, v in seen.items())
 
 
-def _pods_untouched(run: Run, expected: bool) -> tuple[bool, str]:
+def _pods_untouched(run: RunView, expected: bool) -> tuple[bool, str]:
     changed = []
-    for uid, name in run.originals.items():
-        pod = run.scenario.kube.pod(run.scenario.namespace, name)
+    originals = run.original_pods()
+    for uid, name in originals.items():
+        pod = run.pod(name)
         if pod is None or pod.metadata.uid != uid:
             changed.append(f"{name} gone")
         elif pod.metadata.deletion_timestamp is not None:
             changed.append(f"{name} terminating")
     untouched = not changed
-    return untouched == expected, ", ".join(changed) or f"{len(run.originals)} untouched"
+    return untouched == expected, ", ".join(changed) or f"{len(originals)} untouched"
 
 
-def _operations_running(run: Run, expected: bool) -> tuple[bool, str]:
-    timeline = run.scenario.timeline()
+def _operations_running(run: RunView, expected: bool) -> tuple[bool, str]:
     now = time.time()
-    due = [
-        o
-        for o in timeline.operations.values()
-        if o.id not in run.probes and o.planned_end > now + 0.5
-    ]
+    due = [o for o in run.work() if o.planned_end > now + 0.5]
     stopped = [f"{o.id} {o.state}" for o in due if o.state != "running"]
     running = bool(due) and not stopped
     return running == expected, ", ".join(stopped) or f"{len(due)} running"
 
 
-def _hook_job_failures(run: Run, expected: int) -> tuple[bool, str]:
-    jobs = run.scenario.kube.hook_jobs(run.scenario.namespace, run.scenario.release)
-    failed = sum(int(job.status.failed or 0) for job in jobs)
-    return bool(jobs) and failed == expected, f"{failed} failed pod(s) in {len(jobs)} Job(s)"
+def _hook_job_failures(run: RunView, expected: int) -> tuple[bool, str]:
+    failed, jobs = run.hook_job_failures()
+    return bool(jobs) and failed == expected, f"{failed} failed pod(s) in {jobs} Job(s)"
 
 
-def _serves_now(run: Run, expected: str) -> tuple[bool, str]:
-    served = run.scenario.version_served()
+def _serves_now(run: RunView, expected: str) -> tuple[bool, str]:
+    served = run.versions_served()
     return served == {expected}, ", ".join(sorted(served)) or "no pod"
 
 
@@ -159,7 +177,7 @@ def _names(seen: dict[str, bool], yes: str, no: str) -> str:
     return ", ".join(f"{pod} {yes if ok else no}" for pod, ok in seen.items()) or "no pod"
 
 
-Condition = Callable[["Run", Any], tuple[bool, str]]
+Condition = Callable[[RunView, Any], tuple[bool, str]]
 CONDITIONS: dict[str, Condition] = {
     "release": _release,
     "hookRunning": _hook_running,

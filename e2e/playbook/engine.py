@@ -1,7 +1,7 @@
 """Play a scenario file on a cluster: the one engine behind pytest and ``python -m e2e.reproduce``.
 
 The file's steps (``spec.upgrade`` and ``spec.events``) are dispatched by action
-through :data:`STEPS` to functions that call :class:`~e2e.scenario.Scenario`'s
+through :data:`STEPS` to functions that call :class:`~e2e.stage.Stage`'s
 methods; the work (``spec.work``) arrives from its own thread; each helm command
 is watched by a thread that marks its end. Then the expectations
 (:data:`~e2e.playbook.checks.EXPECTATIONS`) judge what the run recorded.
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from e2e.helm import BackgroundHelm, Helm
-from e2e.kube import wait_for
+from e2e.kube import is_ready, wait_for
 from e2e.playbook.checks import CONDITIONS, EXPECTATIONS, Outcome, Row
 from e2e.playbook.load import Play, Step, Work
-from e2e.scenario import HOOK_VERDICT, Scenario, _ready
+from e2e.stage import HOOK_VERDICT, Stage
+from e2e.timeline import Operation
 
 log = logging.getLogger("e2e.playbook")
 
@@ -97,23 +98,21 @@ class Verdict:
         )
 
 
-def play(
-    scenario_file: Play, scenario: Scenario, helm_binary: Path | None, workdir: Path
-) -> Verdict:
+def play(scenario_file: Play, stage: Stage, helm_binary: Path | None, workdir: Path) -> Verdict:
     """Play the file in the scenario's namespace; the verdict also goes to verdict.json."""
-    if helm_binary is not None and helm_binary != scenario.helm.binary:
-        scenario.helm = Helm(helm_binary, scenario.kube.kubeconfig, workdir)
-    verdict = Run(scenario_file, scenario).go()
-    (scenario.artifacts / VERDICT_FILE).write_text(json.dumps(verdict.to_json(), indent=2))
+    if helm_binary is not None and helm_binary != stage.helm.binary:
+        stage.helm = Helm(helm_binary, stage.kube.kubeconfig, workdir)
+    verdict = Run(scenario_file, stage).go()
+    (stage.artifacts / VERDICT_FILE).write_text(json.dumps(verdict.to_json(), indent=2))
     return verdict
 
 
 class Run:
     """One play of one file: the steps, the work, the helm commands, and what they saw."""
 
-    def __init__(self, file: Play, scenario: Scenario) -> None:
+    def __init__(self, file: Play, stage: Stage) -> None:
         self.file = file
-        self.scenario = scenario
+        self.stage = stage
         self.rows: list[Row] = []
         self.notes: list[str] = []
         self.commands: dict[str, BackgroundHelm] = {}
@@ -136,11 +135,11 @@ class Run:
 
     def go(self) -> Verdict:
         self._set_up()
-        with self.scenario.recording(f"{self.file.name} ({self.scenario.helm.name})") as recorder:
+        with self.stage.recording(f"{self.file.name} ({self.stage.helm.name})") as recorder:
             self.t0 = time.monotonic() - (time.time() - recorder.timeline.started)
             self.say(
                 f"run starts: {len(self.originals)} pod(s) of {self.file.image}, "
-                f"{self.scenario.helm.name} {self.scenario.helm.version}"
+                f"{self.stage.helm.name} {self.stage.helm.version}"
             )
             worker = threading.Thread(target=self._work, name="playbook-work", daemon=True)
             worker.start()
@@ -156,7 +155,7 @@ class Run:
             release, served = self._final_state()
         main = self.main_command
         outcome = Outcome(
-            timeline=self.scenario.timeline(),
+            timeline=self.stage.timeline(),
             main_code=main.proc.returncode if main and not main.running() else None,
             main_output=main.output if main else "",
             main_started=main.started if main else 0.0,
@@ -176,8 +175,8 @@ class Run:
         return Verdict(
             scenario=self.file.name,
             file=str(self.file.path),
-            helm=f"{self.scenario.helm.name} {self.scenario.helm.version}",
-            directory=str(self.scenario.artifacts),
+            helm=f"{self.stage.helm.name} {self.stage.helm.version}",
+            directory=str(self.stage.artifacts),
             rows=self.rows + rows,
             notes=self.notes,
         )
@@ -189,7 +188,7 @@ class Run:
         log.info("+%5.1fs %s", self.elapsed(), text)
 
     def _set_up(self) -> None:
-        s, file = self.scenario, self.file
+        s, file = self.stage, self.file
         s.install(file.image, replicaCount=file.replicas, **file.values)
         for i, upgrade in enumerate(file.upgrades):
             command = s.upgrade(upgrade.get("image", self.tag()), **upgrade.get("values", {}))
@@ -198,7 +197,7 @@ class Run:
         self.originals = {p.metadata.uid: p.metadata.name for p in s.app_pods()}
 
     def tag(self) -> str:
-        return str(self.scenario.values["image"]["tag"])
+        return str(self.stage.values["image"]["tag"])
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -240,7 +239,7 @@ class Run:
         self.commands[name] = command
         if step.main:
             self.main_command = command
-        self.say(f"{what} started ({self.scenario.helm.name}, '{name}')")
+        self.say(f"{what} started ({self.stage.helm.name}, '{name}')")
         watcher = threading.Thread(
             target=self._watch, args=(name, command, step), name=f"helm-{name}", daemon=True
         )
@@ -255,13 +254,13 @@ class Run:
             except TimeoutError:
                 if self._stop.is_set():
                     return
-        code = self.scenario.finish(command, timeout=5, label=name)
+        code = self.stage.finish(command, timeout=5, label=name)
         ended = command.ended or time.time()
         self.say(f"helm '{name}' exited {code} after {ended - command.started:.1f}s")
         if step.main:
             gate = _gate(command.output)
-            if gate and self.scenario.recorder:
-                self.scenario.recorder.mark_at("hook: upgrade may proceed", gate[1])
+            if gate and self.stage.recorder:
+                self.stage.recorder.mark_at("hook: upgrade may proceed", gate[1])
             if "acceptsWorkWithin" in self.file.expect:
                 self._measure_accepts(ended, float(self.file.expect["acceptsWorkWithin"]))
         with self._lock:
@@ -288,11 +287,11 @@ class Run:
 
     def _measure_accepts(self, ended: float, limit: float) -> None:
         """Until every live Ready app pod has accepted an operation (bounded: limit + 30 s)."""
-        kube, ns = self.scenario.kube, self.scenario.namespace
+        kube, ns = self.stage.kube, self.stage.namespace
         accepted: dict[str, float] = {}
 
         def all_accept() -> bool:
-            pods = [p.metadata.name for p in self.scenario.app_pods() if _ready(p)]
+            pods = [p.metadata.name for p in self.stage.app_pods() if is_ready(p)]
             for pod in pods:
                 if pod in accepted:
                     continue
@@ -335,8 +334,8 @@ class Run:
             if self._stop.wait(max(0.0, moment - self.elapsed())):
                 break
             for pod in self.resolve(work.pods):
-                answer = self.scenario.kube.call(
-                    self.scenario.namespace, pod, "POST", "/operations", {"seconds": work.seconds}
+                answer = self.stage.kube.call(
+                    self.stage.namespace, pod, "POST", "/operations", {"seconds": work.seconds}
                 )
                 outcome = (
                     "accepted"
@@ -358,12 +357,12 @@ class Run:
 
     def resolve(self, pods: Any) -> list[str]:
         """Pod indexes (the n-th live app pod now, oldest first), `all` or `spread`."""
-        live = self.scenario.app_pods()
+        live = self.stage.app_pods()
         names = [p.metadata.name for p in live]
         if pods == "all":
             return names
         if pods == "spread":
-            ready = [p.metadata.name for p in live if _ready(p)]
+            ready = [p.metadata.name for p in live if is_ready(p)]
             if not ready:
                 return []
             self._spread += 1
@@ -374,12 +373,58 @@ class Run:
             self.say(f"no pod {missing} now: {len(names)} live app pod(s)")
         return [names[i] for i in indexes if i < len(names)]
 
+    # -- what a check step sees of the run (checks.RunView) -------------------------------------
+
+    def pods(self, which: Any) -> list[str]:
+        return self.resolve(which)
+
+    def release_status(self) -> str:
+        return self.stage.status()
+
+    def hook_running(self) -> bool:
+        return self.stage.hook_running()
+
+    def helm_running(self) -> bool:
+        return self.main_command.running() if self.main_command else False
+
+    def is_fenced(self, pod: str) -> bool:
+        return self.stage.kube.is_fenced(self.stage.namespace, pod)
+
+    def accepted_on(self, pod: str) -> str | None:
+        return self.accepted.get(pod)
+
+    def try_work(self, pod: str) -> tuple[int, str]:
+        """One second of work on the pod; what it accepts is a probe, never the file's work."""
+        s = self.stage
+        answer = s.kube.call(s.namespace, pod, "POST", "/operations", {"seconds": 1})
+        if answer.status == 202:
+            self.accepted[pod] = str(answer.body.get("id"))
+            self.probes.add(self.accepted[pod])
+        return answer.status, str(answer.body.get("error", answer.body.get("id", "")))
+
+    def original_pods(self) -> dict[str, str]:
+        return dict(self.originals)
+
+    def pod(self, name: str) -> Any:
+        return self.stage.kube.pod(self.stage.namespace, name)
+
+    def work(self) -> list[Operation]:
+        operations = self.stage.timeline().operations.values()
+        return [o for o in operations if o.id not in self.probes]
+
+    def hook_job_failures(self) -> tuple[int, int]:
+        jobs = self.stage.kube.hook_jobs(self.stage.namespace, self.stage.release)
+        return sum(int(job.status.failed or 0) for job in jobs), len(jobs)
+
+    def versions_served(self) -> set[str]:
+        return self.stage.version_served()
+
     # -- after the run ------------------------------------------------------------------------
 
     def _settle(self) -> None:
         """The rollout over, terminating pods gone and operations over, so that the
         end (pods replaced, the version served, cut-offs) can be judged."""
-        s = self.scenario
+        s = self.stage
 
         def settled() -> bool:
             if not s.kube.rollout_done(s.namespace, s.release):
@@ -402,7 +447,7 @@ class Run:
             self.notes.append(f"not settled: {exc}")
 
     def _final_state(self) -> tuple[tuple[str, int] | None, set[str]]:
-        s = self.scenario
+        s = self.stage
         try:
             current = s.helm.current(s.release, s.namespace)
             release: tuple[str, int] | None = (str(current.status.value), int(current.revision))
@@ -421,7 +466,7 @@ def _upgrade(run: Run, step: Step, timeout: float) -> None:
     extra = [*args.get("flags", [])]
     if step.timeout:
         extra += ["--timeout", f"{step.timeout:g}s"]
-    command = run.scenario.upgrade(tag, *extra, **args.get("values", {}))
+    command = run.stage.upgrade(tag, *extra, **args.get("values", {}))
     what = f"helm upgrade to {tag}" + (" (values only)" if "image" not in args else "")
     run.start_command(step, command, what + (f" {' '.join(extra)}" if extra else ""))
 
@@ -430,7 +475,7 @@ def _rollback(run: Run, step: Step, timeout: float) -> None:
     extra = [*step.args.get("flags", [])]
     if step.timeout:
         extra += ["--timeout", f"{step.timeout:g}s"]
-    command = run.scenario.rollback(int(step.args["revision"]), *extra)
+    command = run.stage.rollback(int(step.args["revision"]), *extra)
     run.start_command(step, command, f"helm rollback to revision {step.args['revision']}")
 
 
@@ -442,9 +487,9 @@ def _pod(run: Run, index: int) -> str:
 
 def _delete_pod(run: Run, step: Step, timeout: float) -> None:
     name, force = _pod(run, step.args["pod"]), bool(step.args.get("force"))
-    run.scenario.delete_pod(name, force=force)
+    run.stage.delete_pod(name, force=force)
     run.say(f"pod {name} deleted{' (force)' if force else ''}")
-    kube, ns = run.scenario.kube, run.scenario.namespace
+    kube, ns = run.stage.kube, run.stage.namespace
     wait_for(
         lambda: (pod := kube.pod(ns, name)) is None or pod.metadata.deletion_timestamp,
         timeout=timeout,
@@ -454,12 +499,12 @@ def _delete_pod(run: Run, step: Step, timeout: float) -> None:
 
 def _kill_app(run: Run, step: Step, timeout: float) -> None:
     name, signal_name = _pod(run, step.args["pod"]), step.args.get("signal", "KILL")
-    said = run.scenario.kill_app(name, signal_name)
+    said = run.stage.kill_app(name, signal_name)
     run.say(f"app in {name}: SIG{signal_name} ({said})")
 
 
 def _delete_hook_pod(run: Run, step: Step, timeout: float) -> None:
-    s = run.scenario
+    s = run.stage
     once = step.args.get("once", "running")
 
     def ready() -> str | None:
@@ -490,12 +535,12 @@ def _kill_helm(run: Run, step: Step, timeout: float) -> None:
     command = run.commands.get(name)
     assert command is not None, f"helm command {name!r} has not started"
     signal_name = step.args.get("signal", "TERM")
-    run.scenario.kill_helm(command, signal_name)
+    run.stage.kill_helm(command, signal_name)
     run.say(f"helm '{name}' sent SIG{signal_name}")
 
 
 def _scale(run: Run, step: Step, timeout: float) -> None:
-    run.scenario.scale(int(step.args["replicas"]))
+    run.stage.scale(int(step.args["replicas"]))
     run.say(f"scaled to {step.args['replicas']}")
 
 

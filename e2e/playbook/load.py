@@ -515,7 +515,7 @@ def value_sets(
     raw: dict[str, Any],
 ) -> Iterator[tuple[Path_, dict[str, Any], dict[str, Any]]]:
     """Each place that gives chart values: (where, the values helm gets there, its own)."""
-    from e2e.scenario import BASE_VALUES, merge
+    from e2e.stage import BASE_VALUES, merge
 
     spec = raw["spec"]
     release = spec["release"]

@@ -21,7 +21,7 @@ import pytest
 
 if TYPE_CHECKING:
     from e2e.playbook.load import Play
-    from e2e.scenario import Scenario
+    from e2e.stage import Stage
 
 SUFFIX = ".scenario.yaml"
 
@@ -78,10 +78,10 @@ class ScenarioItem(pytest.Function):
 
 
 def _test(play: Play, binary: Path | None) -> Callable[..., None]:
-    def play_scenario_file(scenario: Scenario, tmp_path: Path) -> None:
+    def play_scenario_file(stage: Stage, tmp_path: Path) -> None:
         from e2e.playbook.engine import play as play_file
 
-        verdict = play_file(play, scenario, binary, tmp_path)
+        verdict = play_file(play, stage, binary, tmp_path)
         if not verdict.held:
             failed = ", ".join(row.name for row in verdict.failures())
             pytest.fail(
@@ -95,7 +95,7 @@ def _test(play: Play, binary: Path | None) -> Callable[..., None]:
 
 def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path | None, str]]:
     """(binary, test id) per helm to play with; None: the session's ``helm`` fixture."""
-    from e2e import tools
+    from e2e.cluster import tools
 
     forced = config.getoption("--scenario-helm")
     given = tools.helm_binaries(config.getoption("--helm-bin"))
@@ -109,7 +109,7 @@ def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path | None, str]]:
 
 
 def _pinned(major: int, given: list[Path]) -> Path:
-    from e2e import tools
+    from e2e.cluster import tools
 
     for binary in given:
         if _version(binary).lstrip("v").startswith(f"{major}."):

@@ -14,7 +14,7 @@ import logging
 import sys
 import traceback
 
-from e2e.providers.base import ProviderError
+from e2e.cluster.base import ClusterError
 from e2e.rehearsal.options import Options
 from e2e.rehearsal.rehearse import Rehearsal, RehearsalError
 from e2e.rehearsal.workflows import WorkflowError
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     except RehearsalError as exc:
         print(f"ci/rehearse: {exc}", file=sys.stderr)
         return 1
-    except (WorkflowError, ProviderError) as exc:
+    except (WorkflowError, ClusterError) as exc:
         print(f"ci/rehearse: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

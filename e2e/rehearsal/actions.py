@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.host.commands import run
+from e2e.cluster.host.commands import run
 from e2e.rehearsal.workflows import Pin, WorkflowError
 
 # Actions that no local copy may hold, with the stand-in this repository keeps for each.

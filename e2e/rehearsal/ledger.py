@@ -2,7 +2,7 @@
 check that nothing of it is left.
 
 The rehearsal changes the host the way a GitHub runner's machine is set up: a user and its
-sudoers entry, on top of what any Docker daemon of ours changes (e2e/host/hostledger.py: its
+sudoers entry, on top of what any Docker daemon of ours changes (e2e/cluster/host/hostledger.py: its
 bridges and iptables rules, forwarding, the kubelets' tunables, a few paths). All of it is
 recorded first (so an interrupted rehearsal is undone by the next one, or by
 ``ci/rehearse --down``) and checked afterwards. The Debian packages the rehearsal installs
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-from e2e.host.hostledger import HostLedger, LedgerError, docker_made, docker_proxies
+from e2e.cluster.host.hostledger import HostLedger, LedgerError, docker_made, docker_proxies
 from e2e.rehearsal import runner
 
 __all__ = ["Ledger", "LedgerError", "docker_made", "docker_proxies"]

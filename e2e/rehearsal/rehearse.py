@@ -15,23 +15,22 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2e import gotools
-from e2e.host import packages
-from e2e.host.commands import run
-from e2e.host.dockerd import DefaultSocketDaemon
-from e2e.host.locks import exclusive
-from e2e.loopback import free_port
-from e2e.providers import KIND_IMAGE_ENV
-from e2e.providers.base import Progress, cache_root
-from e2e.providers.kind.cluster import PACKAGES as KIND_PACKAGES
-from e2e.providers.kind.settings import KindSettings
-from e2e.providers.registry import LocalRegistry
+from e2e.cluster import gotools
+from e2e.cluster.base import Progress, cache_root, free_port
+from e2e.cluster.host import packages
+from e2e.cluster.host.commands import run
+from e2e.cluster.host.dockerd import DefaultSocketDaemon
+from e2e.cluster.host.locks import exclusive
+from e2e.cluster.options import ENVIRONMENT
+from e2e.cluster.providers.kind.cluster import PACKAGES as KIND_PACKAGES
+from e2e.cluster.providers.kind.settings import KindSettings
+from e2e.cluster.providers.registry import LocalRegistry
+from e2e.cluster.wait import eventually
 from e2e.rehearsal import act, actions, artifacts, results, runner, standins, toolcache
 from e2e.rehearsal.actions import LocalCopy, local_copies
 from e2e.rehearsal.ledger import Ledger, docker_proxies
 from e2e.rehearsal.options import LAPTOP, ROOT, Options
 from e2e.rehearsal.workflows import Cell, Pin, Workflow, WorkflowError, label
-from e2e.wait import eventually
 
 # What the rehearsal needs on the host (Debian bookworm): the runner's daemon, its sudo,
 # patchelf for the tool cache's Pythons, and what the kind provider builds its node image with.
@@ -299,7 +298,7 @@ class Rehearsal:
             node=node,
             base=base,
             registry=registry,
-            node_named_by=f"${KIND_IMAGE_ENV}"
+            node_named_by=f"${ENVIRONMENT['kind_image']}"
             if self.laptop
             else f"vars.{standins.NODE_IMAGE_VAR}",
         )
@@ -432,7 +431,7 @@ class Rehearsal:
         env = self.runner.env(
             {
                 "PATH": f"{Path(go).resolve().parent}:{runner.PATH}",
-                KIND_IMAGE_ENV: self.variables[standins.NODE_IMAGE_VAR],
+                ENVIRONMENT["kind_image"]: self.variables[standins.NODE_IMAGE_VAR],
             }
         )
         title = "laptop / ci/test as runner"

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 from e2e import summary
-from e2e.providers.base import Progress
+from e2e.cluster.base import Progress
 from e2e.rehearsal import act
 
 # A scenario file the rehearsal adds with --make-fail: an idle upgrade to v2 that expects v1.

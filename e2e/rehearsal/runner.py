@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.host.commands import run
-from e2e.providers.base import ProviderError
+from e2e.cluster.base import ClusterError
+from e2e.cluster.host.commands import run
 
 NAME = "runner"
 DOCKER_GROUP = "docker"
@@ -118,9 +118,9 @@ def ensure(name: str = NAME, *, sudo: bool = True) -> Runner:
     `sudo` is False (a laptop's developer without root). A user of that name the rehearsal did
     not make is not ours to use or to remove: refused."""
     if os.geteuid() != 0:
-        raise ProviderError("the rehearsal makes a runner user and starts a daemon: run it as root")
+        raise ClusterError("the rehearsal makes a runner user and starts a daemon: run it as root")
     if Runner.find(name) is not None:
-        raise ProviderError(
+        raise ClusterError(
             f"a user {name} exists that this rehearsal did not make (a GitHub runner's own?): "
             "not used, not touched"
         )
@@ -142,7 +142,7 @@ def ensure(name: str = NAME, *, sudo: bool = True) -> Runner:
             partial.unlink(missing_ok=True)
     runner = Runner.find(name)
     if runner is None:
-        raise ProviderError(f"useradd {name} left no user {name}")
+        raise ClusterError(f"useradd {name} left no user {name}")
     return runner
 
 

@@ -10,15 +10,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from e2e.builds.docker import DockerClient
-from e2e.builds.images import ensure_debian_image
-from e2e.host.commands import run
-from e2e.host.layout import BASE_IMAGE
+from e2e.cluster.base import Progress
+from e2e.cluster.builds.images import ensure_debian_image
+from e2e.cluster.host.commands import run
+from e2e.cluster.host.docker import DockerClient
+from e2e.cluster.providers.kind.nodeimage import NodeImageBuild
+from e2e.cluster.providers.kind.settings import BASE_IMAGE, KindSettings
+from e2e.cluster.providers.registry import LocalRegistry, ensure_registry
 from e2e.images import _dockerfile_default_base
-from e2e.providers.base import Progress
-from e2e.providers.kind.nodeimage import NodeImageBuild
-from e2e.providers.kind.settings import KindSettings
-from e2e.providers.registry import LocalRegistry, ensure_registry
 
 # A variable the e2e workflow reads in place of the pinned kindest/node (vars.KIND_NODE_IMAGE).
 NODE_IMAGE_VAR = "KIND_NODE_IMAGE"

@@ -26,8 +26,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e.host.commands import run
-from e2e.providers.base import ProviderError
+from e2e.cluster.base import ClusterError
+from e2e.cluster.host.commands import run
 
 ARCH = "x64"
 GO_TOOLCHAIN = "golang.org/toolchain"
@@ -74,7 +74,7 @@ def python(asked: str, cache: Path, log_file: Path) -> Tool:
     have = pyenv_versions()
     version = _newest(list(have), asked)
     if version is None:
-        raise ProviderError(
+        raise ClusterError(
             f"setup-python asks for Python {asked}; this machine has "
             f"{', '.join(sorted(have, key=_key)) or 'no pyenv interpreter'} ($PYENV_ROOT/versions)"
         )
@@ -112,7 +112,7 @@ def go(asked: str, cache: Path, log_file: Path) -> Tool:
     releases = [m[1] for v in listed if (m := pattern.fullmatch(v))]
     version = _newest(releases, asked)
     if version is None:
-        raise ProviderError(f"setup-go asks for Go {asked}: {GO_TOOLCHAIN} has no such release")
+        raise ClusterError(f"setup-go asks for Go {asked}: {GO_TOOLCHAIN} has no such release")
     module = f"{GO_TOOLCHAIN}@v0.0.1-go{version}.{GO_PLATFORM}"
     tool = Tool("go", version, f"the Go module {module}")
     if not tool.marker(cache).exists():

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from e2e.cluster.options import ClusterOptions
+
 MULTINODE_NODES = 3
 
 
 def planned_nodes(config: pytest.Config) -> int | None:
     """How many nodes the session's cluster will have; None when only the cluster knows."""
-    provider = config.getoption("--cluster")
-    if provider == "kind":
-        return int(config.getoption("--kind-nodes"))
-    return None
+    options = ClusterOptions.from_values(config.getoption)
+    return options.kind_nodes if options.cluster == "kind" else None
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest's own -m selection
@@ -45,7 +45,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.write_line(
-            f"multinode: {len(multinode)} test(s) deselected: --cluster "
-            f"{config.getoption('--cluster')} has {nodes} node(s), they need "
-            f"{MULTINODE_NODES} (--kind-nodes 3)"
+            f"multinode: {len(multinode)} test(s) deselected: the kind cluster will have "
+            f"{nodes} node(s), they need {MULTINODE_NODES} (--kind-nodes 3)"
         )

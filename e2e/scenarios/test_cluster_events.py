@@ -18,17 +18,17 @@ from contextlib import contextmanager
 import pytest
 
 from e2e.kube import wait_for
-from e2e.scenario import Scenario
+from e2e.stage import Stage
 
 pytestmark = pytest.mark.e2e
 
 TWO_PODS = {"replicaCount": 2}
 
 
-def _try_start(scenario: Scenario, pod: str, seconds: float) -> str | None:
+def _try_start(stage: Stage, pod: str, seconds: float) -> str | None:
     """Start an operation: its id, "fenced" if the gate refused it, None if no answer yet."""
-    answer = scenario.kube.call(
-        scenario.namespace, pod, "POST", "/operations", {"seconds": seconds}, timeout=5
+    answer = stage.kube.call(
+        stage.namespace, pod, "POST", "/operations", {"seconds": seconds}, timeout=5
     )
     if answer.status == 202:
         return str(answer.body["id"])
@@ -37,58 +37,54 @@ def _try_start(scenario: Scenario, pod: str, seconds: float) -> str | None:
     return None
 
 
-def _fenced(scenario: Scenario, pod: str) -> bool:
-    answer = scenario.kube.call(scenario.namespace, pod, "GET", "/upgradeable", timeout=5)
-    return bool(answer.body.get("draining"))
+def _accepts_work(stage: Stage, pod: str) -> bool:
+    return _try_start(stage, pod, 0.1) not in (None, "fenced")
 
 
-def _accepts_work(scenario: Scenario, pod: str) -> bool:
-    return _try_start(scenario, pod, 0.1) not in (None, "fenced")
-
-
-def _take_work_again(scenario: Scenario, pods: dict[str, str]) -> None:
+def _take_work_again(stage: Stage, pods: dict[str, str]) -> None:
     """Every pod takes work again once helm is done (whether the hook lifted its fence or it
     ran out is asked of the app's log: no clock)."""
     for name in pods:
         wait_for(
-            lambda name=name: _accepts_work(scenario, name),  # type: ignore[misc]
+            lambda name=name: _accepts_work(stage, name),  # type: ignore[misc]
             timeout=180,
             what=f"{name} taking work after helm's exit",
         )
 
 
-def _app_log(scenario: Scenario, pod: str) -> str:
-    text: str | None = scenario.kube.core.read_namespaced_pod_log(
-        pod, scenario.namespace, container="app"
+def _app_log(stage: Stage, pod: str) -> str:
+    text: str | None = stage.kube.core.read_namespaced_pod_log(
+        pod, stage.namespace, container="app"
     )
     return text or ""
 
 
 @pytest.mark.parametrize("force", [True, False], ids=["force", "graceful"])
-def test_the_replacement_of_the_last_busy_pod_is_gated(scenario: Scenario, force: bool) -> None:
-    scenario.install("v1", **TWO_PODS)
-    busy, idle = sorted(p.metadata.name for p in scenario.app_pods())
-    scenario.start_operation(busy, 120)
+def test_the_replacement_of_the_last_busy_pod_is_gated(stage: Stage, force: bool) -> None:
+    stage.install("v1", **TWO_PODS)
+    busy, idle = sorted(p.metadata.name for p in stage.app_pods())
+    stage.start_operation(busy, 120)
 
-    with scenario.recording(f"the last busy pod deleted ({'force' if force else 'graceful'})"):
-        upgrade = scenario.upgrade("v2")
+    with stage.recording(f"the last busy pod deleted ({'force' if force else 'graceful'})"):
+        upgrade = stage.upgrade("v2")
         wait_for(
-            lambda: _fenced(scenario, busy) and _fenced(scenario, idle),
+            lambda: (
+                stage.kube.is_fenced(stage.namespace, busy, timeout=5)
+                and stage.kube.is_fenced(stage.namespace, idle, timeout=5)
+            ),
             timeout=60,
             what="both pods fenced by the hook",
         )
         if force:
-            scenario.delete_pod(busy, force=True)
+            stage.delete_pod(busy, force=True)
         else:
-            scenario.kube.core.delete_namespaced_pod(
-                busy, scenario.namespace, grace_period_seconds=1
-            )
-            scenario.mark(f"pod {busy} deleted (grace 1 s)")
+            stage.kube.core.delete_namespaced_pod(busy, stage.namespace, grace_period_seconds=1)
+            stage.mark(f"pod {busy} deleted (grace 1 s)")
         replacement = wait_for(
             lambda: next(
                 (
                     p
-                    for p in scenario.app_pods()
+                    for p in stage.app_pods()
                     if p.metadata.name not in (busy, idle) and p.metadata.deletion_timestamp is None
                 ),
                 None,
@@ -100,13 +96,13 @@ def test_the_replacement_of_the_last_busy_pod_is_gated(scenario: Scenario, force
         # Give the replacement work the moment it answers; the gate may have
         # fenced it first, which is the promise too.
         started = wait_for(
-            lambda: _try_start(scenario, name, 15), timeout=120, what=f"{name} answering"
+            lambda: _try_start(stage, name, 15), timeout=120, what=f"{name} answering"
         )
-        assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
-        _, gate_opened = scenario.hook_verdict(upgrade)
-        scenario.wait_gone(uid, timeout=120)
+        assert stage.finish(upgrade, timeout=240) == 0, upgrade.output
+        _, gate_opened = stage.hook_verdict(upgrade)
+        stage.wait_gone(uid, timeout=120)
 
-    timeline = scenario.timeline()
+    timeline = stage.timeline()
     replacement_life = timeline.pods[uid]
     assert replacement_life.ready is not None
     # The gate waited for the replacement to be gated, whatever it did.
@@ -117,46 +113,48 @@ def test_the_replacement_of_the_last_busy_pod_is_gated(scenario: Scenario, force
         f"pod {name}: not yet gated" in upgrade.output
     ), upgrade.output
     if started != "fenced":
-        op, _ = scenario.survived(started, uid)
+        op, _ = stage.survived(started, uid)
         assert op.finished is not None
         assert op.finished <= gate_opened
     assert not any(o.cut_off for o in timeline.operations.values() if o.pod == name)
 
 
-def test_a_restarted_app_process_is_gated_again(scenario: Scenario) -> None:
-    scenario.install("v1", **TWO_PODS)
-    restarted, busy = sorted(p.metadata.name for p in scenario.app_pods())
-    restarted_uid = next(
-        p.metadata.uid for p in scenario.app_pods() if p.metadata.name == restarted
-    )
-    scenario.start_operation(busy, 20)
+def test_a_restarted_app_process_is_gated_again(stage: Stage) -> None:
+    stage.install("v1", **TWO_PODS)
+    restarted, busy = sorted(p.metadata.name for p in stage.app_pods())
+    restarted_uid = next(p.metadata.uid for p in stage.app_pods() if p.metadata.name == restarted)
+    stage.start_operation(busy, 20)
 
-    with scenario.recording("the app process restarted mid-wait"):
-        upgrade = scenario.upgrade("v2")
-        wait_for(lambda: _fenced(scenario, restarted), timeout=60, what=f"{restarted} fenced")
+    with stage.recording("the app process restarted mid-wait"):
+        upgrade = stage.upgrade("v2")
+        wait_for(
+            lambda: stage.kube.is_fenced(stage.namespace, restarted, timeout=5),
+            timeout=60,
+            what=f"{restarted} fenced",
+        )
         # The worker dies and gunicorn starts a new one: same pod, same IP, a
         # new process without the hook's fence, which takes new work unless the
         # hook fenced it first (its watch breaks with the old process, so it
         # often has: the promise too).
-        scenario.kill_app(restarted)
+        stage.kill_app(restarted)
         started = wait_for(
-            lambda: _try_start(scenario, restarted, 30),
+            lambda: _try_start(stage, restarted, 30),
             timeout=60,
             what=f"the new process in {restarted} answering",
         )
-        assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
-        _, gate_opened = scenario.hook_verdict(upgrade)
-        scenario.wait_gone(restarted_uid, timeout=120)
+        assert stage.finish(upgrade, timeout=240) == 0, upgrade.output
+        _, gate_opened = stage.hook_verdict(upgrade)
+        stage.wait_gone(restarted_uid, timeout=120)
 
     assert f"pod {restarted}: restarted (new app process)" in upgrade.output, upgrade.output
     if started != "fenced":
-        op, _ = scenario.survived(started, restarted_uid)
+        op, _ = stage.survived(started, restarted_uid)
         assert op.finished is not None
         assert op.finished <= gate_opened
 
 
 @contextmanager
-def _long_poll_flood(scenario: Scenario, pod: str, clients: int) -> Iterator[list[int]]:
+def _long_poll_flood(stage: Stage, pod: str, clients: int) -> Iterator[list[int]]:
     """``clients`` anonymous ``GET /upgradeable?wait=60`` loops; yields their status codes."""
     stop = threading.Event()
     statuses: list[int] = []
@@ -164,8 +162,8 @@ def _long_poll_flood(scenario: Scenario, pod: str, clients: int) -> Iterator[lis
     def poll() -> None:
         deadline = time.monotonic() + 300  # bounded, whatever the test does
         while not stop.is_set() and time.monotonic() < deadline:
-            answer = scenario.kube.call(
-                scenario.namespace, pod, "GET", "/upgradeable?wait=60", timeout=70
+            answer = stage.kube.call(
+                stage.namespace, pod, "GET", "/upgradeable?wait=60", timeout=70
             )
             statuses.append(answer.status)
             if answer.status == 429:
@@ -180,81 +178,83 @@ def _long_poll_flood(scenario: Scenario, pod: str, clients: int) -> Iterator[lis
         stop.set()
 
 
-def test_a_long_poll_flood_does_not_starve_the_pod(scenario: Scenario) -> None:
-    scenario.install("v1")
-    pod = scenario.only_pod()
+def test_a_long_poll_flood_does_not_starve_the_pod(stage: Stage) -> None:
+    stage.install("v1")
+    pod = stage.only_pod()
     name, uid = pod.metadata.name, pod.metadata.uid
-    op_id = scenario.start_operation(name, 25)
+    op_id = stage.start_operation(name, 25)
 
-    with scenario.recording("a flood of anonymous long-polls during the wait"):
-        with _long_poll_flood(scenario, name, clients=48) as statuses:
-            upgrade = scenario.upgrade("v2")
-            wait_for(lambda: _fenced(scenario, name), timeout=60, what="fenced despite the flood")
+    with stage.recording("a flood of anonymous long-polls during the wait"):
+        with _long_poll_flood(stage, name, clients=48) as statuses:
+            upgrade = stage.upgrade("v2")
+            wait_for(
+                lambda: stage.kube.is_fenced(stage.namespace, name, timeout=5),
+                timeout=60,
+                what="fenced despite the flood",
+            )
             # Probes go on answering while the flood and the work go on (how fast is the
             # benchmark's: tox -e bench); starved, the kubelet would restart the app (below).
             for _ in range(10):
-                answer = scenario.kube.call(scenario.namespace, name, "GET", "/healthz", timeout=5)
+                answer = stage.kube.call(stage.namespace, name, "GET", "/healthz", timeout=5)
                 assert answer.status == 200, answer
-                ready = scenario.kube.call(scenario.namespace, name, "GET", "/readyz", timeout=5)
+                ready = stage.kube.call(stage.namespace, name, "GET", "/readyz", timeout=5)
                 assert ready.status == 200, ready
             assert 429 in statuses, "the cap never answered"
-            assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
-        scenario.wait_gone(uid, timeout=120)
+            assert stage.finish(upgrade, timeout=240) == 0, upgrade.output
+        stage.wait_gone(uid, timeout=120)
 
-    scenario.survived(op_id, uid)
-    timeline = scenario.timeline()
+    stage.survived(op_id, uid)
+    timeline = stage.timeline()
     assert timeline.pods[uid].exited is None or timeline.pods[uid].exit_code == 0
-    live = scenario.kube.pod(scenario.namespace, name)
+    live = stage.kube.pod(stage.namespace, name)
     assert live is None or all(c.restart_count == 0 for c in live.status.container_statuses)
 
 
-def test_a_config_only_upgrade_fences_no_pod(scenario: Scenario, each_helm: object) -> None:
-    scenario.install("v1", **TWO_PODS)
-    before = {p.metadata.name: p.metadata.uid for p in scenario.app_pods()}
+def test_a_config_only_upgrade_fences_no_pod(stage: Stage, each_helm: object) -> None:
+    stage.install("v1", **TWO_PODS)
+    before = {p.metadata.name: p.metadata.uid for p in stage.app_pods()}
 
-    with scenario.recording(f"config-only upgrade ({scenario.helm.name})"):
+    with stage.recording(f"config-only upgrade ({stage.helm.name})"):
         # Only the gate's own settings and a PodDisruptionBudget change.
-        upgrade = scenario.upgrade(
+        upgrade = stage.upgrade(
             "v1", gate={"timeoutSeconds": 80}, podDisruptionBudget={"enabled": True}
         )
-        assert scenario.finish(upgrade, timeout=180, label="config-only upgrade") == 0, (
-            upgrade.output
-        )
-        _take_work_again(scenario, before)
+        assert stage.finish(upgrade, timeout=180, label="config-only upgrade") == 0, upgrade.output
+        _take_work_again(stage, before)
 
-    assert {p.metadata.name: p.metadata.uid for p in scenario.app_pods()} == before
+    assert {p.metadata.name: p.metadata.uid for p in stage.app_pods()} == before
     assert "runs the new pod template already" in upgrade.output, upgrade.output
     for name in before:  # no pod was fenced at all
-        assert "drain on" not in _app_log(scenario, name), name
+        assert "drain on" not in _app_log(stage, name), name
 
 
 def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
-    scenario: Scenario, each_helm: object
+    stage: Stage, each_helm: object
 ) -> None:
-    scenario.install("v1", **TWO_PODS)
-    before = {p.metadata.name: p.metadata.uid for p in scenario.app_pods()}
-    rollback_flag = "--atomic" if scenario.helm.major == 3 else "--rollback-on-failure"
+    stage.install("v1", **TWO_PODS)
+    before = {p.metadata.name: p.metadata.uid for p in stage.app_pods()}
+    rollback_flag = "--atomic" if stage.helm.major == 3 else "--rollback-on-failure"
 
-    with scenario.recording(f"a rollout that fails after the hook ({scenario.helm.name})"):
+    with stage.recording(f"a rollout that fails after the hook ({stage.helm.name})"):
         # An image that does not exist: the hook lets the upgrade go (nothing
         # runs), the new pod never starts, helm gives up and rolls back.
         # The hook runs an image that exists (by default it runs the new one).
-        hook_image = {"repository": scenario.images.repository, "tag": "v2"}
-        upgrade = scenario.upgrade(
+        hook_image = {"repository": stage.images.repository, "tag": "v2"}
+        upgrade = stage.upgrade(
             "missing-tag", rollback_flag, "--timeout", "40s", gate={"image": hook_image}
         )
-        code = scenario.finish(upgrade, timeout=240, label="failed rollout, rolled back")
+        code = stage.finish(upgrade, timeout=240, label="failed rollout, rolled back")
         assert code != 0, upgrade.output
-        _take_work_again(scenario, before)
+        _take_work_again(stage, before)
 
     assert "upgrade may proceed" in upgrade.output, upgrade.output
     wait_for(
-        lambda: {p.metadata.name: p.metadata.uid for p in scenario.app_pods()} == before,
+        lambda: {p.metadata.name: p.metadata.uid for p in stage.app_pods()} == before,
         timeout=60,
         what="only the old pods left after the rollback",
     )
-    assert scenario.version_served() == {"v1"}
+    assert stage.version_served() == {"v1"}
     for name in before:  # the fences were lifted, not left to run out
-        log = _app_log(scenario, name)
+        log = _app_log(stage, name)
         assert "drain off" in log, log[-2000:]
         assert "drain lease expired" not in log, log[-2000:]

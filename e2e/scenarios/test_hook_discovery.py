@@ -14,7 +14,7 @@ from kubernetes import client
 
 from app.hook.pods import KubernetesSource
 from e2e.kube import wait_for
-from e2e.scenario import Scenario
+from e2e.stage import Stage
 
 pytestmark = pytest.mark.e2e
 
@@ -27,28 +27,28 @@ def _selector(release: str) -> str:
 
 
 def test_discovery_finds_the_release_pods_and_skips_terminating_ones(
-    scenario: Scenario,
+    stage: Stage,
 ) -> None:
-    scenario.install("v1", replicaCount=2)
-    kubeconfig = str(scenario.kube.kubeconfig)
-    source = KubernetesSource(_selector("demo"), "http", scenario.namespace, kubeconfig)
+    stage.install("v1", replicaCount=2)
+    kubeconfig = str(stage.kube.kubeconfig)
+    source = KubernetesSource(_selector("demo"), "http", stage.namespace, kubeconfig)
     found = source.list_pods()
-    pods = scenario.app_pods()
+    pods = stage.app_pods()
     assert sorted(p.name for p in found) == sorted(p.metadata.name for p in pods)
     assert {p.port for p in found} == {8080}  # the port named "http", resolved from the spec
     assert {p.host for p in found} == {p.status.pod_ip for p in pods}
     # What the chart's hook asks for: the management port where a pod has one.
     preferred = KubernetesSource(
-        _selector("demo"), "management,http", scenario.namespace, kubeconfig
+        _selector("demo"), "management,http", stage.namespace, kubeconfig
     ).list_pods()
     assert {p.port for p in preferred} == {8081}
 
     # A pod that is terminating (held by its operation in flight) does not count.
     doomed = pods[0].metadata.name
-    scenario.start_operation(doomed, 120)
-    scenario.kube.core.delete_namespaced_pod(doomed, scenario.namespace)
+    stage.start_operation(doomed, 120)
+    stage.kube.core.delete_namespaced_pod(doomed, stage.namespace)
     wait_for(
-        lambda: scenario.kube.pod(scenario.namespace, doomed).metadata.deletion_timestamp,
+        lambda: stage.kube.pod(stage.namespace, doomed).metadata.deletion_timestamp,
         timeout=30,
         what="the pod terminating",
     )
@@ -57,22 +57,22 @@ def test_discovery_finds_the_release_pods_and_skips_terminating_ones(
     assert pods[1].metadata.name in names
 
 
-def test_another_release_in_the_namespace_is_not_gated(scenario: Scenario) -> None:
-    scenario.install("v1")
-    other = Scenario(
-        scenario.kube,
-        scenario.helm,
-        scenario.images,
-        scenario.namespace,
-        scenario.artifacts,
-        scenario.phases,
+def test_another_release_in_the_namespace_is_not_gated(stage: Stage) -> None:
+    stage.install("v1")
+    other = Stage(
+        stage.kube,
+        stage.helm,
+        stage.images,
+        stage.namespace,
+        stage.artifacts,
+        stage.phases,
         release="other",
     )
     other.install("v1")
     source = KubernetesSource(
-        _selector("demo"), "http", scenario.namespace, str(scenario.kube.kubeconfig)
+        _selector("demo"), "http", stage.namespace, str(stage.kube.kubeconfig)
     )
-    assert [p.name for p in source.list_pods()] == [scenario.only_pod().metadata.name]
+    assert [p.name for p in source.list_pods()] == [stage.only_pod().metadata.name]
 
 
 @pytest.mark.parametrize(
@@ -81,9 +81,9 @@ def test_another_release_in_the_namespace_is_not_gated(scenario: Scenario) -> No
     ids=["no-role", "get-only", "pods-only"],
 )
 def test_missing_rbac_exits_3_naming_the_verb_and_resource(
-    scenario: Scenario, tmp_path: Path, verbs: list[str], resource: str
+    stage: Stage, tmp_path: Path, verbs: list[str], resource: str
 ) -> None:
-    kube, namespace = scenario.kube, scenario.namespace
+    kube, namespace = stage.kube, stage.namespace
     kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
     if verbs:
         rbac = kube.rbac
@@ -111,7 +111,7 @@ def test_missing_rbac_exits_3_naming_the_verb_and_resource(
     ).status.token
     config = _kubeconfig_with_token(kube.kubeconfig, token, tmp_path / "nobody.kubeconfig")
 
-    result = _hook(scenario, "--timeout", "20", kubeconfig=config)
+    result = _hook(stage, "--timeout", "20", kubeconfig=config)
     assert result.returncode == 3, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert f"cannot list {resource}" in last
@@ -121,46 +121,44 @@ def test_missing_rbac_exits_3_naming_the_verb_and_resource(
 
 
 def test_a_pod_without_an_address_blocks_the_gate_until_the_deadline(
-    scenario: Scenario,
+    stage: Stage,
 ) -> None:
-    scenario.install("v1")
+    stage.install("v1")
     # A pod of the release that can never be scheduled: Pending, no IP.
-    apps: Any = client.AppsV1Api(scenario.kube.api_client)
-    (template,) = [
-        d.spec.template for d in apps.list_namespaced_deployment(scenario.namespace).items
-    ]
+    apps: Any = client.AppsV1Api(stage.kube.api_client)
+    (template,) = [d.spec.template for d in apps.list_namespaced_deployment(stage.namespace).items]
     stuck = {
         "metadata": {"name": "stuck", "labels": template.metadata.labels},
         "spec": {
-            **scenario.kube.api_client.sanitize_for_serialization(template.spec),
+            **stage.kube.api_client.sanitize_for_serialization(template.spec),
             "nodeSelector": {"upgrade-gate/no-such-node": "true"},
         },
     }
-    scenario.kube.core.create_namespaced_pod(scenario.namespace, stuck)
-    result = _hook(scenario, "--timeout", "4")
+    stage.kube.core.create_namespaced_pod(stage.namespace, stuck)
+    result = _hook(stage, "--timeout", "4")
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "stuck (not yet gated: no IP yet (Pending))" in last, last
     # Gone, it no longer counts.
-    scenario.kube.core.delete_namespaced_pod("stuck", scenario.namespace, grace_period_seconds=0)
+    stage.kube.core.delete_namespaced_pod("stuck", stage.namespace, grace_period_seconds=0)
     source = KubernetesSource(
-        _selector("demo"), "http", scenario.namespace, str(scenario.kube.kubeconfig)
+        _selector("demo"), "http", stage.namespace, str(stage.kube.kubeconfig)
     )
     wait_for(
-        lambda: [p.name for p in source.list_pods()] == [scenario.only_pod().metadata.name],
+        lambda: [p.name for p in source.list_pods()] == [stage.only_pod().metadata.name],
         timeout=30,
         what="the stuck pod no longer counted",
     )
 
 
-def test_a_deleted_pod_is_waited_for_until_its_replacement_exists(scenario: Scenario) -> None:
-    scenario.install("v1", replicaCount=2)
+def test_a_deleted_pod_is_waited_for_until_its_replacement_exists(stage: Stage) -> None:
+    stage.install("v1", replicaCount=2)
     source = KubernetesSource(
-        _selector("demo"), "http", scenario.namespace, str(scenario.kube.kubeconfig)
+        _selector("demo"), "http", stage.namespace, str(stage.kube.kubeconfig)
     )
-    pods = scenario.app_pods()
-    scenario.kube.core.delete_namespaced_pod(
-        pods[0].metadata.name, scenario.namespace, grace_period_seconds=0
+    pods = stage.app_pods()
+    stage.kube.core.delete_namespaced_pod(
+        pods[0].metadata.name, stage.namespace, grace_period_seconds=0
     )
     # Whenever it lists, the hook counts two: the survivor and the replacement,
     # as a placeholder before the ReplicaSet has created it, then as a pod.
@@ -170,17 +168,17 @@ def test_a_deleted_pod_is_waited_for_until_its_replacement_exists(scenario: Scen
         assert pods[0].metadata.uid not in {p.uid for p in listed}
 
 
-def test_pods_on_the_new_template_are_not_gated_unless_some_will_go(scenario: Scenario) -> None:
-    scenario.install("v1", replicaCount=2)
-    pods = scenario.app_pods()
+def test_pods_on_the_new_template_are_not_gated_unless_some_will_go(stage: Stage) -> None:
+    stage.install("v1", replicaCount=2)
+    pods = stage.app_pods()
     (on_template,) = {p.metadata.annotations["upgrade-gate/template-hash"] for p in pods}
-    kubeconfig = str(scenario.kube.kubeconfig)
+    kubeconfig = str(stage.kube.kubeconfig)
 
     def listed(template_hash: str, replicas: int) -> list[str]:
         source = KubernetesSource(
             _selector("demo"),
             "http",
-            scenario.namespace,
+            stage.namespace,
             kubeconfig,
             template_hash=template_hash,
             replicas=replicas,
@@ -194,7 +192,7 @@ def test_pods_on_the_new_template_are_not_gated_unless_some_will_go(scenario: Sc
 
 
 def _hook(
-    scenario: Scenario, *args: str, kubeconfig: Path | None = None
+    stage: Stage, *args: str, kubeconfig: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
@@ -205,9 +203,9 @@ def _hook(
             "--selector",
             _selector("demo"),
             "--namespace",
-            scenario.namespace,
+            stage.namespace,
             "--kubeconfig",
-            str(kubeconfig or scenario.kube.kubeconfig),
+            str(kubeconfig or stage.kube.kubeconfig),
             *args,
         ],
         capture_output=True,

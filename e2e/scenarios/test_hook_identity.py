@@ -17,7 +17,7 @@ import pytest
 
 from e2e.helm import CHART
 from e2e.kube import wait_for
-from e2e.scenario import Scenario
+from e2e.stage import Stage
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +30,8 @@ REPLICASETS_RULE = """
   verbs: ["list"]"""
 
 
-def _hooks(scenario: Scenario) -> list[dict[str, Any]]:
-    return scenario.helm.hooks(scenario.release, scenario.namespace)
+def _hooks(stage: Stage) -> list[dict[str, Any]]:
+    return stage.helm.hooks(stage.release, stage.namespace)
 
 
 def _accounts(hooks: list[dict[str, Any]]) -> set[str]:
@@ -44,27 +44,27 @@ def _accounts(hooks: list[dict[str, Any]]) -> set[str]:
     return {spec["serviceAccountName"] for spec in specs}
 
 
-def _upgrade(scenario: Scenario, tag: str, **values: Any) -> str:
-    upgrade = scenario.upgrade(tag, **values)
-    assert scenario.finish(upgrade, timeout=180) == 0, upgrade.output
+def _upgrade(stage: Stage, tag: str, **values: Any) -> str:
+    upgrade = stage.upgrade(tag, **values)
+    assert stage.finish(upgrade, timeout=180) == 0, upgrade.output
     assert "upgrade may proceed" in upgrade.output, upgrade.output
     return upgrade.output
 
 
 def test_an_upgrade_runs_the_hook_as_the_releases_own_identity(
-    scenario: Scenario, each_helm: object
+    stage: Stage, each_helm: object
 ) -> None:
-    scenario.install("v1")  # the install creates the identity as regular objects
-    _upgrade(scenario, "v2")
-    hooks = _hooks(scenario)
+    stage.install("v1")  # the install creates the identity as regular objects
+    _upgrade(stage, "v2")
+    hooks = _hooks(stage)
     # No RBAC hook was made, created, deleted or waited for: the gate (which
     # listed the pods, or it could not have said yes) ran as the release's own.
     assert not {h["kind"] for h in hooks} & RBAC_KINDS, [h["kind"] for h in hooks]
-    assert _accounts(hooks) == {IDENTITY.format(release=scenario.release)}
+    assert _accounts(hooks) == {IDENTITY.format(release=stage.release)}
 
 
 def test_a_hook_that_needs_other_rights_brings_its_own_identity(
-    scenario: Scenario, each_helm: object, tmp_path: Path
+    stage: Stage, each_helm: object, tmp_path: Path
 ) -> None:
     # Installed from a chart whose Role grants less (an older version): the
     # new hook, which also lists ReplicaSets, would exit 3 (forbidden) as it.
@@ -75,65 +75,65 @@ def test_a_hook_that_needs_other_rights_brings_its_own_identity(
     fewer = text.replace(REPLICASETS_RULE, "")
     assert fewer != text, "the chart's rule for ReplicaSets is not where this test expects it"
     helpers.write_text(fewer)
-    scenario.install_chart(chart, "v1")
-    _upgrade(scenario, "v2")
-    hooks = _hooks(scenario)
+    stage.install_chart(chart, "v1")
+    _upgrade(stage, "v2")
+    hooks = _hooks(stage)
     assert {h["kind"] for h in hooks} >= RBAC_KINDS
-    assert _accounts(hooks) == {HOOK_IDENTITY.format(release=scenario.release)}
+    assert _accounts(hooks) == {HOOK_IDENTITY.format(release=stage.release)}
     # The upgrade applied the chart's Role: the next upgrade runs as it.
-    name = IDENTITY.format(release=scenario.release)
-    role = scenario.kube.rbac.read_namespaced_role(name, scenario.namespace)
+    name = IDENTITY.format(release=stage.release)
+    role = stage.kube.rbac.read_namespaced_role(name, stage.namespace)
     assert {r.resources[0] for r in role.rules} == {"pods", "replicasets"}
-    _upgrade(scenario, "v1")
-    assert _accounts(_hooks(scenario)) == {name}
+    _upgrade(stage, "v1")
+    assert _accounts(_hooks(stage)) == {name}
 
 
-def test_an_identity_deleted_by_hand_is_made_again(scenario: Scenario, each_helm: object) -> None:
-    scenario.install("v1")
-    name = IDENTITY.format(release=scenario.release)
-    scenario.kube.rbac.delete_namespaced_role_binding(name, scenario.namespace)
-    _upgrade(scenario, "v2")
-    assert _accounts(_hooks(scenario)) == {HOOK_IDENTITY.format(release=scenario.release)}
-    scenario.kube.rbac.read_namespaced_role_binding(name, scenario.namespace)  # made again
-    _upgrade(scenario, "v1")
-    assert _accounts(_hooks(scenario)) == {name}
+def test_an_identity_deleted_by_hand_is_made_again(stage: Stage, each_helm: object) -> None:
+    stage.install("v1")
+    name = IDENTITY.format(release=stage.release)
+    stage.kube.rbac.delete_namespaced_role_binding(name, stage.namespace)
+    _upgrade(stage, "v2")
+    assert _accounts(_hooks(stage)) == {HOOK_IDENTITY.format(release=stage.release)}
+    stage.kube.rbac.read_namespaced_role_binding(name, stage.namespace)  # made again
+    _upgrade(stage, "v1")
+    assert _accounts(_hooks(stage)) == {name}
 
 
 def test_a_rollback_to_a_revision_run_as_the_identity_lifts_the_fences(
-    scenario: Scenario,
+    stage: Stage,
 ) -> None:
     # Revision 2 ran as the release's identity, so its stored post-rollback
     # Job does too: rolled back to, it must still find the identity (the
     # rollback applies revision 2's objects first) and lift the fences.
-    scenario.install("v1")
-    _upgrade(scenario, "v2")  # revision 2: no RBAC hook
-    _upgrade(scenario, "v1")  # revision 3
-    rollback = scenario.rollback(2)
-    assert scenario.finish(rollback, timeout=180) == 0, rollback.output
-    hooks = _hooks(scenario)
-    assert _accounts(hooks) == {IDENTITY.format(release=scenario.release)}
+    stage.install("v1")
+    _upgrade(stage, "v2")  # revision 2: no RBAC hook
+    _upgrade(stage, "v1")  # revision 3
+    rollback = stage.rollback(2)
+    assert stage.finish(rollback, timeout=180) == 0, rollback.output
+    hooks = _hooks(stage)
+    assert _accounts(hooks) == {IDENTITY.format(release=stage.release)}
     # hook-succeeded deletes it once it succeeded; a failed one would stay.
     wait_for(
         lambda: (
             not [
                 j
-                for j in scenario.kube.hook_jobs(scenario.namespace, scenario.release)
+                for j in stage.kube.hook_jobs(stage.namespace, stage.release)
                 if j.metadata.name.endswith("-release")
             ]
         ),
         timeout=120,
         what="the post-rollback Job succeeded and deleted by its hook-succeeded policy",
     )
-    for pod in scenario.app_pods():
-        answer = scenario.kube.call(scenario.namespace, pod.metadata.name, "GET", "/upgradeable")
+    for pod in stage.app_pods():
+        answer = stage.kube.call(stage.namespace, pod.metadata.name, "GET", "/upgradeable")
         assert answer.body.get("draining") is False, (pod.metadata.name, answer.body)
 
 
-def test_a_gate_that_runs_before_rollbacks_brings_its_own_identity(scenario: Scenario) -> None:
+def test_a_gate_that_runs_before_rollbacks_brings_its_own_identity(stage: Stage) -> None:
     # A pre-rollback hook runs under whatever the current revision left, maybe
     # a revision with the gate off: it must not count on the regular objects.
-    scenario.install("v1", gate={"preRollback": True})
-    _upgrade(scenario, "v2")
-    hooks = _hooks(scenario)
+    stage.install("v1", gate={"preRollback": True})
+    _upgrade(stage, "v2")
+    hooks = _hooks(stage)
     assert {h["kind"] for h in hooks} >= RBAC_KINDS
-    assert _accounts(hooks) == {HOOK_IDENTITY.format(release=scenario.release)}
+    assert _accounts(hooks) == {HOOK_IDENTITY.format(release=stage.release)}

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from e2e.host.locks import exclusive
+from e2e.cluster.base import cache_root
+from e2e.cluster.host.locks import exclusive
 from e2e.kube import Kube, wait_for
-from e2e.providers.base import cache_root
-from e2e.scenario import Scenario
+from e2e.stage import Stage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.multinode]
 
@@ -81,10 +81,10 @@ def _workers(kube: Kube) -> list[str]:
 
 
 def test_three_replicas_spread_over_the_workers_wait_for_the_longest(
-    workers: list[str], scenario: Scenario
+    workers: list[str], stage: Stage
 ) -> None:
-    scenario.install("v1", replicaCount=3, affinity=ON_WORKERS, topologySpreadConstraints=SPREAD)
-    pods = {p.metadata.name: p for p in scenario.app_pods()}
+    stage.install("v1", replicaCount=3, affinity=ON_WORKERS, topologySpreadConstraints=SPREAD)
+    pods = {p.metadata.name: p for p in stage.app_pods()}
     placed = Counter(p.spec.node_name for p in pods.values())
     per_worker = [placed.get(w, 0) for w in workers]
     assert set(placed) <= set(workers), placed
@@ -94,27 +94,27 @@ def test_three_replicas_spread_over_the_workers_wait_for_the_longest(
     short_pod = next(n for n, p in sorted(pods.items()) if p.spec.node_name == first)
     long_pod = next(n for n, p in sorted(pods.items()) if p.spec.node_name == second)
     uids = {name: p.metadata.uid for name, p in pods.items()}
-    short_op = scenario.start_operation(short_pod, 10)
-    long_op = scenario.start_operation(long_pod, 20)
+    short_op = stage.start_operation(short_pod, 10)
+    long_op = stage.start_operation(long_pod, 20)
 
-    with scenario.recording("three replicas on two workers, work on both"):
-        upgrade = scenario.upgrade("v2")
-        assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
-        gated, gate_opened = scenario.hook_verdict(upgrade)
+    with stage.recording("three replicas on two workers, work on both"):
+        upgrade = stage.upgrade("v2")
+        assert stage.finish(upgrade, timeout=240) == 0, upgrade.output
+        gated, gate_opened = stage.hook_verdict(upgrade)
         for uid in uids.values():
-            scenario.wait_gone(uid, timeout=120)
+            stage.wait_gone(uid, timeout=120)
         wait_for(
-            lambda: len(scenario.app_pods()) == 3, timeout=60, what="three new pods after rollout"
+            lambda: len(stage.app_pods()) == 3, timeout=60, what="three new pods after rollout"
         )
 
-    timeline = scenario.timeline()
+    timeline = stage.timeline()
     old = {name: timeline.pods[uid] for name, uid in uids.items()}
     # The timeline saw them where the API said: on two different workers.
     assert old[short_pod].node == first, old
     assert old[long_pod].node == second, old
     assert gated == 3, upgrade.output
-    short, _ = scenario.survived(short_op, uids[short_pod])
-    long, _ = scenario.survived(long_op, uids[long_pod])
+    short, _ = stage.survived(short_op, uids[short_pod])
+    long, _ = stage.survived(long_op, uids[long_pod])
     assert short.finished is not None
     assert long.finished is not None
     # The hook waited for the longest operation, not for the first to end.
@@ -122,10 +122,10 @@ def test_three_replicas_spread_over_the_workers_wait_for_the_longest(
     assert all(life.terminating and life.terminating > gate_opened for life in old.values()), old
     assert not any(op.cut_off for op in timeline.operations.values()), timeline.operations
     # The rollout's new pods are spread too.
-    new = Counter(p.spec.node_name for p in scenario.app_pods())
+    new = Counter(p.spec.node_name for p in stage.app_pods())
     counts = [new.get(w, 0) for w in workers]
     assert max(counts) - min(counts) <= 1, f"new pods not spread over {workers}: {new}"
-    assert scenario.version_served() == {"v2"}
+    assert stage.version_served() == {"v2"}
 
 
 def _set_unschedulable(kube: Kube, node: str, unschedulable: bool) -> None:
@@ -144,66 +144,64 @@ def _evict(kube: Kube, namespace: str, name: str) -> None:
 class _Cordon:
     """A worker cordoned for the block (``kubectl cordon``), uncordoned whatever happens."""
 
-    def __init__(self, scenario: Scenario, node: str) -> None:
-        self.scenario = scenario
+    def __init__(self, stage: Stage, node: str) -> None:
+        self.stage = stage
         self.node = node
         self.active = False
 
     def __enter__(self) -> _Cordon:
-        _set_unschedulable(self.scenario.kube, self.node, True)
+        _set_unschedulable(self.stage.kube, self.node, True)
         self.active = True
-        self.scenario.mark(f"node {self.node} cordoned")
+        self.stage.mark(f"node {self.node} cordoned")
         return self
 
     def lift(self) -> None:
         if self.active:
-            _set_unschedulable(self.scenario.kube, self.node, False)
+            _set_unschedulable(self.stage.kube, self.node, False)
             self.active = False
-            self.scenario.mark(f"node {self.node} uncordoned")
+            self.stage.mark(f"node {self.node} uncordoned")
 
     def __exit__(self, *exc: object) -> None:
         self.lift()
 
 
-def _replacements(scenario: Scenario, template: str, known: set[str]) -> list[Any]:
+def _replacements(stage: Stage, template: str, known: set[str]) -> list[Any]:
     """New pods of the old ReplicaSet (its pod-template-hash), not the rollout's."""
     return [
         p
-        for p in scenario.app_pods()
+        for p in stage.app_pods()
         if p.metadata.name not in known and p.metadata.labels.get("pod-template-hash") == template
     ]
 
 
-def test_a_worker_drained_mid_wait(workers: list[str], scenario: Scenario) -> None:
-    scenario.install("v1", replicaCount=2, affinity=ON_WORKERS)
-    pods = {p.metadata.name: p for p in scenario.app_pods()}
+def test_a_worker_drained_mid_wait(workers: list[str], stage: Stage) -> None:
+    stage.install("v1", replicaCount=2, affinity=ON_WORKERS)
+    pods = {p.metadata.name: p for p in stage.app_pods()}
     busy = sorted(pods)[0]
     template = pods[busy].metadata.labels["pod-template-hash"]
     drained = pods[busy].spec.node_name
     # kubectl drain --pod-selector: the release's app pods on that worker.
     evicted = {n: p.metadata.uid for n, p in pods.items() if p.spec.node_name == drained}
-    op_id = scenario.start_operation(busy, 30)
+    op_id = stage.start_operation(busy, 30)
 
-    with scenario.recording(f"worker {drained} drained while the upgrade waits"):
-        upgrade = scenario.upgrade("v2")
+    with stage.recording(f"worker {drained} drained while the upgrade waits"):
+        upgrade = stage.upgrade("v2")
         wait_for(
             lambda: all(
-                scenario.kube.call(scenario.namespace, n, "GET", "/upgradeable").body.get(
-                    "draining"
-                )
+                stage.kube.call(stage.namespace, n, "GET", "/upgradeable").body.get("draining")
                 for n in pods
             ),
             timeout=60,
             what="every app pod fenced by the hook",
         )
-        with _Cordon(scenario, drained) as cordon:
+        with _Cordon(stage, drained) as cordon:
             for name in sorted(evicted):
-                _evict(scenario.kube, scenario.namespace, name)
-                scenario.mark(f"pod {name} evicted")
+                _evict(stage.kube, stage.namespace, name)
+                stage.mark(f"pod {name} evicted")
             replacements = wait_for(
                 lambda: (
                     found
-                    if len(found := _replacements(scenario, template, set(pods))) == len(evicted)
+                    if len(found := _replacements(stage, template, set(pods))) == len(evicted)
                     and all(p.spec.node_name for p in found)
                     else None
                 ),
@@ -213,12 +211,12 @@ def test_a_worker_drained_mid_wait(workers: list[str], scenario: Scenario) -> No
             # The maintenance is over once the work moved: other tests may use the node.
             cordon.lift()
         names = sorted(p.metadata.name for p in replacements)
-        assert scenario.finish(upgrade, timeout=240) == 0, upgrade.output
-        _, gate_opened = scenario.hook_verdict(upgrade)
+        assert stage.finish(upgrade, timeout=240) == 0, upgrade.output
+        _, gate_opened = stage.hook_verdict(upgrade)
         for uid in evicted.values():
-            scenario.wait_gone(uid, timeout=120)
+            stage.wait_gone(uid, timeout=120)
 
-    timeline = scenario.timeline()
+    timeline = stage.timeline()
     placed = {life.name: life.node for life in timeline.pods.values() if life.name in names}
     assert placed, names
     assert all(node not in (None, drained) for node in placed.values()), (
@@ -242,4 +240,4 @@ def test_a_worker_drained_mid_wait(workers: list[str], scenario: Scenario) -> No
         (replacement,) = [p for p in timeline.pods.values() if p.name == name]
         assert replacement.created < gate_opened, (replacement, gate_opened)
     assert not any(o.cut_off for o in timeline.operations.values()), timeline.operations
-    assert scenario.version_served() == {"v2"}
+    assert stage.version_served() == {"v2"}

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e.cluster.options import ClusterOptions
 from e2e.images import AppImages
 from e2e.kube import Kube
 
@@ -44,20 +45,9 @@ spec:
 
 def _harness_options(config: pytest.Config) -> list[str]:
     """This session's cluster options, so that the command reuses the same cluster."""
-    options = ["--cluster", str(config.getoption("--cluster"))]
-    for name, flag in (
-        ("kubeconfig", "--kubeconfig"),
-        ("cluster_name", "--cluster-name"),
-        ("kind_bin", "--kind-bin"),
-        ("kind_kubectl_bin", "--kind-kubectl-bin"),
-        ("kind_image", "--kind-image"),
-        ("--kind-nodes", "--kind-nodes"),
-        ("--registry", "--registry"),
-        ("--base-image", "--base-image"),
-    ):
-        value = config.getoption(name)
-        if value:
-            options += [flag, str(value)]
+    options = ClusterOptions.from_values(config.getoption).to_arguments()
+    if config.getoption("--base-image"):
+        options += ["--base-image", str(config.getoption("--base-image"))]
     for binary in config.getoption("--helm-bin")[:1]:
         options += ["--helm-bin", str(binary)]
     return options

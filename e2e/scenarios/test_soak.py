@@ -10,24 +10,22 @@ import time
 
 import pytest
 
-from e2e.scenario import Scenario
+from e2e.stage import Stage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.soak]
 
 
-def test_random_upgrades_never_cut_work_off(
-    scenario: Scenario, pytestconfig: pytest.Config
-) -> None:
+def test_random_upgrades_never_cut_work_off(stage: Stage, pytestconfig: pytest.Config) -> None:
     rounds = int(pytestconfig.getoption("--soak-rounds"))
     rng = random.Random(pytestconfig.getoption("--soak-seed"))
-    scenario.install("v1", replicaCount=3)
+    stage.install("v1", replicaCount=3)
     tags = ["v2", "v1"]
-    with scenario.recording(f"soak: {rounds} random rounds"):
+    with stage.recording(f"soak: {rounds} random rounds"):
         for round_no in range(rounds):
-            for pod in scenario.app_pods():
+            for pod in stage.app_pods():
                 for _ in range(rng.randint(0, 2)):
-                    answer = scenario.kube.call(
-                        scenario.namespace,
+                    answer = stage.kube.call(
+                        stage.namespace,
                         pod.metadata.name,
                         "POST",
                         "/operations",
@@ -37,11 +35,11 @@ def test_random_upgrades_never_cut_work_off(
                     assert answer.status in (202, 503), answer
             # A random moment into the work: the delay is the experiment, not a wait.
             time.sleep(rng.uniform(0, 5))
-            upgrade = scenario.upgrade(tags[round_no % 2])
-            assert scenario.finish(upgrade, timeout=240, label=f"soak round {round_no}") == 0, (
+            upgrade = stage.upgrade(tags[round_no % 2])
+            assert stage.finish(upgrade, timeout=240, label=f"soak round {round_no}") == 0, (
                 upgrade.output
             )
-    timeline = scenario.timeline()
+    timeline = stage.timeline()
     cut = [o for o in timeline.operations.values() if o.cut_off]
     print(f"\nsoak: {rounds} rounds, {len(timeline.operations)} operations, {len(cut)} cut off")
     assert cut == []

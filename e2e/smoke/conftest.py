@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from e2e.builds.docker import environment_daemon
-from e2e.host.dockerd import DefaultSocketDaemon
-from e2e.providers.base import ClusterProvider
-from e2e.providers.kind import KindProvider
-from e2e.providers.kind.settings import KindSettings
+from e2e.cluster.host.docker import environment_daemon
+from e2e.cluster.host.dockerd import DefaultSocketDaemon
+from e2e.cluster.providers.interface import ClusterProvider
+from e2e.cluster.providers.kind import KindProvider
+from e2e.cluster.providers.kind.settings import KindSettings
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -20,12 +20,11 @@ from types import TracebackType
 
 import requests
 
-from e2e.builds.docker import DockerClient
-from e2e.loopback import free_port
-from e2e.providers.base import Progress, ProviderError
-from e2e.providers.kind import KindProvider, nodes
-from e2e.providers.registry import ensure_registry
-from e2e.wait import eventually
+from e2e.cluster.base import ClusterError, Progress, free_port
+from e2e.cluster.host.docker import DockerClient
+from e2e.cluster.providers.kind import KindProvider, nodes
+from e2e.cluster.providers.registry import ensure_registry
+from e2e.cluster.wait import eventually
 
 CONFIG = {
     "version": 0.1,
@@ -57,7 +56,7 @@ class KindNetworkRegistry:
             check=False,
         )
         if check and done.returncode != 0:
-            raise ProviderError(f"docker {' '.join(args)}: {done.stderr.strip()}")
+            raise ClusterError(f"docker {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
     def __enter__(self) -> KindNetworkRegistry:

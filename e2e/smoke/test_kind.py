@@ -23,15 +23,15 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.builds.images import normalize
-from e2e.host import mounts
-from e2e.host.dockerd import DOCKERD, SOCKET
-from e2e.host.hostledger import HostLedger
-from e2e.host.processes import proc_start_time
-from e2e.providers.base import ProviderError
-from e2e.providers.kind import KindProvider, nodes
-from e2e.providers.kind.settings import CGROUP_PARENT
-from e2e.wait import eventually
+from e2e.cluster.base import ClusterError
+from e2e.cluster.builds.images import normalize
+from e2e.cluster.host import mounts
+from e2e.cluster.host.dockerd import DOCKERD, SOCKET
+from e2e.cluster.host.hostledger import HostLedger
+from e2e.cluster.host.processes import proc_start_time
+from e2e.cluster.providers.kind import KindProvider, nodes
+from e2e.cluster.providers.kind.settings import CGROUP_PARENT
+from e2e.cluster.wait import eventually
 
 pytestmark = pytest.mark.smoke
 
@@ -230,9 +230,9 @@ def test_a_cluster_this_cache_has_no_record_of_is_refused_not_reused(
         nodes=kind.nodes,
         settings=dataclasses.replace(kind.settings, cache=tmp_path),
     )
-    with pytest.raises(ProviderError, match="no record or kubeconfig of it") as refused:
+    with pytest.raises(ClusterError, match="no record or kubeconfig of it") as refused:
         stranger.up()
-    assert "python -m e2e.cluster down --provider kind" in str(refused.value)
+    assert "python -m e2e.cluster down" in str(refused.value)
     assert kind.exists(), "the cluster it found is left as it was"
     assert kubectl(kind, "get", "--raw", "/readyz").strip() == "ok"
 

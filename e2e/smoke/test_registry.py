@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.providers.kind import KindProvider
+from e2e.cluster.providers.kind import KindProvider
 from e2e.smoke.registry import KindNetworkRegistry
 
 pytestmark = pytest.mark.smoke

@@ -1,7 +1,7 @@
 """checkov on the chart as Helm 3 and Helm 4 render it; each check it skips has its reason.
 
 The chart is rendered with its defaults and with every optional object on, by
-the pinned helm binaries (e2e.tools), and checkov's Kubernetes checks run on
+the pinned helm binaries (e2e.cluster.tools), and checkov's Kubernetes checks run on
 the result. ``chart/checkov-skips.yaml`` lists the checks the chart does not
 pass, each with the reason beside it. Exit 1 when a check fails that is not
 listed there, or when a listed one passes everywhere now (the list must not
@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from e2e import tools
+from e2e.cluster import tools
 from tests.chart.helm import CHART, NAMESPACE, RELEASE, Helm, _values_file
 
 SKIPS = CHART / "checkov-skips.yaml"

@@ -1,6 +1,6 @@
 """Fixtures for the chart's render tests: the real helm 3 and helm 4 binaries.
 
-The binaries come from e2e.tools (pinned, installed on first use, or named by
+The binaries come from e2e.cluster.tools (pinned, installed on first use, or named by
 UPGRADE_GATE_HELM3 / UPGRADE_GATE_HELM4). A missing helm is an error, not a
 skip: a chart suite that silently ran on one helm or none would prove nothing.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from e2e import tools
+from e2e.cluster import tools
 from tests.chart.helm import Helm, Manifest
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from e2e import tools
+from e2e.cluster import tools
 from tests.chart.helm import (
     TEMPLATE_HASH,
     Helm,

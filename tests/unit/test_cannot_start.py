@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from e2e.cluster.wait import eventually
 from e2e.loopback import AppProcess
-from e2e.wait import eventually
 from tests.unit.conftest import assert_refused_at_start
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from app.hook import Exit
-from e2e.loopback import TOKEN, AppProcess, free_port
-from e2e.wait import eventually
+from e2e.cluster.base import free_port
+from e2e.cluster.wait import eventually
+from e2e.loopback import TOKEN, AppProcess
 from tests.unit.conftest import AppFactory, Hook, run_hook, serving, write_kubeconfig
 
 

@@ -18,8 +18,8 @@ import pytest
 
 from app.hook import Exit
 from app.hook.pods import parse_endpoint
+from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from e2e.wait import eventually
 from tests.unit.conftest import AppFactory, Hook, run_hook, serving, write_kubeconfig
 
 

@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from app.gate import CONTRACT
+from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from e2e.wait import eventually
 from tests.unit.conftest import AppFactory, assert_refused_at_start
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
+from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from e2e.wait import eventually
 from tests.unit.conftest import AppFactory, assert_refused_at_start
 
 PROBE_TIMEOUT = 2.0  # the chart's readinessProbe.timeoutSeconds

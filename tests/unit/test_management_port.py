@@ -25,8 +25,8 @@ import pytest
 import requests
 
 from app.hook import Exit
+from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess, _children
-from e2e.wait import eventually
 from tests.unit.conftest import Hook, serving, write_kubeconfig
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -8,7 +8,7 @@ import threading
 
 import requests
 
-from e2e.wait import eventually
+from e2e.cluster.wait import eventually
 from tests.unit.conftest import AppFactory
 
 

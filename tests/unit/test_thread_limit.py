@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from e2e.cluster.wait import eventually
 from e2e.loopback import AppProcess
-from e2e.wait import eventually
 
 THREADS = 4
 # The worker's main thread, its request threads, the SIGTERM waiter, and room

@@ -20,7 +20,7 @@ from app.config import Settings
 from app.gate import CONTRACT, Gate
 from app.gate.web import LongPollLimits
 from app.sample import create_app
-from e2e.wait import eventually
+from e2e.cluster.wait import eventually
 
 TOKEN = "in-process-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

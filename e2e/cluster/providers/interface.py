@@ -1,0 +1,53 @@
+"""The interface every cluster provider offers the harness.
+
+A provider owns one cluster's life: it brings the cluster up (reusing one that already runs),
+makes locally built images visible to it, and takes it down again. The harness knows nothing
+else about it: which Docker daemon builds the images, and which base image they start from,
+are the provider's to say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from e2e.cluster.base import ClusterError
+
+
+@runtime_checkable
+class ClusterProvider(Protocol):
+    """What the e2e harness needs from a cluster, whoever made it."""
+
+    name: str
+    kubeconfig: Path
+    # BASE_IMAGE build-arg for app/Dockerfile; None keeps the Dockerfile's default.
+    base_image: str | None
+
+    def up(self) -> None:
+        """Bring the cluster up, or reuse it if it already runs. Idempotent."""
+
+    def load_images(self, refs: Sequence[str]) -> None:
+        """Make images present in the provider's Docker daemon runnable in the cluster."""
+
+    def down(self) -> None:
+        """Remove the cluster and everything the provider made for it."""
+
+    def docker_env(self) -> dict[str, str]:
+        """Environment (e.g. DOCKER_HOST) for `docker build` against the provider's daemon."""
+
+
+@runtime_checkable
+class ExportsLogs(Protocol):
+    """A provider that can copy its nodes' logs out (kind: `kind export logs`)."""
+
+    name: str
+
+    def export_logs(self, dest: Path) -> Path:
+        """Write the nodes' logs under dest; returns where."""
+
+
+def require_all_present(refs: Sequence[str], present: Sequence[str]) -> None:
+    missing = sorted(set(refs) - set(present))
+    if missing:
+        raise ClusterError(f"images not found in the provider's Docker daemon: {missing}")
