@@ -6,11 +6,9 @@ import base64
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 
 from app.hook.pods import KubernetesSource
 from e2e.kube import wait_for
@@ -125,17 +123,15 @@ def test_a_pod_without_an_address_blocks_the_gate_until_the_deadline(
 ) -> None:
     stage.install("v1")
     # A pod of the release that can never be scheduled: Pending, no IP.
-    apps: Any = client.AppsV1Api(stage.kube.api_client)
-    (template,) = [d.spec.template for d in apps.list_namespaced_deployment(stage.namespace).items]
+    template = stage.pod_template()
     stuck = {
-        "metadata": {"name": "stuck", "labels": template.metadata.labels},
-        "spec": {
-            **stage.kube.api_client.sanitize_for_serialization(template.spec),
-            "nodeSelector": {"upgrade-gate/no-such-node": "true"},
-        },
+        "metadata": {"name": "stuck", "labels": template["metadata"]["labels"]},
+        "spec": {**template["spec"], "nodeSelector": {"upgrade-gate/no-such-node": "true"}},
     }
     stage.kube.core.create_namespaced_pod(stage.namespace, stuck)
-    result = _hook(stage, "--timeout", "4")
+    # Long enough that the pods are listed on a loaded machine (4 s once was not: the
+    # listing was still unanswered at the deadline); the stuck pod never gets an address.
+    result = _hook(stage, "--timeout", "12")
     assert result.returncode == 1, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "stuck (not yet gated: no IP yet (Pending))" in last, last

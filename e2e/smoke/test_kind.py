@@ -130,6 +130,35 @@ def test_pods_on_different_nodes_reach_each_other(
     assert_pods_reach_each_other(kind, base_loaded, scratch_ns)
 
 
+@pytest.mark.own_daemon
+def test_the_host_reaches_pods_over_kinds_bridge_not_its_default_gateway(
+    kind: KindProvider, base_loaded: str, scratch_ns: str
+) -> None:
+    # A hook run on the host (tests/e2e's hook discovery) sent its requests to pod IPs via
+    # the default gateway, which answered 404; on a cluster of host processes it reached them.
+    names = node_names(kind)
+    pods = [server_pod(f"h{i}", node, base_loaded) for i, node in enumerate(names)]
+    manifest = {"apiVersion": "v1", "kind": "List", "items": pods}
+    kubectl(kind, "-n", scratch_ns, "apply", "-f", "-", stdin=json.dumps(manifest))
+    kubectl(
+        kind, "-n", scratch_ns, "wait", "--for=condition=Ready", "pod", "--all", "--timeout=120s"
+    )
+    listed = json.loads(kubectl(kind, "-n", scratch_ns, "get", "pods", "-o", "json"))["items"]
+    for pod in listed:
+        ip = pod["status"]["podIP"]
+        route = subprocess.run(
+            ["ip", "-o", "route", "get", ip], capture_output=True, text=True, check=True
+        ).stdout
+        assert " dev br-" in route, f"{ip} ({pod['spec']['nodeName']}): {route}"
+        fetch = (
+            f"import urllib.request as u; print(u.urlopen('http://{ip}:8000/', timeout=5).status)"
+        )
+        answer = subprocess.run(
+            ["python3", "-c", fetch], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert answer.stdout.strip() == "200", answer.stderr[-500:]
+
+
 @pytest.mark.parametrize(
     "stopped", [pytest.param("the daemon", marks=pytest.mark.own_daemon), "the node containers"]
 )

@@ -80,7 +80,7 @@ class KindProvider:
         kubectl_path: Path | None = None,
         image: str | None = None,
         kubeconfig: Path | None = None,
-        nodes: int = 1,
+        nodes: int = 3,
         settings: KindSettings | None = None,
     ) -> None:
         if nodes < 1:
@@ -359,13 +359,18 @@ class KindProvider:
         docker = self._ensure_docker()
         nets = network.node_networks(docker, self.cluster_name, self.nodes)
         off = network.ensure_routed(docker, nets)
+        host = ""
+        if self.own_docker:
+            network.route_host(nets)
+            host = "; the host routed to the pods too"
         if not off:
-            return "every node routed already" if state.reused else "podCIDR routes, ptp CNI"
+            routed = "every node routed already" if state.reused else "podCIDR routes, ptp CNI"
+            return routed + host
         if state.reused:
             log.warning("pod network of a reused cluster was off (nodes restarted?)")
             state.restarted = True
-            return "routed again: " + "; ".join(f"{n}: {w}" for n, w in off.items())
-        return "podCIDR routes, ptp CNI per node"
+            return "routed again: " + "; ".join(f"{n}: {w}" for n, w in off.items()) + host
+        return "podCIDR routes, ptp CNI per node" + host
 
     def _up_nodes_ready(self) -> None:
         self._kubectl("wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s")

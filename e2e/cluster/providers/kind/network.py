@@ -8,6 +8,12 @@ cluster (there is nowhere to go here), it does two things, and the provider does
   host-local IPAM over that node's podCIDR, and portmap;
 - each node gets a route to every other node's podCIDR via that node's IP.
 
+Where the provider runs its own Docker daemon (root, the host's network), the host gets the
+same routes (`route_host`): a process on the host (the hook run by a test, a probe) then
+reaches a pod at its IP over kind's bridge, as it did on a cluster of host processes, where
+without them it would send that traffic to the host's default gateway. They go with the
+bridge when `down` removes kind's network.
+
 Both live in the node containers' network namespaces, which a container restart makes anew
 (a Docker daemon stopped and started again, as when a session that ran it ends, brings the
 nodes back, often with each other's addresses): every `up` checks them, reused cluster or
@@ -138,6 +144,12 @@ def ensure_routed(docker: DockerClient, nets: list[NodeNet]) -> dict[str, str]:
     if off:
         route_pods(docker, nets)
     return off
+
+
+def route_host(nets: list[NodeNet]) -> None:
+    """The host's routes to every node's podCIDR via that node's IP on kind's network."""
+    for net in nets:
+        run(["ip", "route", "replace", net.pod_cidr, "via", net.ip])
 
 
 def route_pods(docker: DockerClient, nets: list[NodeNet]) -> None:
