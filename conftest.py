@@ -29,9 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
-import secrets
-import shutil
 import sys
 from collections.abc import Generator, Iterator
 from contextlib import redirect_stdout
@@ -46,6 +43,7 @@ from e2e.cluster.options import PYTEST_KIND_OPTIONS, ClusterOptions
 
 if TYPE_CHECKING:
     from e2e.cluster.providers.interface import ClusterProvider
+    from e2e.harness import Harness
     from e2e.helm import Helm
     from e2e.images import AppImages
     from e2e.kube import Kube
@@ -212,20 +210,32 @@ def _provider(config: pytest.Config) -> ClusterProvider:
 
 
 @pytest.fixture(scope="session")
-def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProvider]:
-    provider = _provider(pytestconfig)
-    # Bringing a cluster up can take minutes (a first local build: 7 to 14):
+def harness(pytestconfig: pytest.Config, phases: Phases) -> Harness:
+    """The harness core (e2e/harness.py) this session's fixtures wrap."""
+    from e2e.harness import Harness
+
+    return Harness(
+        pytestconfig.stash[OPTIONS_KEY],
+        artifacts=pytestconfig.getoption("--artifacts"),
+        base_image=pytestconfig.getoption("--base-image"),
+        phases=phases,
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster(pytestconfig: pytest.Config, harness: Harness) -> Iterator[ClusterProvider]:
+    # Bringing a cluster up can take minutes (a first node image build: 7 to 14):
     # its progress lines go to the terminal as they happen, not to the capture.
     # Every xdist worker brings it up (the first builds or starts it, the others
     # wait on the provider's lock and reuse it); a worker's stdout is /dev/null,
     # so there the lines go to stderr.
     capture = pytestconfig.pluginmanager.getplugin("capturemanager")
-    with phases.measure(f"cluster up ({provider.name})"), capture.global_and_fixture_disabled():
+    with capture.global_and_fixture_disabled():
         if workers.worker_id(pytestconfig) is None:
-            provider.up()
+            provider = harness.up_cluster()
         else:
             with redirect_stdout(sys.stderr):
-                provider.up()
+                provider = harness.up_cluster()
     yield provider
     out = workers.output(pytestconfig)
     if pytestconfig.getoption("--keep-cluster"):
@@ -233,52 +243,46 @@ def cluster(pytestconfig: pytest.Config, phases: Phases) -> Iterator[ClusterProv
     elif out is not None:
         out[workers.CLUSTER_USED] = True  # the controller takes it down after every worker
     else:
-        with phases.measure(f"cluster down ({provider.name})"):
-            provider.down()
+        harness.down()
 
 
 @pytest.fixture(scope="session")
 def app_images(
     cluster: ClusterProvider,
+    harness: Harness,
     pytestconfig: pytest.Config,
-    phases: Phases,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AppImages:
     """v1 and v2 built and in the cluster; with xdist, by the first worker that asks."""
-    from e2e.images import AppImages, build_app_images
+    from e2e.images import AppImages
 
-    return workers.measured_once(
+    harness.images = workers.measured_once(
         pytestconfig,
         tmp_path_factory,
-        phases,
+        harness.phases,
         "app-images",
         "images: build v1 and v2, load",
-        lambda: build_app_images(
-            cluster,
-            push_to=pytestconfig.getoption("--registry"),
-            base_image=pytestconfig.getoption("--base-image"),
-        ),
+        harness.build_images,
         lambda images: {"repository": images.repository, "tags": list(images.tags)},
         lambda stored: AppImages(stored["repository"], tuple(stored["tags"])),
     )
+    return harness.images
 
 
 @pytest.fixture(scope="session")
-def kube(cluster: ClusterProvider) -> Kube:
-    from e2e.kube import Kube
-
-    return Kube(cluster.kubeconfig)
+def kube(cluster: ClusterProvider, harness: Harness) -> Kube:
+    return harness.kube
 
 
 @pytest.fixture(scope="session")
 def helms(
-    cluster: ClusterProvider, pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+    cluster: ClusterProvider,
+    harness: Harness,
+    pytestconfig: pytest.Config,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> list[Helm]:
-    from e2e.helm import Helm
-
-    binaries = _helm_binaries(pytestconfig)
     workdir = tmp_path_factory.mktemp("helm")
-    return [Helm(binary, cluster.kubeconfig, workdir) for binary in binaries]
+    return [harness.helm(binary, workdir) for binary in _helm_binaries(pytestconfig)]
 
 
 @pytest.fixture(scope="session")
@@ -291,28 +295,14 @@ def helm(helms: list[Helm]) -> Helm:
 
 
 @pytest.fixture
-def artifacts_dir(request: pytest.FixtureRequest) -> Path:
-    base: Path = request.config.getoption("--artifacts")
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name).strip("-")
-    directory = base / name
-    shutil.rmtree(directory, ignore_errors=True)  # only this run's files, never a stale log
-    directory.mkdir(parents=True)
-    return directory
+def artifacts_dir(request: pytest.FixtureRequest, harness: Harness) -> Path:
+    return harness.artifacts_dir(request.node.name)
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, kube: Kube) -> Iterator[str]:
+def namespace(request: pytest.FixtureRequest, harness: Harness, kube: Kube) -> Iterator[str]:
     """A fresh namespace that enforces Pod Security "restricted"; gone after the test."""
-    short = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
-    name = f"ug-{short}-{secrets.token_hex(2)}"
-    kube.create_namespace(
-        name,
-        {
-            "pod-security.kubernetes.io/enforce": "restricted",
-            "pod-security.kubernetes.io/enforce-version": "latest",
-            "app.kubernetes.io/part-of": "upgrade-gate-e2e",
-        },
-    )
+    name = harness.create_namespace(request.node.name)
     yield name
     failed = request.node.stash.get(FAILED_KEY, False)
     if failed and request.config.getoption("--keep-cluster"):
@@ -356,51 +346,27 @@ def _helm_id(binary: Path) -> str:
 def each_helm(
     request: pytest.FixtureRequest,
     cluster: ClusterProvider,
+    harness: Harness,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Helm:
-    from e2e.helm import Helm
-
-    return Helm(request.param, cluster.kubeconfig, tmp_path_factory.mktemp("helm"))
+    return harness.helm(request.param, tmp_path_factory.mktemp("helm"))
 
 
 @pytest.fixture
 def stage(
     request: pytest.FixtureRequest,
-    cluster: ClusterProvider,
-    kube: Kube,
+    harness: Harness,
     helm: Helm,
     app_images: AppImages,
     namespace: str,
     artifacts_dir: Path,
-    phases: Phases,
 ) -> Iterator[Stage]:
     """A release in this test's namespace; helm is ``each_helm`` if the test asks for it."""
-    from e2e.artifacts import collect
-    from e2e.stage import Stage
-
     if "each_helm" in request.fixturenames:
         helm = request.getfixturevalue("each_helm")
-    stage = Stage(kube, helm, app_images, namespace, artifacts_dir, phases)
+    stage = harness.open_stage(request.node.name, helm, namespace, artifacts_dir)
     try:
-        with phases.group(request.node.name):
+        with harness.phases.group(request.node.name):
             yield stage
     finally:
-        stage.stop_background()
-        if request.node.stash.get(FAILED_KEY, False):
-            collect(kube, helm, namespace, stage.release, artifacts_dir)
-            for command in stage.background:
-                (artifacts_dir / command.log_path.name).write_text(command.output)
-            _export_cluster_logs(cluster, artifacts_dir)
-            print(f"\nartifacts: {artifacts_dir}")
-
-
-def _export_cluster_logs(cluster: ClusterProvider, artifacts_dir: Path) -> None:
-    """The nodes' logs (kind export logs), where the provider can export them."""
-    from e2e.cluster.base import ClusterError
-    from e2e.cluster.providers.interface import ExportsLogs
-
-    if isinstance(cluster, ExportsLogs):
-        try:
-            cluster.export_logs(artifacts_dir / f"{cluster.name}-logs")
-        except ClusterError as exc:
-            print(f"\n{cluster.name} logs not exported: {exc}")
+        harness.close_stage(stage, failed=request.node.stash.get(FAILED_KEY, False))

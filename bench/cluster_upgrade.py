@@ -50,12 +50,15 @@ from bench._stats import parse_time, table
 from e2e.cluster import tools
 from e2e.cluster.base import ClusterError
 from e2e.cluster.options import ClusterOptions
+from e2e.harness import Harness
 from e2e.helm import CHART, Helm
-from e2e.images import build_app_images
+from e2e.images import AppImages
 from e2e.kube import Kube, wait_for
 from e2e.recorder import Recorder
 from e2e.stage import BASE_VALUES, HOOK_VERDICT, merge
 from e2e.timeline import Timeline
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RELEASE = "bench"
 
@@ -292,6 +295,39 @@ def fmt(values: list[float]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    parser = argument_parser()
+    args = parser.parse_args(argv)
+    modes = chosen_modes(args.modes)
+    try:
+        options = ClusterOptions.from_values(vars(args).get)
+    except ClusterError as exc:
+        parser.error(str(exc))
+    harness, images = harness_up(options)
+    provider, kube = harness.provider, harness.kube
+    seed = args.seed if args.seed is not None else random.randrange(10**6)
+    rng = random.Random(seed)
+
+    with tempfile.TemporaryDirectory() as tmp, namespaces(kube) as made:
+        workdir = Path(tmp)
+        helms = [
+            harness.helm(tools.helm3() if major == "3" else tools.helm4(), workdir)
+            for major in args.helm.split(",")
+        ]
+        releases = install_releases(kube, made, helms, modes, images, workdir)
+        print(f"{len(releases)} releases installed; seed {seed}", file=sys.stderr)
+        idle_upgrades(releases, args.runs, args.jitter, rng)
+        flights, tried = in_flight_upgrades(
+            releases, kube, args.in_flight, args.operation, args.jitter, rng
+        )
+
+    print_idle_table(releases, helms, modes, args.runs, seed, provider.name)
+    print_gated_over_floor(releases, helms)
+    print_in_flight(flights, tried, args.operation)
+    return 0
+
+
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line: the cluster options, then what to measure and how often."""
     parser = argparse.ArgumentParser(
         prog="python -m bench.cluster_upgrade", description=__doc__.split("\n\n")[0]
     )
@@ -313,73 +349,101 @@ def main(argv: list[str] | None = None) -> int:
         "the kubelet's relist period), so that no mode runs in step with the node's clock",
     )
     parser.add_argument("--seed", type=int, help="of the random order and pauses")
-    args = parser.parse_args(argv)
+    return parser
 
-    chosen = {slug(name) for name in args.modes.split(",")} if args.modes else None
-    modes = [m for m in MODES if chosen is None or slug(m.name) in chosen]
-    try:
-        provider = ClusterOptions.from_values(vars(args).get).provider()
-    except ClusterError as exc:
-        parser.error(str(exc))
-    provider.up()
-    started = time.monotonic()
-    images = build_app_images(provider)
-    print(f"images built and loaded in {time.monotonic() - started:.0f}s", file=sys.stderr)
-    kube = Kube(provider.kubeconfig)
-    seed = args.seed if args.seed is not None else random.randrange(10**6)
-    rng = random.Random(seed)
 
-    with tempfile.TemporaryDirectory() as tmp, namespaces(kube) as made:
-        workdir = Path(tmp)
-        helms = [
-            Helm(tools.helm3() if major == "3" else tools.helm4(), provider.kubeconfig, workdir)
-            for major in args.helm.split(",")
-        ]
-        releases: list[Release] = []
-        for helm in helms:
-            for mode in modes:
-                namespace = new_namespace(kube, made, f"{helm.major}-{slug(mode.name)}")
-                values = merge(
-                    merge(BASE_VALUES, mode.values), {"image": {"repository": images.repository}}
-                )
-                values = merge(values, {"image": {"tag": "v1"}})
-                chart = chart_for(mode, workdir)
-                helm.install(RELEASE, namespace, values, chart_dir=chart)
-                releases.append(Release(helm, mode, namespace, chart, values))
-        print(f"{len(releases)} releases installed; seed {seed}", file=sys.stderr)
+def chosen_modes(names: str | None) -> list[Mode]:
+    """The modes --modes names (by name or slug), in MODES's order; all without it."""
+    chosen = {slug(name) for name in names.split(",")} if names else None
+    return [m for m in MODES if chosen is None or slug(m.name) in chosen]
 
-        order = [r for r in releases for _ in range(args.runs)]
-        rng.shuffle(order)
-        for i, release in enumerate(order, 1):
-            time.sleep(rng.uniform(0, args.jitter))
-            took = release.upgrade(helm_timeout(release.values))
-            release.times.append(took)
+
+def harness_up(options: ClusterOptions) -> tuple[Harness, AppImages]:
+    """The cluster and the app images, how long each took on stderr."""
+    # The harness core (e2e/harness.py): the cluster up (never taken down) and the images in it.
+    harness = Harness(options, artifacts=ROOT / "artifacts" / "bench-cluster")
+    images = harness.up()
+    print(harness.phases.report(), file=sys.stderr)
+    return harness, images
+
+
+def install_releases(
+    kube: Kube,
+    made: list[str],
+    helms: list[Helm],
+    modes: list[Mode],
+    images: AppImages,
+    workdir: Path,
+) -> list[Release]:
+    """One release per helm and mode, each at v1 in a new namespace."""
+    releases: list[Release] = []
+    for helm in helms:
+        for mode in modes:
+            namespace = new_namespace(kube, made, f"{helm.major}-{slug(mode.name)}")
+            values = merge(
+                merge(BASE_VALUES, mode.values), {"image": {"repository": images.repository}}
+            )
+            values = merge(values, {"image": {"tag": "v1"}})
+            chart = chart_for(mode, workdir)
+            helm.install(RELEASE, namespace, values, chart_dir=chart)
+            releases.append(Release(helm, mode, namespace, chart, values))
+    return releases
+
+
+def idle_upgrades(releases: list[Release], runs: int, jitter: float, rng: random.Random) -> None:
+    """``runs`` idle upgrades of each release, all in one random order: into Release.times."""
+    order = [r for r in releases for _ in range(runs)]
+    rng.shuffle(order)
+    for i, release in enumerate(order, 1):
+        time.sleep(rng.uniform(0, jitter))
+        took = release.upgrade(helm_timeout(release.values))
+        release.times.append(took)
+        print(
+            f"[{i}/{len(order)}] {release.helm.name} {release.mode.name}: {took:.2f}s",
+            file=sys.stderr,
+        )
+
+
+def in_flight_upgrades(
+    releases: list[Release],
+    kube: Kube,
+    runs: int,
+    operation: float,
+    jitter: float,
+    rng: random.Random,
+) -> tuple[dict[tuple[str, str], list[Flight]], int]:
+    """``runs`` upgrades of each gated release with an operation in flight, in one random
+    order: the flights by (helm, mode), and how many upgrades were tried."""
+    gated = [r for r in releases if r.mode.name.startswith("gated")]
+    flights: dict[tuple[str, str], list[Flight]] = {(r.helm.name, r.mode.name): [] for r in gated}
+    order = [r for r in gated for _ in range(runs)]
+    rng.shuffle(order)
+    for release in order:
+        time.sleep(rng.uniform(0, jitter))
+        flight = in_flight(release, kube, operation)
+        if flight is not None:
+            flights[release.helm.name, release.mode.name].append(flight)
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in flight.segments.items())
             print(
-                f"[{i}/{len(order)}] {release.helm.name} {release.mode.name}: {took:.2f}s",
+                f"  in flight, {release.helm.name} {release.mode.name}: "
+                f"{flight.total:.2f}s ({parts})",
                 file=sys.stderr,
             )
+    return flights, len(order)
 
-        gated = [r for r in releases if r.mode.name.startswith("gated")]
-        flights: dict[tuple[str, str], list[Flight]] = {
-            (r.helm.name, r.mode.name): [] for r in gated
-        }
-        order = [r for r in gated for _ in range(args.in_flight)]
-        rng.shuffle(order)
-        for release in order:
-            time.sleep(rng.uniform(0, args.jitter))
-            flight = in_flight(release, kube, args.operation)
-            if flight is not None:
-                flights[release.helm.name, release.mode.name].append(flight)
-                parts = ", ".join(f"{k} {v:.2f}" for k, v in flight.segments.items())
-                print(
-                    f"  in flight, {release.helm.name} {release.mode.name}: "
-                    f"{flight.total:.2f}s ({parts})",
-                    file=sys.stderr,
-                )
 
+def print_idle_table(
+    releases: list[Release],
+    helms: list[Helm],
+    modes: list[Mode],
+    runs: int,
+    seed: int,
+    cluster: str,
+) -> None:
+    """The idle upgrades: one row per mode, one column per helm, medians (min-max)."""
     print(
-        f"\nIdle `helm upgrade --wait`, one replica, v1 <-> v2, {args.runs} runs per cell in "
-        f"random order (seed {seed}); median (min-max), {provider.name} cluster"
+        f"\nIdle `helm upgrade --wait`, one replica, v1 <-> v2, {runs} runs per cell in "
+        f"random order (seed {seed}); median (min-max), {cluster} cluster"
     )
     header = ["mode", *(f"{h.name} {h.version}" for h in helms)]
     rows = [header]
@@ -390,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(fmt(release.times))
         rows.append(cells)
     print(table(rows))
+
+
+def print_gated_over_floor(releases: list[Release], helms: list[Helm]) -> None:
+    """Per helm, the gated modes' median idle upgrade over the Job floor's (where both ran)."""
     for helm in helms:
         by_mode = {r.mode.name: r for r in releases if r.helm is helm}
         if "gated" in by_mode and "floor Job" in by_mode:
@@ -403,18 +471,23 @@ def main(argv: list[str] | None = None) -> int:
                 if (hooked := by_mode.get(f"gated, {kind} hook")) is not None:
                     line += f"; {kind} hook: {statistics.median(hooked.times) / floor:.2f}"
             print(line)
+
+
+def print_in_flight(
+    flights: dict[tuple[str, str], list[Flight]], tried: int, operation: float
+) -> None:
+    """Operation end -> helm exit per (helm, mode), then where it went, segment by segment."""
     for (helm_name, mode_name), runs in flights.items():
         if runs:
             delays = [f.total for f in runs]
             print(
                 f"operation end -> helm exit: median {statistics.median(delays):.2f} s "
                 f"({helm_name}, {mode_name}, {len(delays)} runs, "
-                f"{min(delays):.2f}-{max(delays):.2f} s, a {args.operation:g} s operation)"
+                f"{min(delays):.2f}-{max(delays):.2f} s, a {operation:g} s operation)"
             )
     if any(flights.values()):
-        print(f"\nWhere it went, median seconds per segment ({len(order)} in-flight upgrades)")
+        print(f"\nWhere it went, median seconds per segment ({tried} in-flight upgrades)")
         print(segment_table(flights))
-    return 0
 
 
 if __name__ == "__main__":

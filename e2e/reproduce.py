@@ -9,8 +9,7 @@ folder. Exit 0 only if every expectation held (2: a bad file).
 
     python -m e2e.reproduce e2e/scenarios/files/in-flight-upgrade.scenario.yaml
     python -m e2e.reproduce my.scenario.yaml --helm 4 --repeat 5
-    python -m e2e.reproduce my.scenario.yaml --cluster kind --kind-bin ~/bin/kind \
-        --kind-kubectl-bin ~/bin/kubectl
+    python -m e2e.reproduce my.scenario.yaml --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl
     python -m e2e.reproduce my.scenario.yaml --cluster existing --kubeconfig ~/.kube/config \
         --registry localhost:5000
 
@@ -20,13 +19,17 @@ The cluster is left running for the next run (``python -m e2e.cluster down`` rem
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
+import logging
 import statistics
 import sys
 from pathlib import Path
-from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from e2e.cluster.options import ClusterOptions
+    from e2e.playbook.engine import Verdict
+    from e2e.playbook.load import Play
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -89,22 +92,15 @@ def report(verdicts: list[object], expected_runs: int) -> tuple[bool, str]:
     return held, "\n".join(lines)
 
 
-def _harness() -> ModuleType:
-    """The repository's conftest.py (options and fixtures of the harness), as a module."""
-    spec = importlib.util.spec_from_file_location("conftest", ROOT / "conftest.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main(argv: list[str] | None = None) -> int:
+    from e2e.cluster.base import ClusterError
+    from e2e.cluster.options import ClusterOptions
+
     parser = argparse.ArgumentParser(
         prog="python -m e2e.reproduce",
         description=__doc__.split("\n\n")[0],
-        epilog="Other options (--kubeconfig, --registry, --kind-bin, --base-image ...) go to "
-        "the harness as in tox -e e2e.",
+        epilog="The cluster options are those of tox -e e2e and python -m e2e.cluster "
+        "(e2e/cluster/options.py).",
     )
     parser.add_argument("file", type=Path, help="a scenario file (*.scenario.yaml)")
     parser.add_argument(
@@ -112,20 +108,23 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only check the file, as pytest would collect it; no cluster (exit 0 or 2)",
     )
-    parser.add_argument(
-        "--cluster",
-        choices=["kind", "existing"],
-        default=os.environ.get("UPGRADE_GATE_CLUSTER", "kind"),
-        help="default: $UPGRADE_GATE_CLUSTER or kind",
-    )
     parser.add_argument("--helm", type=int, choices=[3, 4], help="default: the file's spec.helm")
+    parser.add_argument(
+        "--helm-bin",
+        action="append",
+        type=Path,
+        default=[],
+        help="helm binary, or helm3/helm4 for the pinned one; repeatable, as in tox -e e2e",
+    )
     parser.add_argument("--repeat", type=int, default=1, metavar="N", help="play it N times")
     parser.add_argument(
         "--artifacts",
         type=Path,
         help="where timelines and verdicts go (default: artifacts/reproduce/<name>)",
     )
-    args, passthrough = parser.parse_known_args(argv)
+    parser.add_argument("--base-image", help="the app image's base (default: the provider's)")
+    ClusterOptions.add_arguments(parser.add_argument)
+    args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 
@@ -139,47 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(describe(play))
         return 0
+    try:
+        options = ClusterOptions.from_values(vars(args).get)
+    except ClusterError as exc:
+        parser.error(str(exc))
     artifacts = args.artifacts or ROOT / "artifacts" / "reproduce" / play.name
     print(f"{play.path}: {play.name}: {play.description or '(no description)'}")
-
-    import pytest
-
-    from e2e.playbook.engine import VERDICT_FILE, Verdict
-
-    options = [
-        str(args.file),
-        "--cluster",
-        args.cluster,
-        "--keep-cluster",
-        "--artifacts",
-        str(artifacts),
-        "--scenario-repeat",
-        str(args.repeat),
-        "-c",
-        str(ROOT / "pyproject.toml"),
-        "--rootdir",
-        str(ROOT),
-        "-p",
-        "no:cacheprovider",
-        "-s",
-        "--log-cli-level=INFO",
-        "--log-cli-format=%(asctime)s %(message)s",
-        "--log-cli-date-format=%H:%M:%S",
-    ]
-    if args.helm:
-        options += ["--scenario-helm", str(args.helm)]
-    plugins: list[object] = []
-    if ROOT not in args.file.resolve().parents:
-        # A file outside the repository: pytest would not find the harness's
-        # conftest.py beside it, so it comes as a plugin (with the file collector).
-        plugins.append(_harness())
-        options += ["-p", "e2e.playbook.plugin"]
-    for stale in artifacts.glob(f"*/{VERDICT_FILE}"):
-        stale.unlink()  # only this run's verdicts count
-    code = pytest.main([*options, *passthrough], plugins=plugins)
-
-    found = sorted(artifacts.glob(f"*/{VERDICT_FILE}"))
-    verdicts = [Verdict.from_json(json.loads(path.read_text())) for path in found]
+    verdicts = _play(play, options, args, artifacts)
     for verdict in verdicts:
         directory = Path(verdict.directory)
         print(f"\n== {directory.name} ({verdict.helm})")
@@ -194,16 +159,52 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat > 1 or len(verdicts) > 1:
         print(f"\n== {len(verdicts)} run(s)\n{summary}")
     failed = sorted({row.name for v in verdicts for row in v.failures()})
-    if held and int(code) == 0:
+    if held:
         print(f"\nVERDICT: PASS: every expectation held ({len(verdicts)} run(s))")
         return 0
-    reason = (
-        f"failed: {', '.join(failed)}"
-        if failed
-        else f"no verdict was written (pytest exit {int(code)}): see the output above"
-    )
+    reason = f"failed: {', '.join(failed)}" if failed else "no verdict: see the output above"
     print(f"\nVERDICT: FAIL: {reason}; artifacts in {artifacts}")
     return 1
+
+
+def _play(
+    play: Play, options: ClusterOptions, args: argparse.Namespace, artifacts: Path
+) -> list[Verdict]:
+    """Every run of the file on the harness (e2e/harness.py): the cluster kept up afterwards,
+    a failed run's namespace kept for inspection. State changes go to stderr as they happen."""
+    from e2e.cluster import tools
+    from e2e.harness import Harness
+    from e2e.playbook.engine import play as play_file
+    from e2e.playbook.helms import helms_for
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    logging.getLogger("pyhelm3").setLevel(logging.WARNING)
+    harness = Harness(options, artifacts=artifacts, base_image=args.base_image)
+    harness.up()
+    verdicts: list[Verdict] = []
+    given = tools.helm_binaries(args.helm_bin)
+    for binary, helm_id in helms_for(play.helm, given, args.helm):
+        helm = harness.helm(binary)
+        for run in range(1, args.repeat + 1):
+            ids = [i for i in (helm_id, f"run-{run}" if args.repeat > 1 else "") if i]
+            name = play.name + (f"[{'-'.join(ids)}]" if ids else "")
+            stage = harness.open_stage(name, helm)
+            verdict: Verdict | None = None
+            try:
+                with harness.phases.group(name):
+                    verdict = play_file(play, stage, None, harness.artifacts / ".helm")
+                verdicts.append(verdict)
+            finally:
+                failed = verdict is None or not verdict.held
+                harness.close_stage(stage, failed)
+                if failed:
+                    print(f"namespace {stage.namespace} kept for inspection")
+                else:
+                    harness.kube.delete_namespace(stage.namespace)
+    print(f"\n{harness.phases.report()}")
+    return verdicts
 
 
 if __name__ == "__main__":

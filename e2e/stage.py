@@ -246,6 +246,16 @@ class Stage:
 
     # -- looking ------------------------------------------------------------------
 
+    def pod_template(self) -> dict[str, Any]:
+        """The release's Deployment's pod template, as a plain manifest: for a bare pod made
+        from it (one that counts as the release's, or one changed to do something else)."""
+        apps: Any = client.AppsV1Api(self.kube.api_client)
+        (deployment,) = apps.list_namespaced_deployment(self.namespace).items
+        template: dict[str, Any] = self.kube.api_client.sanitize_for_serialization(
+            deployment.spec.template
+        )
+        return template
+
     def app_pods(self) -> list[Any]:
         return self.kube.app_pods(self.namespace, self.release)
 

@@ -3,7 +3,7 @@
 A file is loaded and checked at collection, so a bad one is a collection error
 naming its line and field before any fixture (or cluster) is touched. A good
 one yields one test per helm (``spec.helm: each``: one per ``--helm-bin``) and
-per ``--scenario-repeat``, each an ordinary test function over the ``scenario``
+per ``--scenario-repeat``, each an ordinary test function over the ``stage``
 fixture: namespaces, artifacts, the phase table and ``--fail-on-skip`` work as
 for the Python scenarios.
 
@@ -12,7 +12,6 @@ Registered by the root conftest.py; imports nothing heavy until a file is found.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,7 +76,7 @@ class ScenarioItem(pytest.Function):
         return self.path, None, f"scenario {self.name}"
 
 
-def _test(play: Play, binary: Path | None) -> Callable[..., None]:
+def _test(play: Play, binary: Path) -> Callable[..., None]:
     def play_scenario_file(stage: Stage, tmp_path: Path) -> None:
         from e2e.playbook.engine import play as play_file
 
@@ -93,35 +92,10 @@ def _test(play: Play, binary: Path | None) -> Callable[..., None]:
     return play_scenario_file
 
 
-def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path | None, str]]:
-    """(binary, test id) per helm to play with; None: the session's ``helm`` fixture."""
+def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path, str]]:
+    """(binary, test id) per helm to play the file with (e2e/playbook/helms.py)."""
     from e2e.cluster import tools
+    from e2e.playbook.helms import helms_for
 
-    forced = config.getoption("--scenario-helm")
     given = tools.helm_binaries(config.getoption("--helm-bin"))
-    if forced:
-        return [(_pinned(forced, given), "")]
-    if wanted == "each":
-        return [(b, f"helm-{_version(b)}") for b in given]
-    if wanted in (3, 4):
-        return [(_pinned(int(wanted), given), "")]
-    return [(None, "")]
-
-
-def _pinned(major: int, given: list[Path]) -> Path:
-    from e2e.cluster import tools
-
-    for binary in given:
-        if _version(binary).lstrip("v").startswith(f"{major}."):
-            return binary
-    return tools.helm3() if major == 3 else tools.helm4()
-
-
-def _version(binary: Path) -> str:
-    result = subprocess.run(
-        [str(binary), "version", "--template", "{{.Version}}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    return result.stdout.strip() or binary.name
+    return helms_for(wanted, given, config.getoption("--scenario-helm"))

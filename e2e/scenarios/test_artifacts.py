@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from kubernetes import client
 
 from e2e.artifacts import collect
 from e2e.kube import wait_for
@@ -23,9 +21,7 @@ def test_a_pod_that_logged_nothing_leaves_an_empty_log(stage: Stage, tmp_path: P
     # comes back as "" here, not None (that case was not reproduced): this checks that the
     # artifacts of a pod are written whatever its container said.
     stage.install("v1")
-    apps: Any = client.AppsV1Api(stage.kube.api_client)
-    (template,) = [d.spec.template for d in apps.list_namespaced_deployment(stage.namespace).items]
-    spec = stage.kube.api_client.sanitize_for_serialization(template.spec)
+    spec = stage.pod_template()["spec"]
     (container,) = spec["containers"]
     container["command"] = ["sleep", "600"]  # runs, and says nothing
     container.pop("args", None)  # the app's, which sleep would refuse (out loud)
