@@ -15,7 +15,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -341,135 +341,217 @@ def plain(value: Any) -> Any:
 
 
 def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """What the schema cannot say, each kind of problem in turn, in the file's order within."""
     spec = raw["spec"]
-    duration = float(spec["duration"])
-
-    def problem(path: Path_, message: str) -> Problem:
-        return Problem(line_of(document, path), dotted(path), message)
-
     # Times within the run.
+    yield from _time_problems(spec, document)
+    # Names of helm commands, bound before they are used.
+    names = yield from _naming_problems(spec, document)
+    yield from _unbound_name_problems(spec, names, document)
+    # Pod indexes that exist at that moment.
+    yield from _replica_problems(spec["release"], document)
+    yield from _pod_index_problems(spec, document)
+    # Work the app accepts, and a rollback to a revision that exists.
+    yield from _rollback_problems(spec, document)
+    yield from _chart_value_problems(raw, document)
+    yield from _work_length_problems(spec, raw, document)
+
+
+def _problem(document: Any, path: Path_, message: str) -> Problem:
+    """A problem at ``path``, on the line of the file that holds it."""
+    return Problem(line_of(document, path), dotted(path), message)
+
+
+def _time_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """Arrivals that stop before they start or come too often, an event with no time,
+    and any time beyond spec.duration."""
+    duration = float(spec["duration"])
     timed: list[tuple[Path_, float]] = [(("spec", "upgrade", "at"), spec["upgrade"].get("at", 0))]
     for i, work in enumerate(spec.get("work", [])):
         timed.append((("spec", "work", i, "at"), work.get("at", 0)))
         if "until" in work:
             timed.append((("spec", "work", i, "until"), work["until"]))
-            if work["until"] < work.get("at", 0):
-                yield problem(
-                    ("spec", "work", i, "until"),
-                    f"{work['until']:g} is before the first arrival (at {work.get('at', 0):g})",
-                )
-        if "every" in work and "until" in work:
-            every, span = work["every"], max(0.0, work["until"] - work.get("at", 0))
-            if every < MIN_EVERY:
-                yield problem(
-                    ("spec", "work", i, "every"),
-                    f"{every:g} s between arrivals is less than the least, {MIN_EVERY:g} s",
-                )
-            elif span / every + 1 > MAX_ARRIVALS:
-                yield problem(
-                    ("spec", "work", i, "every"),
-                    f"every {every:g} s for {span:g} s is {int(span / every) + 1} arrivals; "
-                    f"at most {MAX_ARRIVALS} in a run",
-                )
+        yield from _arrival_problems(("spec", "work", i), work, document)
     for i, event in enumerate(spec.get("events", [])):
         if "at" in event:
             timed.append((("spec", "events", i, "at"), event["at"]))
         elif "after" not in event:
-            yield problem(("spec", "events", i), "needs `at` (a time) or `after` (a command)")
+            yield _problem(
+                document, ("spec", "events", i), "needs `at` (a time) or `after` (a command)"
+            )
     for where, moment in timed:
         if moment > duration:
-            yield problem(where, f"{moment:g} is beyond the run (spec.duration: {duration:g} s)")
+            yield _problem(
+                document, where, f"{moment:g} is beyond the run (spec.duration: {duration:g} s)"
+            )
 
-    # Names of helm commands, bound before they are used.
+
+def _arrival_problems(where: Path_, work: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """One work entry's arrivals: `until` before `at`, `every` too short or too many times."""
+    if "until" in work and work["until"] < work.get("at", 0):
+        yield _problem(
+            document,
+            (*where, "until"),
+            f"{work['until']:g} is before the first arrival (at {work.get('at', 0):g})",
+        )
+    if "every" in work and "until" in work:
+        every, span = work["every"], max(0.0, work["until"] - work.get("at", 0))
+        if every < MIN_EVERY:
+            yield _problem(
+                document,
+                (*where, "every"),
+                f"{every:g} s between arrivals is less than the least, {MIN_EVERY:g} s",
+            )
+        elif span / every + 1 > MAX_ARRIVALS:
+            yield _problem(
+                document,
+                (*where, "every"),
+                f"every {every:g} s for {span:g} s is {int(span / every) + 1} arrivals; "
+                f"at most {MAX_ARRIVALS} in a run",
+            )
+
+
+def _naming_problems(spec: dict[str, Any], document: Any) -> Generator[Problem, None, set[str]]:
+    """An `as` on an event that is no helm command, or a name already taken; returns the
+    names bound (spec.upgrade's and every event's `as`)."""
     names = {spec["upgrade"].get("as", main_name(spec["upgrade"]))}
     for i, event in enumerate(spec.get("events", [])):
         action = next(a for a in ACTIONS if a in event)
         if "as" in event:
             if action not in HELM_ACTIONS:
-                yield problem(
+                yield _problem(
+                    document,
                     ("spec", "events", i, "as"),
                     f"only upgrade and rollback are named, not {action}",
                 )
             elif event["as"] in names:
-                yield problem(("spec", "events", i, "as"), f"{event['as']!r} is already taken")
+                yield _problem(
+                    document, ("spec", "events", i, "as"), f"{event['as']!r} is already taken"
+                )
             names.add(event["as"])
+    return names
+
+
+def _unbound_name_problems(
+    spec: dict[str, Any], names: set[str], document: Any
+) -> Iterator[Problem]:
+    """An `after` or a killHelm.command naming no helm command."""
     bound = sorted(names)
     for i, event in enumerate(spec.get("events", [])):
         if "after" in event and event["after"] not in names:
-            yield problem(
+            yield _problem(
+                document,
                 ("spec", "events", i, "after"),
                 f"no helm command is named {event['after']!r}; named: {', '.join(bound)}",
             )
         target = event.get("killHelm", {}).get("command")
         if target is not None and target not in names:
-            yield problem(
+            yield _problem(
+                document,
                 ("spec", "events", i, "killHelm", "command"),
                 f"no helm command is named {target!r}; named: {', '.join(bound)}",
             )
 
-    # Pod indexes that exist at that moment.
-    release = spec["release"]
+
+def _replicas(release: dict[str, Any]) -> Any:
+    """The release's pods at the start: spec.release.replicas, else its values' replicaCount."""
     values = release.get("values", {})
-    replicas = release.get("replicas", values.get("replicaCount", 1))
+    return release.get("replicas", values.get("replicaCount", 1))
+
+
+def _replica_problems(release: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """A replicaCount in spec.release.values that contradicts spec.release.replicas."""
+    values = release.get("values", {})
+    replicas = _replicas(release)
     if "replicas" in release and "replicaCount" in values and values["replicaCount"] != replicas:
-        yield problem(
+        yield _problem(
+            document,
             ("spec", "release", "values", "replicaCount"),
             f"{values['replicaCount']} contradicts spec.release.replicas ({replicas})",
         )
-    changes = _replica_changes(spec, replicas)
 
-    def pods_at(moment: float | None) -> int:
-        if moment is None:  # after a command: whatever the count may be by then
-            return max(count for _, count in changes)
-        return [count for when, count in changes if when <= moment][-1]
 
-    def check_pods(path: Path_, pods: Any, moment: float | None) -> Iterator[Problem]:
-        if not isinstance(pods, list | int):
-            return
-        there = pods_at(moment)
-        indexed = (
-            [((*path, j), index) for j, index in enumerate(pods)]
-            if isinstance(pods, list)
-            else [(path, pods)]
-        )
-        for where, index in indexed:
-            if index >= there:
-                yield problem(
-                    where,
-                    f"pod {index} does not exist: the release has {there} pod(s) then "
-                    f"(0 to {there - 1})"
-                    if there
-                    else f"pod {index} does not exist: the release has no pods then",
-                )
-
+def _pod_index_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """Work, and events that act on or check pods, at a pod index the release lacks then."""
+    changes = _replica_changes(spec, _replicas(spec["release"]))
     for i, work in enumerate(spec.get("work", [])):
-        yield from check_pods(("spec", "work", i, "pods"), work["pods"], work.get("at", 0))
+        yield from _missing_pods(
+            document, changes, ("spec", "work", i, "pods"), work["pods"], work.get("at", 0)
+        )
     for i, event in enumerate(spec.get("events", [])):
         moment = event.get("at")
         for action in ("deletePod", "killApp"):
             if action in event:
                 path: Path_ = ("spec", "events", i, action, "pod")
-                yield from check_pods(path, event[action]["pod"], moment)
+                yield from _missing_pods(document, changes, path, event[action]["pod"], moment)
         for key in ("fenced", "refusesWork"):
             if key in event.get("check", {}):
-                yield from check_pods(
-                    ("spec", "events", i, "check", key), event["check"][key], moment
+                yield from _missing_pods(
+                    document,
+                    changes,
+                    ("spec", "events", i, "check", key),
+                    event["check"][key],
+                    moment,
                 )
 
-    # Work the app accepts, and a rollback to a revision that exists.
-    revisions = 1 + len(release.get("upgrades", []))
+
+def _pods_at(changes: list[tuple[float, int]], moment: float | None) -> int:
+    """How many pods the release has at ``moment``, given its replica changes."""
+    if moment is None:  # after a command: whatever the count may be by then
+        return max(count for _, count in changes)
+    return [count for when, count in changes if when <= moment][-1]
+
+
+def _missing_pods(
+    document: Any,
+    changes: list[tuple[float, int]],
+    path: Path_,
+    pods: Any,
+    moment: float | None,
+) -> Iterator[Problem]:
+    """Each pod index in ``pods`` (a list, or one index) that does not exist at ``moment``."""
+    if not isinstance(pods, list | int):
+        return
+    there = _pods_at(changes, moment)
+    indexed = (
+        [((*path, j), index) for j, index in enumerate(pods)]
+        if isinstance(pods, list)
+        else [(path, pods)]
+    )
+    for where, index in indexed:
+        if index >= there:
+            yield _problem(
+                document,
+                where,
+                f"pod {index} does not exist: the release has {there} pod(s) then "
+                f"(0 to {there - 1})"
+                if there
+                else f"pod {index} does not exist: the release has no pods then",
+            )
+
+
+def _rollback_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """spec.upgrade's rollback to a revision that is not an earlier one."""
+    revisions = 1 + len(spec["release"].get("upgrades", []))
     rollback = spec["upgrade"].get("rollback")
     if rollback is not None and rollback >= revisions:
-        yield problem(
+        yield _problem(
+            document,
             ("spec", "upgrade", "rollback"),
             f"revision {rollback} is not an earlier one: the release is at revision "
             f"{revisions} when the run starts",
         )
-    yield from _chart_value_problems(raw, document)
+
+
+def _work_length_problems(
+    spec: dict[str, Any], raw: dict[str, Any], document: Any
+) -> Iterator[Problem]:
+    """Work longer than the app accepts (app.operationMaxSeconds in the chart values)."""
     longest = _operation_max_seconds(raw)
     for i, work in enumerate(spec.get("work", [])):
         if longest is not None and work["seconds"] > longest:
-            yield problem(
+            yield _problem(
+                document,
                 ("spec", "work", i, "seconds"),
                 f"{work['seconds']:g} s is longer than the app accepts "
                 f"(app.operationMaxSeconds: {longest:g})",
