@@ -2,8 +2,9 @@
 ``release`` lifts the fences on the pods an upgrade or rollback left running.
 
 Exit codes of ``wait``: 0 every pod idle (or none exist), 1 not idle by the
-deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 143 terminated
-by SIGTERM or SIGINT (fences released; a Job may retry). ``release`` exits 0
+deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 4 something the
+hook did not foresee (fences released; a Job may retry), 143 terminated by
+SIGTERM or SIGINT (fences released; a Job may retry). ``release`` exits 0
 even when a pod cannot be reached or the pods cannot be listed within its
 ``--timeout`` (the fences run out with their lease), 2 on bad usage, 3 when
 forbidden.

@@ -2,7 +2,7 @@
 
 With pytest-xdist each worker process keeps its own :class:`Phases`; the controller merges
 their rows (:meth:`Phases.extend`) and prints one table. Session rows name their worker
-(``cluster up (local) [gw1]``): each worker has its own.
+(``cluster up (kind) [gw1]``): each worker has its own.
 """
 
 from __future__ import annotations

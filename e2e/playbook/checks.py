@@ -4,7 +4,7 @@ A ``check`` step's conditions (:data:`CONDITIONS`) look at the cluster as it is
 now; ``spec.expect`` (:data:`EXPECTATIONS`) judges what the whole run recorded
 (:class:`Outcome`). Each is a plain Python function, looked up by the file's key:
 no expression language. A new check is a new function in one of the two dicts
-(and a property in stage.schema.json).
+(and a property in scenario.schema.json).
 """
 
 from __future__ import annotations

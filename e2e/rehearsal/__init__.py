@@ -10,8 +10,9 @@ image) is built here and stands in for it, and the output says so. Everything th
 changes on the host is recorded first, undone at the end and checked.
 
 Layers, each importing only those before it: ``options``; ``workflows`` (reading the YAML)
-and ``actions`` (the local copies), which know nothing of the host; ``runner``, ``daemon``,
-``toolcache``, ``standins`` and ``ledger``, which change the host and put it back;
+and ``actions`` (the local copies), which know nothing of the host; ``runner``,
+``toolcache``, ``standins`` and ``ledger`` (with the Docker daemon and host ledger of
+e2e/cluster/host), which change the host and put it back;
 ``artifacts`` (the proxy in front of act's artifact server) and ``act``, which runs one job;
 ``results``, what a job left and whether it ended as it must; ``rehearse``, the list of named
 steps over all of them.

@@ -1,7 +1,7 @@
 """One holder at a time: an exclusive file lock that says when it has to wait for another.
 
-The providers' `up`/`down` (the same daemons on one machine) and the Go builds (one cache
-shared by both providers and by several test sessions) each take one. The lock file stays,
+The kind provider's `up`/`down` (one daemon and one cluster on one machine) and the Go
+builds (one cache shared by several test sessions) each take one. The lock file stays,
 so that it remains a lock for the next comer.
 """
 

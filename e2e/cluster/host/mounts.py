@@ -1,8 +1,8 @@
 """Mounts and cgroups the cluster leaves on the host, found and removed.
 
-kubelet bind-mounts its root dir onto itself (to make it rshared) and mounts tmpfs for
-secrets; containerd mounts overlay root filesystems, shm and network namespaces. All of
-them live under our state and runtime directories, so "ours" is "under one of those".
+Our Docker daemon (and containerd under it) mounts overlay root filesystems, shm and network
+namespaces, and a debootstrap build mounts /proc and /dev in its root. All of them live under
+our state and runtime directories, so "ours" is "under one of those".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Kernel tunables: read, set, recorded before a provider changes them and put back after.
 
 Some are not namespaced (kubelet's vm.* and kernel.* tunables): a kubelet in a kind node
-changes the host's values just as the local provider's kubelet does, so both record them.
+changes the host's values, so the host ledger (hostledger.py) records them.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A real OCI registry on loopback (CNCF distribution), for the paths that push images.
 
 Clusters this project does not run get their images through a registry: ``--cluster
-existing --registry HOST:PORT`` and ``python -m e2e.images --push HOST:PORT``. containerd
-pulls from a registry on a loopback address over plain HTTP with no configuration, and
-Docker pushes to one the same way. The registry is built from its Go module, never
-downloaded (`ensure_registry`).
+existing --registry HOST:PORT`` (pytest, ``python -m e2e.images``) and the rehearsal's
+stand-in for ghcr.io. containerd pulls from a registry on a loopback address over plain HTTP
+with no configuration, and Docker pushes to one the same way. The registry is built from its
+Go module, never downloaded (`ensure_registry`).
 """
 
 from __future__ import annotations
