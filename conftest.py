@@ -98,7 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.stash[PHASES_KEY] = Phases(worker=workers.worker_id(config))
     try:
-        config.stash[OPTIONS_KEY] = ClusterOptions.from_values(config.getoption)
+        config.stash[OPTIONS_KEY] = ClusterOptions.from_pytest(config)
     except ClusterError as exc:
         raise pytest.UsageError(str(exc)) from None
     # pyhelm3 logs every helm command it runs at INFO; the scenarios say more.

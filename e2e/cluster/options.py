@@ -5,6 +5,7 @@ command that makes or finds the test cluster (pytest, ``e2e.reproduce``, ``e2e.c
     ClusterOptions.add_arguments(parser.add_argument)       # argparse
     ClusterOptions.add_arguments(group.addoption, skip=...)  # pytest (pytest-kind has some)
     options = ClusterOptions.from_values(vars(args).get)    # ClusterOptionsError: one line
+    options = ClusterOptions.from_pytest(config)            # the same, from pytest's options
     provider = options.provider()
 
 An option not given falls back to its environment variable, then to its default:
@@ -135,6 +136,12 @@ class ClusterOptions:
         )
         options.check(get)
         return options
+
+    @classmethod
+    def from_pytest(cls, config: Any) -> ClusterOptions:
+        """From a pytest config; an option no plugin added (pytest-kind's, where it is not
+        installed: the unit tests' environments) is taken as not given."""
+        return cls.from_values(lambda name: config.getoption(name, None))
 
     def check(self, get: Callable[[str], Any] = lambda _name: None) -> None:
         if self.cluster == "existing" and self.kubeconfig is None:

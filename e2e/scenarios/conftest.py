@@ -24,7 +24,7 @@ MULTINODE_NODES = 3
 
 def planned_nodes(config: pytest.Config) -> int | None:
     """How many nodes the session's cluster will have; None when only the cluster knows."""
-    options = ClusterOptions.from_values(config.getoption)
+    options = ClusterOptions.from_pytest(config)
     return options.kind_nodes if options.cluster == "kind" else None
 
 

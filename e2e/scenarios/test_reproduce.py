@@ -45,7 +45,7 @@ spec:
 
 def _harness_options(config: pytest.Config) -> list[str]:
     """This session's cluster options, so that the command reuses the same cluster."""
-    options = ClusterOptions.from_values(config.getoption).to_arguments()
+    options = ClusterOptions.from_pytest(config).to_arguments()
     if config.getoption("--base-image"):
         options += ["--base-image", str(config.getoption("--base-image"))]
     for binary in config.getoption("--helm-bin")[:1]:
