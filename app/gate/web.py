@@ -238,10 +238,10 @@ class LongPollLimits:
 class UpgradeGate:
     """Exposes a :class:`Gate` over HTTP: ``/upgradeable`` and ``/drain``.
 
-    ``token`` protects ``/drain``; without one, fencing is disabled (403) so
-    that nobody can block deployments anonymously. ``long_polls`` caps the
-    long-polls waiting at once (see :class:`LongPollLimits`); set it below
-    your server's request threads.
+    ``token`` protects ``/drain`` (space around it is not part of it); without
+    one, fencing is disabled (403) so that nobody can block deployments
+    anonymously. ``long_polls`` caps the long-polls waiting at once (see
+    :class:`LongPollLimits`); set it below your server's request threads.
     """
 
     def __init__(
@@ -253,7 +253,9 @@ class UpgradeGate:
         long_polls: LongPollLimits | None = None,
     ) -> None:
         self.gate = gate
-        self.token = token or None
+        # Space around a token is not the token's (a Secret made with --from-file keeps the
+        # file's last newline), as for app.config.read_token and the hook.
+        self.token = (token or "").strip() or None
         self.long_polls = long_polls or LongPollLimits()
         self._anonymous_slots = threading.BoundedSemaphore(self.long_polls.anonymous)
         self._authorized_slots = threading.BoundedSemaphore(self.long_polls.authorized)

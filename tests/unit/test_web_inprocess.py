@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from app.config import Settings
-from app.gate import CONTRACT, Gate
+from app.gate import CONTRACT, Gate, UpgradeGate
 from app.gate.web import LongPollLimits
 from app.sample import create_app
 from e2e.cluster.wait import eventually
@@ -403,3 +403,24 @@ def test_a_held_watch_that_is_never_read_gives_its_slot_back(gate: Gate) -> None
     again = client.get("/upgradeable?watch=30")
     assert again.headers["Upgrade-Gate-Watch"] == "holding"
     again.close()
+
+
+@pytest.mark.parametrize("given", [f"{TOKEN}\n", f"  {TOKEN}\r\n"])
+def test_space_around_a_token_given_to_upgradegate_is_not_part_of_it(given: str) -> None:
+    """A Secret made with ``--from-file`` keeps the file's last newline; an app that hands
+    such a token to UpgradeGate as it read it must still let the hook fence it."""
+    gate = Gate()
+    flask_app = Flask(__name__)
+    UpgradeGate(gate, token=given, app=flask_app)
+    answer = flask_app.test_client().post("/drain", headers=AUTH)
+    assert answer.status_code == 200, answer.get_json()
+    assert gate.status().draining
+
+
+def test_a_token_of_only_space_given_to_upgradegate_is_no_token() -> None:
+    gate = Gate()
+    flask_app = Flask(__name__)
+    UpgradeGate(gate, token=" \n", app=flask_app)
+    answer = flask_app.test_client().post("/drain", headers={"Authorization": "Bearer"})
+    assert answer.status_code == 403, answer.get_json()
+    assert not gate.status().draining
