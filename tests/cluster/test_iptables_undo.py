@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 
 import pytest
 
+from e2e.cluster.base import Progress
+from e2e.cluster.host.packages import ensure_packages
 from tests.unit.conftest import in_own_netns
 
 pytestmark = pytest.mark.skipif(
@@ -62,7 +65,11 @@ SCRIPT = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def outcome() -> dict[str, object]:
+def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    # iptables comes with the packages the kind provider installs where it starts a Docker
+    # daemon of its own (PACKAGES); on a fresh machine this test runs before any of that.
+    log_file = tmp_path_factory.mktemp("apt") / "apt.log"
+    ensure_packages(["iptables"], Progress("iptables-undo", sys.stderr), log_file)
     return in_own_netns(SCRIPT, timeout=120)
 
 
