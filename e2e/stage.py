@@ -36,6 +36,10 @@ HOOK_VERDICT = re.compile(
     r"(?P<at>\d{4}-\d\d-\d\dT[\d:.]+Z) INFO +upgrade_gate\.cli: all (?P<pods>\d+) pod\(s\) "
     r"idle after (?P<after>[\d.]+)s; upgrade may proceed"
 )
+# The hook's line when its deadline passed: its fences are released by then.
+HOOK_DEADLINE = re.compile(
+    r"(?P<at>\d{4}-\d\d-\d\dT[\d:.]+Z) ERROR +upgrade_gate\.cli: deadline of [\d.]+s reached"
+)
 
 # Small numbers for the tests, aligned as the chart requires: the gate's
 # timeout < the Job's deadline < helm's --timeout.

@@ -46,6 +46,8 @@ class Outcome:
     release: tuple[str, int] | None  # (status, revision) at the end
     served: set[str] = field(default_factory=set)
     probes: set[str] = field(default_factory=set)  # ids of the operations acceptsWork started
+    deleted: set[str] = field(default_factory=set)  # pods the file's deletePod steps deleted
+    gave_up: float | None = None  # when the hook said its deadline passed (fences released)
 
     def work(self) -> list[Operation]:
         return [o for o in self.timeline.operations.values() if o.id not in self.probes]
@@ -209,7 +211,9 @@ def _helm_output(o: Outcome, expected: list[str]) -> Row:
 
 
 def _failure_names_busy(o: Outcome, expected: bool) -> Row:
-    end = o.main_ended or o.timeline.started
+    # The hook names what was busy when it gave up; work that arrived after it released its
+    # fences (and before helm ended) is not the hook's to name.
+    end = o.gave_up or o.main_ended or o.timeline.started
     busy = [
         op.id for op in o.work() if op.started < end and (op.finished is None or op.finished > end)
     ]
@@ -305,12 +309,17 @@ def _rollout_after_gate(o: Outcome, expected: bool) -> Row:
         for uid in o.originals
         if (life := o.timeline.pods.get(uid)) and life.terminating and life.terminating < done
     ]
+    # A pod the file itself deleted was not rolled out by helm, whenever it went.
+    deleted = [name for name in early if name in o.deleted]
+    early = [name for name in early if name not in o.deleted]
     ordered = o.gate[1] <= done and not early
     observed = (
         f"gate {at(o, o.gate[1])}, {what} {at(o, done)}, then the old pods"
         if ordered
         else f"gate {at(o, o.gate[1])}, {what} {at(o, done)}, terminating before: {early}"
     )
+    if deleted:
+        observed += f" (deleted by the file, not counted: {', '.join(deleted)})"
     return Row(name, str(expected).lower(), observed, ordered == expected)
 
 

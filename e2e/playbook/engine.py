@@ -28,7 +28,7 @@ from e2e.helm import BackgroundHelm, Helm
 from e2e.kube import is_ready, wait_for
 from e2e.playbook.checks import CONDITIONS, EXPECTATIONS, Outcome, Row
 from e2e.playbook.load import Play, Step, Work
-from e2e.stage import HOOK_VERDICT, Stage
+from e2e.stage import HOOK_DEADLINE, HOOK_VERDICT, Stage
 from e2e.timeline import Operation
 
 log = logging.getLogger("e2e.playbook")
@@ -121,6 +121,7 @@ class Run:
         self.originals: dict[str, str] = {}  # uid -> name of the app pods at t0
         self.accepted: dict[str, str] = {}  # pod -> operation started by a refusesWork try
         self.probes: set[str] = set()  # operations started by checks, not by the file's work
+        self.deleted: set[str] = set()  # pods deleted by the file's deletePod steps
         self.accepts_after: float | None = None
         self.t0 = time.monotonic()
         self._changed = threading.Event()  # a helm command ended
@@ -166,6 +167,8 @@ class Run:
             release=release,
             served=served,
             probes=self.probes,
+            deleted=self.deleted,
+            gave_up=_gave_up(main.output) if main else None,
         )
         rows = [EXPECTATIONS[key](outcome, value) for key, value in self.file.expect.items()]
         if main and main.ended:
@@ -487,6 +490,7 @@ def _pod(run: Run, index: int) -> str:
 
 def _delete_pod(run: Run, step: Step, timeout: float) -> None:
     name, force = _pod(run, step.args["pod"]), bool(step.args.get("force"))
+    run.deleted.add(name)
     run.stage.delete_pod(name, force=force)
     run.say(f"pod {name} deleted{' (force)' if force else ''}")
     kube, ns = run.stage.kube, run.stage.namespace
@@ -584,10 +588,19 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def _gave_up(output: str) -> float | None:
+    """When the hook's (last) deadline passed, by its own log line in helm's output."""
+    moments = [_moment(m["at"]) for m in HOOK_DEADLINE.finditer(output)]
+    return moments[-1] if moments else None
+
+
+def _moment(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def _gate(output: str) -> tuple[int, float, float] | None:
     """(pods, moment, the hook's own wait) of the hook's verdict in helm's output."""
     match = HOOK_VERDICT.search(output)
     if match is None:
         return None
-    moment = datetime.fromisoformat(match["at"].replace("Z", "+00:00")).timestamp()
-    return int(match["pods"]), moment, float(match["after"])
+    return int(match["pods"]), _moment(match["at"]), float(match["after"])

@@ -1,0 +1,124 @@
+"""The expectations judge what a run recorded, not what the file itself did.
+
+Each test gives an expectation what a real run would record: the real hook
+against real app processes on loopback where the hook's words matter, and a
+timeline of the moments a cluster showed where only the order matters.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.hook import Exit
+from e2e.loopback import AppProcess
+from e2e.playbook.checks import EXPECTATIONS, Outcome
+from e2e.playbook.engine import _gave_up
+from e2e.timeline import Operation, PodLife, Timeline
+from tests.unit.conftest import AppFactory, Hook, hooks, make_app, run_hook
+
+__all__ = ["hooks", "make_app"]  # fixtures, used by name
+
+
+def _moment(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _operation(app: AppProcess, op_id: str, seconds: float) -> Operation:
+    record = app.operation(op_id)
+    return Operation(
+        pod=app.endpoint, id=op_id, seconds=seconds, started=_moment(record["started_at"])
+    )
+
+
+def outcome(timeline: Timeline, output: str, ended: float, **more: object) -> Outcome:
+    return Outcome(
+        timeline=timeline,
+        main_code=1,
+        main_output=output,
+        main_started=timeline.started,
+        main_ended=ended,
+        originals={},
+        gate=None,
+        accepts_after=None,
+        release=None,
+        **more,  # type: ignore[arg-type]
+    )
+
+
+def test_work_that_arrives_after_the_deadline_released_the_fences_is_not_the_hooks_to_name(
+    make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    app = make_app()
+    started = datetime.now().timestamp()
+    long = app.start_operation(60)
+    hook = run_hook(hooks, "--endpoints", app.endpoint, "--timeout", "2")
+    assert hook.wait() == Exit.NOT_IDLE, hook.output
+    # The fences are released: work arrives, as it does on a cluster while helm is still
+    # reporting the failed hook.
+    late = app.start_operation(60)
+    helm_ended = datetime.now().timestamp()
+
+    timeline = Timeline(started=started)
+    for op_id in (long, late):
+        timeline.operations[op_id] = _operation(app, op_id, 60)
+    gave_up = _gave_up(hook.output)
+    assert gave_up is not None, hook.output
+    assert timeline.operations[late].started > gave_up  # the arrival came after the hook's word
+
+    row = EXPECTATIONS["failureNamesBusyOperations"](
+        outcome(timeline, hook.output, helm_ended, gave_up=gave_up), True
+    )
+    assert row.held, row
+    assert row.observed == f"names {long}"
+
+
+def test_without_the_hooks_word_the_busy_work_is_judged_at_helms_end() -> None:
+    timeline = Timeline(started=0.0)
+    timeline.operations["a"] = Operation(pod="p", id="op-a", seconds=60, started=1.0)
+    row = EXPECTATIONS["failureNamesBusyOperations"](outcome(timeline, "no words", 30.0), True)
+    assert not row.held
+    assert row.observed == "does not name op-a"
+
+
+def _pod(name: str, terminating: float) -> PodLife:
+    return PodLife(
+        name=name, uid=name, role="app", image="v1", created=0.0, terminating=terminating
+    )
+
+
+def _hook(finished: float) -> PodLife:
+    return PodLife(
+        name="hook",
+        uid="hook",
+        role="hook",
+        image="v2",
+        created=2.0,
+        exited=finished,
+        exit_code=0,
+        finished=finished,
+    )
+
+
+def rollout(deleted: set[str]) -> Outcome:
+    """Two pods when the run began; app-0 deleted at 5 s, the gate open at 10 s, the hook's
+    bare Pod done at 11 s, app-1 (helm's rollout) terminating at 12 s."""
+    timeline = Timeline(started=0.0)
+    for life in (_pod("app-0", 5.0), _pod("app-1", 12.0), _hook(11.0)):
+        timeline.pods[life.uid] = life
+    o = outcome(timeline, "", 20.0, deleted=deleted)
+    o.main_started = 1.0
+    o.originals = {"app-0": "app-0", "app-1": "app-1"}
+    o.gate = (1, 10.0, 8.0)
+    return o
+
+
+def test_a_pod_the_file_deleted_before_the_gate_is_not_an_early_rollout() -> None:
+    row = EXPECTATIONS["rolloutAfterGate"](rollout(deleted={"app-0"}), True)
+    assert row.held, row
+    assert "deleted by the file, not counted: app-0" in row.observed
+
+
+def test_an_old_pod_terminating_before_the_hook_is_done_is_still_an_early_rollout() -> None:
+    row = EXPECTATIONS["rolloutAfterGate"](rollout(deleted=set()), True)
+    assert not row.held
+    assert "terminating before: ['app-0']" in row.observed
