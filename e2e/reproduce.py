@@ -9,6 +9,7 @@ folder. Exit 0 only if every expectation held (2: a bad file).
 
     python -m e2e.reproduce e2e/scenarios/files/in-flight-upgrade.scenario.yaml
     python -m e2e.reproduce my.scenario.yaml --helm 4 --repeat 5
+    python -m e2e.reproduce --schema > scenario.schema.json
     python -m e2e.reproduce my.scenario.yaml --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl
     python -m e2e.reproduce my.scenario.yaml --cluster existing --kubeconfig ~/.kube/config \
         --registry localhost:5000
@@ -102,7 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         epilog="The cluster options are those of tox -e e2e and python -m e2e.cluster "
         "(e2e/cluster/options.py).",
     )
-    parser.add_argument("file", type=Path, help="a scenario file (*.scenario.yaml)")
+    parser.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        help="a scenario file (any name; pytest collects *.scenario.yaml)",
+    )
+    parser.add_argument(
+        "--schema",
+        action="store_true",
+        help="print the scenario files' JSON schema, for editors and files kept elsewhere; no file",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
@@ -125,6 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-image", help="the app image's base (default: the provider's)")
     ClusterOptions.add_arguments(parser.add_argument)
     args = parser.parse_args(argv)
+    if args.schema:
+        from e2e.playbook.load import SCHEMA_PATH
+
+        sys.stdout.write(SCHEMA_PATH.read_text())
+        return 0
+    if args.file is None:
+        parser.error("a scenario file is needed (or --schema)")
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
 

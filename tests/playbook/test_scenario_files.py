@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from ruamel.yaml import YAML
 
 from e2e.playbook.load import SCHEMA_PATH, ScenarioFileError, load
 
@@ -247,3 +248,39 @@ def test_pytest_reports_a_bad_file_as_a_collection_error(tmp_path: Path) -> None
     assert result.returncode == 2, result.stdout  # interrupted: errors during collection
     assert "ERROR collecting sample.scenario.yaml" in result.stdout
     assert "sample.scenario.yaml:14: spec.work[0].seconds: -5 is less than" in result.stdout
+
+
+def reproduce(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e2e.reproduce", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+def test_reproduce_prints_the_schema_for_files_kept_elsewhere(tmp_path: Path) -> None:
+    result = reproduce("--schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema == json.loads(SCHEMA_PATH.read_text())
+    # A file kept outside the repository validates against what it printed.
+    kept = YAML(typ="safe").load(write(tmp_path, GOOD).read_text())
+    jsonschema.Draft202012Validator(schema).validate(kept)
+
+
+def test_reproduce_takes_a_file_of_any_name(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "incident-2026-12-07.yml"
+    elsewhere.write_text(GOOD)
+    result = reproduce("--check", str(elsewhere))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{elsewhere}: ok (sample:")
+
+
+def test_reproduce_without_a_file_says_what_it_needs() -> None:
+    result = reproduce()
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "python -m e2e.reproduce: error: a scenario file is needed (or --schema)"
+    )
