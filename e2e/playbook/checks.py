@@ -32,6 +32,24 @@ class Row:
 
 
 @dataclass
+class Arrival:
+    """One arrival of the file's work at one pod, and how the pod answered."""
+
+    at: float  # wall-clock seconds, as the timeline's
+    pod: str  # "" when no pod was there to take it
+    seconds: float
+    fate: str  # accepted, refused (the app said no), unanswered (no pod, or not the app)
+    said: str  # the operation's id, the app's status and error, or what answered instead
+
+
+# What became of an operation of the file's work, and of an arrival; the keys of
+# ``expect.operations`` and ``expect.arrivals``.
+OPERATION_FATES = ("succeeded", "drained", "cutOff", "failed", "running")
+ARRIVAL_FATES = ("accepted", "refused", "unanswered")
+PHASES = ("all", "before", "during", "after")  # of the upgrade's helm command
+
+
+@dataclass
 class Outcome:
     """What a run saw, for the expectations."""
 
@@ -48,6 +66,7 @@ class Outcome:
     probes: set[str] = field(default_factory=set)  # ids of the operations acceptsWork started
     deleted: set[str] = field(default_factory=set)  # pods the file's deletePod steps deleted
     gave_up: float | None = None  # when the hook said its deadline passed (fences released)
+    arrivals: list[Arrival] = field(default_factory=list)  # of the file's work, in order
 
     def work(self) -> list[Operation]:
         return [o for o in self.timeline.operations.values() if o.id not in self.probes]
@@ -59,6 +78,24 @@ class Outcome:
         _, opened, _ = self.gate
         ends = [o.finished or opened for o in self.work() if o.started < opened]
         return max(ends) if ends else None
+
+    def fate(self, op: Operation) -> str:
+        """succeeded (before its pod began terminating), drained (ended while it was),
+        cutOff (its pod went away first), failed, or running (at the run's end)."""
+        if op.cut_off:
+            return "cutOff"
+        if op.state != "succeeded":
+            return op.state
+        life = next((p for p in self.timeline.pods.values() if p.name == op.pod), None)
+        if life and life.terminating and op.finished and op.finished >= life.terminating:
+            return "drained"
+        return "succeeded"
+
+    def phase(self, moment: float) -> str:
+        """Of the upgrade's helm command: before it started, during, after it ended."""
+        if moment < self.main_started:
+            return "before"
+        return "during" if self.main_ended is None or moment < self.main_ended else "after"
 
     def hook_pods(self) -> list[PodLife]:
         return sorted(
@@ -248,6 +285,52 @@ def _no_cut_off(o: Outcome, expected: bool) -> Row:
     return Row("noOperationCutOff", str(expected).lower(), observed, none_cut == expected)
 
 
+def _count_holds(count: int, wanted: Any) -> bool:
+    if isinstance(wanted, int):
+        return count == wanted
+    least, most = int(wanted.get("atLeast", 0)), int(wanted.get("atMost", count))
+    return least <= count <= most
+
+
+def _wanted(wanted: Any) -> str:
+    if isinstance(wanted, int):
+        return str(wanted)
+    bounds = [f">= {wanted['atLeast']}" if "atLeast" in wanted else ""]
+    bounds.append(f"<= {wanted['atMost']}" if "atMost" in wanted else "")
+    return " and ".join(b for b in bounds if b)
+
+
+def _by_fate(name: str, counts: dict[str, int], expected: dict[str, Any]) -> tuple[bool, str, str]:
+    held = all(_count_holds(counts.get(fate, 0), n) for fate, n in expected.items())
+    wanted = ", ".join(f"{fate} {_wanted(n)}" for fate, n in expected.items())
+    seen = ", ".join(f"{fate} {n}" for fate, n in counts.items() if n) or f"no {name}"
+    return held, wanted, seen
+
+
+def _operations(o: Outcome, expected: dict[str, Any]) -> Row:
+    counts = dict.fromkeys(OPERATION_FATES, 0)
+    for op in o.work():
+        counts[o.fate(op)] = counts.get(o.fate(op), 0) + 1
+    held, wanted, seen = _by_fate("operation", counts, expected)
+    return Row("operations", wanted, seen, held)
+
+
+def _arrivals(o: Outcome, expected: dict[str, dict[str, Any]]) -> Row:
+    held, wanted, seen = True, [], []
+    for phase, fates in expected.items():
+        counts = dict.fromkeys(ARRIVAL_FATES, 0)
+        for arrival in o.arrivals:
+            if phase == "all" or o.phase(arrival.at) == phase:
+                counts[arrival.fate] += 1
+        ok, want, saw = _by_fate("arrival", counts, fates)
+        held = held and ok
+        wanted.append(f"{phase}: {want}")
+        seen.append(f"{phase}: {saw}")
+    refusals = sorted({a.said for a in o.arrivals if a.fate == "refused"})
+    said = f" (refused: {', '.join(refusals)})" if refusals else ""
+    return Row("arrivals", "; ".join(wanted), "; ".join(seen) + said, held)
+
+
 def _pods_replaced(o: Outcome, expected: bool) -> Row:
     kept = [
         name
@@ -355,6 +438,8 @@ EXPECTATIONS: dict[str, Expectation] = {
     "helmOutput": _helm_output,
     "failureNamesBusyOperations": _failure_names_busy,
     "noOperationCutOff": _no_cut_off,
+    "operations": _operations,
+    "arrivals": _arrivals,
     "podsReplaced": _pods_replaced,
     "gatedPods": _gated_pods,
     "gateOpenedWithin": _gate_opened_within,

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from e2e.helm import BackgroundHelm, Helm
-from e2e.kube import is_ready, wait_for
-from e2e.playbook.checks import CONDITIONS, EXPECTATIONS, Outcome, Row
+from e2e.kube import AppAnswer, is_ready, wait_for
+from e2e.playbook.checks import CONDITIONS, EXPECTATIONS, Arrival, Outcome, Row
 from e2e.playbook.load import Play, Step, Work
 from e2e.stage import HOOK_DEADLINE, HOOK_VERDICT, Stage
 from e2e.timeline import Operation
@@ -122,6 +122,7 @@ class Run:
         self.accepted: dict[str, str] = {}  # pod -> operation started by a refusesWork try
         self.probes: set[str] = set()  # operations started by checks, not by the file's work
         self.deleted: set[str] = set()  # pods deleted by the file's deletePod steps
+        self.arrivals: list[Arrival] = []  # of the file's work, as they came
         self.accepts_after: float | None = None
         self.t0 = time.monotonic()
         self._changed = threading.Event()  # a helm command ended
@@ -169,6 +170,7 @@ class Run:
             probes=self.probes,
             deleted=self.deleted,
             gave_up=_gave_up(main.output) if main else None,
+            arrivals=list(self.arrivals),
         )
         rows = [EXPECTATIONS[key](outcome, value) for key, value in self.file.expect.items()]
         if main and main.ended:
@@ -336,14 +338,20 @@ class Run:
         for moment, _, work in self._arrivals():
             if self._stop.wait(max(0.0, moment - self.elapsed())):
                 break
-            for pod in self.resolve(work.pods):
+            pods = self.resolve(work.pods)
+            if not pods:
+                self.arrivals.append(
+                    Arrival(time.time(), "", work.seconds, "unanswered", "no pod to take it")
+                )
+            for pod in pods:
+                arrived = time.time()
                 answer = self.stage.kube.call(
                     self.stage.namespace, pod, "POST", "/operations", {"seconds": work.seconds}
                 )
+                arrival = Arrival(arrived, pod, work.seconds, *_fate(answer))
+                self.arrivals.append(arrival)
                 outcome = (
-                    "accepted"
-                    if answer.status == 202
-                    else (f"refused ({answer.status} {answer.body.get('error', '')})".strip())
+                    "accepted" if arrival.fate == "accepted" else f"{arrival.fate} ({arrival.said})"
                 )
                 counts[outcome] = counts.get(outcome, 0) + 1
                 if last.get(pod) != outcome:
@@ -586,6 +594,17 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
+
+
+def _fate(answer: AppAnswer) -> tuple[str, str]:
+    """(fate, what was said) of one arrival: the operation's id; the app's refusal, its
+    status and error; or, where the app did not answer, what did instead."""
+    if answer.status == 202:
+        return "accepted", str(answer.body.get("id"))
+    if answer.status and "error" in answer.body:
+        return "refused", f"{answer.status} {answer.body['error']}"
+    other = answer.body.get("error") or answer.body.get("message") or answer.body.get("raw", "")
+    return "unanswered", f"{answer.status} {str(other)[:80]}".strip()
 
 
 def _gave_up(output: str) -> float | None:

@@ -274,6 +274,25 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
                     f"unknown key {key!r}; expected one of: {', '.join(known)}",
                 )
         return
+    if error.validator == "oneOf" and error.schema == scenario_schema()["$defs"]["count"]:
+        # A count in expect.operations or expect.arrivals: say what one is, and what is wrong.
+        inside = [e for e in error.context if e.path]  # a bad atLeast or atMost
+        if isinstance(instance, Mapping) and inside:
+            for inner in inside:
+                yield from _explain(inner, document)
+            return
+        unknown = (
+            [k for k in instance if k not in ("atLeast", "atMost")]
+            if isinstance(instance, Mapping)
+            else []
+        )
+        message = (
+            f"unknown key {unknown[0]!r}; expected one of: atLeast, atMost"
+            if unknown
+            else f"{_shown(instance)} is not a count: a whole number >= 0, or atLeast/atMost"
+        )
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
     if error.validator == "oneOf" and isinstance(instance, Mapping):
         actions = [a for a in ACTIONS if a in instance]
         if not actions:
@@ -355,6 +374,8 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
     yield from _rollback_problems(spec, document)
     yield from _chart_value_problems(raw, document)
     yield from _work_length_problems(spec, raw, document)
+    # Counts whose least is more than their most.
+    yield from _count_problems(spec["expect"], document)
 
 
 def _problem(document: Any, path: Path_, message: str) -> Problem:
@@ -408,6 +429,21 @@ def _arrival_problems(where: Path_, work: dict[str, Any], document: Any) -> Iter
                 (*where, "every"),
                 f"every {every:g} s for {span:g} s is {int(span / every) + 1} arrivals; "
                 f"at most {MAX_ARRIVALS} in a run",
+            )
+
+
+def _count_problems(expect: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """An `atLeast` above its `atMost` in expect.operations or expect.arrivals: no count fits."""
+    counted: list[tuple[Path_, Any]] = [
+        (("spec", "expect", "operations", fate), n)
+        for fate, n in expect.get("operations", {}).items()
+    ]
+    for phase, fates in expect.get("arrivals", {}).items():
+        counted += [(("spec", "expect", "arrivals", phase, f), n) for f, n in fates.items()]
+    for where, n in counted:
+        if isinstance(n, dict) and n.get("atLeast", 0) > n.get("atMost", n.get("atLeast", 0)):
+            yield _problem(
+                document, where, f"atLeast {n['atLeast']} is more than atMost {n['atMost']}"
             )
 
 

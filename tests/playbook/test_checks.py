@@ -11,7 +11,7 @@ from datetime import datetime
 
 from app.hook import Exit
 from e2e.loopback import AppProcess
-from e2e.playbook.checks import EXPECTATIONS, Outcome
+from e2e.playbook.checks import EXPECTATIONS, Arrival, Outcome
 from e2e.playbook.engine import _gave_up
 from e2e.timeline import Operation, PodLife, Timeline
 from tests.unit.conftest import AppFactory, Hook, hooks, make_app, run_hook
@@ -122,3 +122,72 @@ def test_an_old_pod_terminating_before_the_hook_is_done_is_still_an_early_rollou
     row = EXPECTATIONS["rolloutAfterGate"](rollout(deleted=set()), True)
     assert not row.held
     assert "terminating before: ['app-0']" in row.observed
+
+
+def fates() -> Outcome:
+    """app-0 began terminating at 10 s and was gone at 12 s; helm ran from 5 s to 20 s.
+    Operations: one done before the delete, one done while app-0 drained, one lost with
+    app-0, one on app-1 still running at the end. Arrivals before, during and after helm."""
+    timeline = Timeline(started=0.0)
+    timeline.pods["app-0"] = PodLife(
+        name="app-0", uid="app-0", role="app", image="v1", created=0.0, terminating=10.0, gone=12.0
+    )
+    timeline.pods["app-1"] = PodLife(
+        name="app-1", uid="app-1", role="app", image="v2", created=13.0
+    )
+    for op in (
+        Operation("app-0", "done", 3, 1.0, finished=4.0, state="succeeded"),
+        Operation("app-0", "drained", 10, 1.0, finished=11.0, state="succeeded"),
+        Operation("app-0", "lost", 30, 2.0, finished=12.0, cut_off=True),
+        Operation("app-1", "late", 60, 21.0),
+    ):
+        timeline.operations[f"{op.pod}/{op.id}"] = op
+    arrivals = [
+        Arrival(1.0, "app-0", 3, "accepted", "done"),
+        Arrival(6.0, "app-0", 3, "refused", "503 draining"),
+        Arrival(7.0, "app-0", 3, "refused", "503 draining"),
+        Arrival(12.5, "", 3, "unanswered", "no pod to take it"),
+        Arrival(21.0, "app-1", 60, "accepted", "late"),
+    ]
+    o = outcome(timeline, "", 20.0, arrivals=arrivals)
+    o.main_started = 5.0
+    return o
+
+
+def test_each_operation_has_its_fate() -> None:
+    o = fates()
+    assert {op.id: o.fate(op) for op in o.work()} == {
+        "done": "succeeded",
+        "drained": "drained",
+        "lost": "cutOff",
+        "late": "running",
+    }
+    row = EXPECTATIONS["operations"](o, {"cutOff": 1, "drained": 1, "succeeded": {"atLeast": 1}})
+    assert row.held, row
+    assert row.observed == "succeeded 1, drained 1, cutOff 1, running 1"
+
+
+def test_an_operation_drained_by_a_graceful_delete_is_not_cut_off() -> None:
+    row = EXPECTATIONS["operations"](fates(), {"cutOff": 0})
+    assert not row.held  # one was lost with its pod: the drained one alone would pass
+    assert row.expected == "cutOff 0"
+    assert EXPECTATIONS["noOperationCutOff"](fates(), True).held is False
+
+
+def test_arrivals_are_counted_by_fate_in_each_phase_of_the_upgrade() -> None:
+    wanted = {
+        "before": {"accepted": 1, "refused": 0},
+        "during": {"refused": 2, "unanswered": {"atMost": 1}},
+        "after": {"refused": 0, "accepted": {"atLeast": 1}},
+        "all": {"accepted": 2},
+    }
+    row = EXPECTATIONS["arrivals"](fates(), wanted)
+    assert row.held, row
+    assert "refused: 503 draining" in row.observed
+
+
+def test_an_arrival_count_that_does_not_hold_says_what_was_seen() -> None:
+    row = EXPECTATIONS["arrivals"](fates(), {"during": {"refused": 0}})
+    assert not row.held
+    assert row.expected == "during: refused 0"
+    assert row.observed == "during: refused 2, unanswered 1 (refused: 503 draining)"

@@ -284,3 +284,80 @@ def test_reproduce_without_a_file_says_what_it_needs() -> None:
     assert result.stderr.strip().splitlines()[-1] == (
         "python -m e2e.reproduce: error: a scenario file is needed (or --schema)"
     )
+
+
+# Each new key's bad values: refused with the line and the field (the line after GOOD's last).
+FATE_LINE = len(GOOD.splitlines()) + 1
+
+
+@pytest.mark.parametrize(
+    ("added", "problem"),
+    [
+        (
+            "operations: {cutOff: -1}",
+            "spec.expect.operations.cutOff: -1 is not a count: a whole number >= 0, or "
+            "atLeast/atMost",
+        ),
+        (
+            "operations: {succeeded: 1.5}",
+            "spec.expect.operations.succeeded: 1.5 is not a count",
+        ),
+        (
+            "operations: {lost: 1}",
+            "spec.expect.operations.lost: unknown key 'lost'; expected one of: cutOff, drained, "
+            "failed, running, succeeded",
+        ),
+        ("operations: {}", "spec.expect.operations: empty: say at least one thing"),
+        (
+            "operations: {cutOff: {atLeast: 3, atMost: 1}}",
+            "spec.expect.operations.cutOff: atLeast 3 is more than atMost 1",
+        ),
+        (
+            "operations: {cutOff: {atleast: 3}}",
+            "spec.expect.operations.cutOff: unknown key 'atleast'; expected one of: atLeast, "
+            "atMost",
+        ),
+        (
+            "operations: {cutOff: {atLeast: -1}}",
+            "spec.expect.operations.cutOff.atLeast: -1 is less than the minimum of 0",
+        ),
+        (
+            "arrivals: {sometime: {refused: 0}}",
+            "spec.expect.arrivals.sometime: unknown key 'sometime'; expected one of: after, all, "
+            "before, during",
+        ),
+        ("arrivals: {after: {}}", "spec.expect.arrivals.after: empty: say at least one thing"),
+        (
+            "arrivals: {after: {rejected: 0}}",
+            "spec.expect.arrivals.after.rejected: unknown key 'rejected'; expected one of: "
+            "accepted, refused, unanswered",
+        ),
+        (
+            "arrivals: {during: {refused: {atLeast: 2, atMost: 0}}}",
+            "spec.expect.arrivals.during.refused: atLeast 2 is more than atMost 0",
+        ),
+    ],
+)
+def test_bad_counts_of_fates_are_refused_with_line_and_field(
+    tmp_path: Path, added: str, problem: str
+) -> None:
+    problems = refusal(tmp_path, f"{GOOD}    {added}\n")
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{FATE_LINE}: {problem}"), problems
+
+
+def test_counts_of_fates_load(tmp_path: Path) -> None:
+    text = (
+        f"{GOOD}    operations: {{cutOff: 0, succeeded: {{atLeast: 1}}}}\n"
+        "    arrivals: {all: {unanswered: 0}, after: {refused: 0, accepted: {atLeast: 1}}}\n"
+    )
+    play = load(write(tmp_path, text))
+    assert play.expect["operations"] == {"cutOff": 0, "succeeded": {"atLeast": 1}}
+    assert play.expect["arrivals"]["after"] == {"refused": 0, "accepted": {"atLeast": 1}}
+
+
+def test_a_bad_count_exits_2_from_reproduce(tmp_path: Path) -> None:
+    bad = write(tmp_path, f"{GOOD}    operations: {{cutOff: -1}}\n")
+    result = reproduce("--check", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:{FATE_LINE}: spec.expect.operations.cutOff: -1 is not a count" in result.stderr
