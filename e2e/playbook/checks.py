@@ -91,6 +91,36 @@ class Outcome:
             return "drained"
         return "succeeded"
 
+    def fates(self) -> dict[str, list[dict[str, Any]]]:
+        """Every operation of the file's work and every arrival, each with its fate and the
+        phase of the upgrade it began in: verdict.json's record of what became of the work."""
+        t0 = self.timeline.started
+        return {
+            "operations": [
+                {
+                    "pod": op.pod,
+                    "id": op.id,
+                    "seconds": op.seconds,
+                    "started": round(op.started - t0, 3),
+                    "finished": None if op.finished is None else round(op.finished - t0, 3),
+                    "phase": self.phase(op.started),
+                    "fate": self.fate(op),
+                }
+                for op in sorted(self.work(), key=lambda op: op.started)
+            ],
+            "arrivals": [
+                {
+                    "at": round(a.at - t0, 3),
+                    "pod": a.pod,
+                    "seconds": a.seconds,
+                    "phase": self.phase(a.at),
+                    "fate": a.fate,
+                    "said": a.said,
+                }
+                for a in self.arrivals
+            ],
+        }
+
     def phase(self, moment: float) -> str:
         """Of the upgrade's helm command: before it started, during, after it ended."""
         if moment < self.main_started:

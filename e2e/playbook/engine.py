@@ -57,6 +57,8 @@ class Verdict:
     directory: str
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
+    # What became of the work: each operation's and arrival's fate (Outcome.fates).
+    fates: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def held(self) -> bool:
@@ -84,6 +86,7 @@ class Verdict:
             "held": self.held,
             "rows": [row.to_json() for row in self.rows],
             "notes": self.notes,
+            "fates": self.fates,
         }
 
     @classmethod
@@ -95,6 +98,7 @@ class Verdict:
             directory=data["directory"],
             rows=[Row(**row) for row in data["rows"]],
             notes=list(data.get("notes", [])),
+            fates=dict(data.get("fates", {})),
         )
 
 
@@ -184,6 +188,7 @@ class Run:
             directory=str(self.stage.artifacts),
             rows=self.rows + rows,
             notes=self.notes,
+            fates=outcome.fates(),
         )
 
     def elapsed(self) -> float:

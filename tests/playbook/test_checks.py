@@ -191,3 +191,20 @@ def test_an_arrival_count_that_does_not_hold_says_what_was_seen() -> None:
     assert not row.held
     assert row.expected == "during: refused 0"
     assert row.observed == "during: refused 2, unanswered 1 (refused: 503 draining)"
+
+
+def test_the_fates_are_recorded_for_verdict_json() -> None:
+    fates_ = fates().fates()
+    assert [(op["id"], op["phase"], op["fate"]) for op in fates_["operations"]] == [
+        ("done", "before", "succeeded"),
+        ("drained", "before", "drained"),
+        ("lost", "before", "cutOff"),
+        ("late", "after", "running"),
+    ]
+    assert [(a["at"], a["phase"], a["fate"], a["said"]) for a in fates_["arrivals"]] == [
+        (1.0, "before", "accepted", "done"),
+        (6.0, "during", "refused", "503 draining"),
+        (7.0, "during", "refused", "503 draining"),
+        (12.5, "during", "unanswered", "no pod to take it"),
+        (21.0, "after", "accepted", "late"),
+    ]
