@@ -160,7 +160,11 @@ class RunView(Protocol):
         """The probe operation the pod once accepted, if one did."""
 
     def try_work(self, pod: str) -> tuple[int, str]:
-        """(HTTP status, the operation's id or the error) of one second of work started."""
+        """(HTTP status, the operation's id or the error) of one second of work started;
+        a pod that accepts it is remembered (``accepted_on``)."""
+
+    def probe_work(self, pod: str) -> tuple[int, str]:
+        """The same, remembered only as a probe: for a pod expected to take work."""
 
     def original_pods(self) -> Mapping[str, str]:
         """uid -> name of the app pods when the run began."""
@@ -211,6 +215,20 @@ def _refuses_work(run: RunView, expected: Any) -> tuple[bool, str]:
     return held, ", ".join(f"{pod}: {v}" for pod, v in seen.items())
 
 
+def _not_fenced(run: RunView, expected: Any) -> tuple[bool, str]:
+    seen = {pod: not run.is_fenced(pod) for pod in run.pods(expected)}
+    return bool(seen) and all(seen.values()), _names(seen, "not fenced", "fenced")
+
+
+def _accepts_work(run: RunView, expected: Any) -> tuple[bool, str]:
+    seen: dict[str, str] = {}
+    for pod in run.pods(expected):
+        status, said = run.probe_work(pod)
+        seen[pod] = "accepts" if status == 202 else f"{status} {said}"
+    held = bool(seen) and all(v == "accepts" for v in seen.values())
+    return held, ", ".join(f"{pod}: {v}" for pod, v in seen.items()) or "no pod"
+
+
 def _pods_untouched(run: RunView, expected: bool) -> tuple[bool, str]:
     changed = []
     originals = run.original_pods()
@@ -253,6 +271,8 @@ CONDITIONS: dict[str, Condition] = {
     "helmRunning": _helm_running,
     "fenced": _fenced,
     "refusesWork": _refuses_work,
+    "notFenced": _not_fenced,
+    "acceptsWork": _accepts_work,
     "podsUntouched": _pods_untouched,
     "operationsRunning": _operations_running,
     "hookJobFailures": _hook_job_failures,

@@ -411,11 +411,16 @@ class Run:
 
     def try_work(self, pod: str) -> tuple[int, str]:
         """One second of work on the pod; what it accepts is a probe, never the file's work."""
+        status, said = self.probe_work(pod)
+        if status == 202:
+            self.accepted[pod] = said
+        return status, said
+
+    def probe_work(self, pod: str) -> tuple[int, str]:
         s = self.stage
         answer = s.kube.call(s.namespace, pod, "POST", "/operations", {"seconds": 1})
         if answer.status == 202:
-            self.accepted[pod] = str(answer.body.get("id"))
-            self.probes.add(self.accepted[pod])
+            self.probes.add(str(answer.body.get("id")))
         return answer.status, str(answer.body.get("error", answer.body.get("id", "")))
 
     def original_pods(self) -> dict[str, str]:

@@ -208,3 +208,52 @@ def test_the_fates_are_recorded_for_verdict_json() -> None:
         (12.5, "during", "unanswered", "no pod to take it"),
         (21.0, "after", "accepted", "late"),
     ]
+
+
+class LoopbackRun:
+    """What a check step sees (checks.RunView), over real app processes on loopback: the
+    fence and the work are the app's own answers, as through the API server's proxy."""
+
+    def __init__(self, **apps: AppProcess) -> None:
+        self.apps = apps
+        self.accepted: dict[str, str] = {}
+        self.probes: set[str] = set()
+
+    def pods(self, which: object) -> list[str]:
+        names = list(self.apps)
+        return names if which == "all" else [names[i] for i in which]  # type: ignore[attr-defined]
+
+    def is_fenced(self, pod: str) -> bool:
+        return bool(self.apps[pod].status()["draining"])
+
+    def probe_work(self, pod: str) -> tuple[int, str]:
+        answer = self.apps[pod].post("/operations", json={"seconds": 1})
+        body = answer.json()
+        if answer.status_code == 202:
+            self.probes.add(body["id"])
+        return answer.status_code, str(body.get("error", body.get("id", "")))
+
+
+def test_not_fenced_and_accepts_work_hold_at_a_moment(make_app: AppFactory) -> None:
+    from e2e.loopback import TOKEN
+    from e2e.playbook.checks import CONDITIONS
+
+    run = LoopbackRun(a=make_app(), b=make_app())
+    assert run.apps["a"].drain(60).status_code == 200
+
+    assert CONDITIONS["notFenced"](run, [1]) == (True, "b not fenced")  # type: ignore[arg-type]
+    assert CONDITIONS["notFenced"](run, "all") == (  # type: ignore[arg-type]
+        False,
+        "a fenced, b not fenced",
+    )
+    held, seen = CONDITIONS["acceptsWork"](run, "all")  # type: ignore[arg-type]
+    assert (held, seen) == (False, "a: 503 draining, b: accepts")
+    assert len(run.probes) == 1  # b's second of work, a probe, not the file's work
+
+    lifted = run.apps["a"].delete("/drain", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert lifted.status_code == 200, lifted.text
+    assert CONDITIONS["notFenced"](run, "all") == (  # type: ignore[arg-type]
+        True,
+        "a not fenced, b not fenced",
+    )
+    assert CONDITIONS["acceptsWork"](run, [0])[0]  # type: ignore[arg-type]
