@@ -176,7 +176,8 @@ class Run:
             gave_up=_gave_up(main.output) if main else None,
             arrivals=list(self.arrivals),
         )
-        rows = [EXPECTATIONS[key](outcome, value) for key, value in self.file.expect.items()]
+        expect = self.file.expect_for(self.stage.helm.major)
+        rows = [EXPECTATIONS[key](outcome, value) for key, value in expect.items()]
         if main and main.ended:
             for row in rows:
                 if row.name == "helm":
@@ -271,8 +272,9 @@ class Run:
             gate = _gate(command.output)
             if gate and self.stage.recorder:
                 self.stage.recorder.mark_at("hook: upgrade may proceed", gate[1])
-            if "acceptsWorkWithin" in self.file.expect:
-                self._measure_accepts(ended, float(self.file.expect["acceptsWorkWithin"]))
+            expect = self.file.expect_for(self.stage.helm.major)
+            if "acceptsWorkWithin" in expect:
+                self._measure_accepts(ended, float(expect["acceptsWorkWithin"]))
         with self._lock:
             self.ended[name] = self.elapsed()
         self._changed.set()

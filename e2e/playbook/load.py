@@ -121,6 +121,12 @@ class Play:
     def main(self) -> Step:
         return next(s for s in self.steps if s.main)
 
+    def expect_for(self, major: int) -> dict[str, Any]:
+        """``spec.expect`` as it applies when Helm ``major`` plays the file: the shared
+        expectations, with what ``byHelm`` says for that major in their place or added."""
+        shared = {k: v for k, v in self.expect.items() if k != "byHelm"}
+        return {**shared, **self.expect.get("byHelm", {}).get(f"helm{major}", {})}
+
 
 # -- problems ----------------------------------------------------------------------------
 
@@ -274,6 +280,10 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
                     f"unknown key {key!r}; expected one of: {', '.join(known)}",
                 )
         return
+    if error.schema is False:  # the schema's one false: byHelm within byHelm
+        where = (*path, "byHelm")
+        yield Problem(line_of(document, where), dotted(where), "not allowed within byHelm")
+        return
     if error.validator == "oneOf" and error.schema == scenario_schema()["$defs"]["count"]:
         # A count in expect.operations or expect.arrivals: say what one is, and what is wrong.
         inside = [e for e in error.context if e.path]  # a bad atLeast or atMost
@@ -374,8 +384,16 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
     yield from _rollback_problems(spec, document)
     yield from _chart_value_problems(raw, document)
     yield from _work_length_problems(spec, raw, document)
-    # Counts whose least is more than their most.
+    # Counts whose least is more than their most; expectations for a Helm that never plays.
     yield from _count_problems(spec["expect"], document)
+    for helm, expect in spec["expect"].get("byHelm", {}).items():
+        yield from _count_problems(expect, document, ("spec", "expect", "byHelm", helm))
+        if spec.get("helm", "each") not in ("each", int(helm.removeprefix("helm"))):
+            yield _problem(
+                document,
+                ("spec", "expect", "byHelm", helm),
+                f"never applies: the file plays only with Helm {spec['helm']} (spec.helm)",
+            )
 
 
 def _problem(document: Any, path: Path_, message: str) -> Problem:
@@ -432,14 +450,15 @@ def _arrival_problems(where: Path_, work: dict[str, Any], document: Any) -> Iter
             )
 
 
-def _count_problems(expect: dict[str, Any], document: Any) -> Iterator[Problem]:
+def _count_problems(
+    expect: dict[str, Any], document: Any, where: Path_ = ("spec", "expect")
+) -> Iterator[Problem]:
     """An `atLeast` above its `atMost` in expect.operations or expect.arrivals: no count fits."""
     counted: list[tuple[Path_, Any]] = [
-        (("spec", "expect", "operations", fate), n)
-        for fate, n in expect.get("operations", {}).items()
+        ((*where, "operations", fate), n) for fate, n in expect.get("operations", {}).items()
     ]
     for phase, fates in expect.get("arrivals", {}).items():
-        counted += [(("spec", "expect", "arrivals", phase, f), n) for f, n in fates.items()]
+        counted += [((*where, "arrivals", phase, f), n) for f, n in fates.items()]
     for where, n in counted:
         if isinstance(n, dict) and n.get("atLeast", 0) > n.get("atMost", n.get("atLeast", 0)):
             yield _problem(

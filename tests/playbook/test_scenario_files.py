@@ -195,7 +195,7 @@ def test_every_key_of_the_schema_has_its_python_and_back() -> None:
     from e2e.playbook.load import ACTIONS
 
     defs = json.loads(SCHEMA_PATH.read_text())["$defs"]
-    assert set(defs["expect"]["properties"]) == set(EXPECTATIONS)
+    assert set(defs["expect"]["properties"]) == {*EXPECTATIONS, "byHelm"}
     assert set(defs["check"]["properties"]) == set(CONDITIONS)
     assert set(ACTIONS) == set(STEPS)
     assert set(ACTIONS) <= set(defs["event"]["properties"])
@@ -336,6 +336,23 @@ FATE_LINE = len(GOOD.splitlines()) + 1
             "arrivals: {during: {refused: {atLeast: 2, atMost: 0}}}",
             "spec.expect.arrivals.during.refused: atLeast 2 is more than atMost 0",
         ),
+        (
+            "byHelm: {helm5: {helm: failed}}",
+            "spec.expect.byHelm.helm5: unknown key 'helm5'; expected one of: helm3, helm4",
+        ),
+        ("byHelm: {helm4: {}}", "spec.expect.byHelm.helm4: empty: say at least one thing"),
+        (
+            "byHelm: {helm4: {hepl: failed}}",
+            "spec.expect.byHelm.helm4.hepl: unknown key 'hepl'",
+        ),
+        (
+            "byHelm: {helm4: {byHelm: {helm3: {helm: failed}}}}",
+            "spec.expect.byHelm.helm4.byHelm: not allowed within byHelm",
+        ),
+        (
+            "byHelm: {helm3: {operations: {cutOff: {atLeast: 2, atMost: 1}}}}",
+            "spec.expect.byHelm.helm3.operations.cutOff: atLeast 2 is more than atMost 1",
+        ),
     ],
 )
 def test_bad_counts_of_fates_are_refused_with_line_and_field(
@@ -361,3 +378,23 @@ def test_a_bad_count_exits_2_from_reproduce(tmp_path: Path) -> None:
     result = reproduce("--check", str(bad))
     assert result.returncode == 2
     assert f"{bad}:{FATE_LINE}: spec.expect.operations.cutOff: -1 is not a count" in result.stderr
+
+
+def test_expectations_by_helm_take_the_place_of_the_shared_ones(tmp_path: Path) -> None:
+    text = GOOD.replace("spec:\n", "spec:\n  helm: each\n", 1) + (
+        "    byHelm:\n      helm4: {helm: failed, hookExits: [1]}\n"
+    )
+    play = load(write(tmp_path, text))
+    assert play.expect_for(3) == {"helm": "succeeded", "noOperationCutOff": True}
+    assert play.expect_for(4) == {"helm": "failed", "noOperationCutOff": True, "hookExits": [1]}
+
+
+def test_expectations_for_a_helm_that_never_plays_the_file_are_refused(tmp_path: Path) -> None:
+    text = (
+        GOOD.replace("spec:\n", "spec:\n  helm: 3\n", 1) + "    byHelm: {helm4: {helm: failed}}\n"
+    )
+    problems = refusal(tmp_path, text)
+    assert problems == [
+        f"{FATE_LINE + 1}: spec.expect.byHelm.helm4: never applies: the file plays only with "
+        "Helm 3 (spec.helm)"
+    ]
