@@ -127,6 +127,7 @@ class Run:
         self.probes: set[str] = set()  # operations started by checks, not by the file's work
         self.deleted: set[str] = set()  # pods deleted by the file's deletePod steps
         self.arrivals: list[Arrival] = []  # of the file's work, as they came
+        self.named: dict[str, str] = {}  # work `as` -> the pod that accepted its first operation
         self.accepts_after: float | None = None
         self.t0 = time.monotonic()
         self._changed = threading.Event()  # a helm command ended
@@ -357,6 +358,9 @@ class Run:
                 )
                 arrival = Arrival(arrived, pod, work.seconds, *_fate(answer))
                 self.arrivals.append(arrival)
+                if work.name and work.name not in self.named and arrival.fate == "accepted":
+                    self.named[work.name] = pod
+                    self.say(f"pod {pod} is {work.name!r}")
                 outcome = (
                     "accepted" if arrival.fate == "accepted" else f"{arrival.fate} ({arrival.said})"
                 )
@@ -374,8 +378,10 @@ class Run:
             )
 
     def resolve(self, pods: Any) -> list[str]:
-        """Pod indexes (the n-th live app pod now, oldest first), `all` or `spread`."""
-        live = self.stage.app_pods()
+        """Pod indexes (the n-th live app pod now, oldest first), `all`, `spread` or a role."""
+        live = self._live_pods()
+        if isinstance(pods, dict):
+            return self._role(pods, live)
         names = [p.metadata.name for p in live]
         if pods == "all":
             return names
@@ -390,6 +396,63 @@ class Run:
         if missing:
             self.say(f"no pod {missing} now: {len(names)} live app pod(s)")
         return [names[i] for i in indexes if i < len(names)]
+
+    def _live_pods(self) -> list[Any]:
+        """The live app pods, oldest first: in the order the recording saw them made (to the
+        tenth of a second; the API server's creationTimestamp has whole seconds), then by
+        creationTimestamp for pods made before it began, then by name."""
+        seen = {p.uid: p.created for p in self.stage.timeline().pods.values()}
+
+        def made(pod: Any) -> tuple[float, str]:
+            created = seen.get(pod.metadata.uid, pod.metadata.creation_timestamp.timestamp())
+            return round(created, 1), pod.metadata.name
+
+        return sorted(self.stage.app_pods(), key=made)
+
+    def _role(self, role: dict[str, Any], live: list[Any]) -> list[str]:
+        """The live pods that play ``role`` now (podRole in the schema); none, said why."""
+        names = [p.metadata.name for p in live]
+        if "named" in role:
+            found = [self.named[role["named"]]] if role["named"] in self.named else []
+        elif "onNode" in role:
+            node = role["onNode"]
+            found = [
+                p.metadata.name
+                for p in live
+                if p.spec.node_name == node or (p.spec.node_name or "").endswith(f"-{node}")
+            ]
+        elif "busiest" in role:
+            running = [o for o in self.work() if o.state == "running" and o.pod in names]
+            found = [max(running, key=lambda o: o.planned_end).pod] if running else []
+        else:
+            found = self._replacement(int(role["replacementOf"]), names)
+        found = [name for name in found if name in names]
+        if not found:
+            self.say(f"no pod plays {role} now: {len(names)} live app pod(s)")
+        return found
+
+    def _replacement(self, index: int, names: list[str]) -> list[str]:
+        """The pod made in place of the ``index``-th original pod: the k-th pod made since the
+        run began for the k-th original to begin terminating."""
+        timeline = self.stage.timeline()
+        originals = list(self.originals)  # uids, oldest first
+        ended = sorted(
+            (life.terminating, uid)
+            for uid in originals
+            if (life := timeline.pods.get(uid)) and life.terminating is not None
+        )
+        order = [uid for _, uid in ended]
+        if originals[index] not in order:
+            return []
+        made = [
+            life.name
+            for life in sorted(timeline.pods.values(), key=lambda life: (life.created, life.name))
+            if life.role == "app"
+            and life.uid not in self.originals
+            and life.created >= timeline.started
+        ]
+        k = order.index(originals[index])
+        return [made[k]] if k < len(made) else []
 
     # -- what a check step sees of the run (checks.RunView) -------------------------------------
 
@@ -502,9 +565,9 @@ def _rollback(run: Run, step: Step, timeout: float) -> None:
     run.start_command(step, command, f"helm rollback to revision {step.args['revision']}")
 
 
-def _pod(run: Run, index: int) -> str:
-    names = run.resolve([index])
-    assert names, f"no pod {index} at +{run.elapsed():.1f}s"
+def _pod(run: Run, which: int | dict[str, Any]) -> str:
+    names = run.resolve(which if isinstance(which, dict) else [which])
+    assert names, f"no pod {which} at +{run.elapsed():.1f}s"
     return names[0]
 
 

@@ -63,12 +63,13 @@ Path_ = tuple[str | int, ...]
 class Work:
     """Operations started on app pods: once at ``at``, or every ``every`` s until ``until``."""
 
-    pods: tuple[int, ...] | str  # indexes, "all" or "spread"
+    pods: tuple[int, ...] | str | dict[str, Any]  # indexes, "all", "spread" or a pod role
     seconds: float
     at: float
     every: float | None
     until: float | None
     where: str
+    name: str | None = None  # `as`: names the pod that accepts its first operation
 
     def arrivals(self) -> list[float]:
         if self.every is None or self.until is None:
@@ -303,6 +304,10 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
         )
         yield Problem(line_of(document, path), dotted(path), message)
         return
+    defs = scenario_schema()["$defs"]
+    if error.validator == "oneOf" and error.schema in (defs["pods"], defs["onePod"]):
+        yield from _pod_problems(error, document)
+        return
     if error.validator == "oneOf" and isinstance(instance, Mapping):
         actions = [a for a in ACTIONS if a in instance]
         if not actions:
@@ -384,6 +389,8 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
     yield from _rollback_problems(spec, document)
     yield from _chart_value_problems(raw, document)
     yield from _work_length_problems(spec, raw, document)
+    # Pod roles: a name some work gives, an original pod that exists.
+    yield from _role_problems(spec, document)
     # Counts whose least is more than their most; expectations for a Helm that never plays.
     yield from _count_problems(spec["expect"], document)
     for helm, expect in spec["expect"].get("byHelm", {}).items():
@@ -394,6 +401,39 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
                 ("spec", "expect", "byHelm", helm),
                 f"never applies: the file plays only with Helm {spec['helm']} (spec.helm)",
             )
+
+
+ROLES = ("named", "replacementOf", "onNode", "busiest")
+
+
+def _pod_problems(error: ValidationError, document: Any) -> Iterator[Problem]:
+    """A pod (or pods) that is neither an index, a list of them, `all`/`spread`, nor a role."""
+    path: Path_ = tuple(error.absolute_path)
+    instance = error.instance
+    if not isinstance(instance, Mapping):
+        several = error.schema == scenario_schema()["$defs"]["pods"]
+        listed = "a list of pod indexes, `all`, `spread`" if several else "a pod index"
+        message = f"{_shown(instance)} is not {listed} or a pod role ({', '.join(ROLES)})"
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
+    unknown = [k for k in instance if k not in ROLES]
+    roles = [k for k in instance if k in ROLES]
+    if unknown:
+        message = f"unknown key {unknown[0]!r}; a pod role is one of: {', '.join(ROLES)}"
+        yield Problem(line_of(document, (*path, unknown[0])), dotted((*path, unknown[0])), message)
+    elif len(roles) != 1:
+        found = " and ".join(roles) or "nothing"
+        line = line_of(document, (*path, roles[0]) if roles else path)
+        yield Problem(line, dotted(path), f"one role per pod, found {found}")
+    else:
+        role = roles[0]
+        inside = [e for e in error.context if tuple(e.absolute_path) == (*path, role)]
+        reason = inside[0].message if inside else "not a valid value"
+        if role == "busiest":
+            reason = "busiest: true is the only value"
+        elif role == "onNode" and inside and inside[0].validator == "pattern":
+            reason = f"{_shown(instance[role])} is not a node name (a-z, 0-9, '-' and '.')"
+        yield Problem(line_of(document, (*path, role)), dotted((*path, role)), reason)
 
 
 def _problem(document: Any, path: Path_, message: str) -> Problem:
@@ -529,25 +569,60 @@ def _replica_problems(release: dict[str, Any], document: Any) -> Iterator[Proble
 def _pod_index_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
     """Work, and events that act on or check pods, at a pod index the release lacks then."""
     changes = _replica_changes(spec, _replicas(spec["release"]))
+    for path, pods, moment in _pod_uses(spec):
+        yield from _missing_pods(document, changes, path, pods, moment)
+
+
+def _pod_uses(spec: dict[str, Any]) -> Iterator[tuple[Path_, Any, float | None]]:
+    """Every place a file names pods: (path, the pods, the moment or None after a command)."""
     for i, work in enumerate(spec.get("work", [])):
-        yield from _missing_pods(
-            document, changes, ("spec", "work", i, "pods"), work["pods"], work.get("at", 0)
-        )
+        yield ("spec", "work", i, "pods"), work["pods"], work.get("at", 0)
     for i, event in enumerate(spec.get("events", [])):
-        moment = event.get("at")
         for action in ("deletePod", "killApp"):
             if action in event:
-                path: Path_ = ("spec", "events", i, action, "pod")
-                yield from _missing_pods(document, changes, path, event[action]["pod"], moment)
-        for key in ("fenced", "refusesWork"):
-            if key in event.get("check", {}):
-                yield from _missing_pods(
-                    document,
-                    changes,
-                    ("spec", "events", i, "check", key),
-                    event["check"][key],
-                    moment,
+                yield ("spec", "events", i, action, "pod"), event[action]["pod"], event.get("at")
+        for key, pods in event.get("check", {}).items():
+            if key in ("fenced", "refusesWork", "notFenced", "acceptsWork"):
+                yield ("spec", "events", i, "check", key), pods, event.get("at")
+
+
+def _role_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """`as` given twice; `named` with no work of that `as`, or before that work starts;
+    `replacementOf` an original pod the release does not have when the run starts."""
+    named: dict[str, float] = {}
+    for i, work in enumerate(spec.get("work", [])):
+        if "as" in work:
+            if work["as"] in named:
+                yield _problem(
+                    document, ("spec", "work", i, "as"), f"{work['as']!r} names earlier work"
                 )
+            named.setdefault(work["as"], float(work.get("at", 0)))
+    originals = _replicas(spec["release"])
+    for path, pods, moment in _pod_uses(spec):
+        if not isinstance(pods, dict):
+            continue
+        if "named" in pods:
+            name = pods["named"]
+            if path[:2] == ("spec", "work") and spec["work"][path[2]].get("as") == name:
+                yield _problem(document, (*path, "named"), f"{name!r} is this work's own name")
+            elif name not in named:
+                known = ", ".join(sorted(named)) or "none"
+                yield _problem(
+                    document, (*path, "named"), f"no work is named {name!r} (work `as`: {known})"
+                )
+            elif moment is not None and moment < named[name]:
+                yield _problem(
+                    document,
+                    (*path, "named"),
+                    f"{name!r} names a pod only once its work starts, at {named[name]:g}",
+                )
+        if "replacementOf" in pods and pods["replacementOf"] >= originals:
+            yield _problem(
+                document,
+                (*path, "replacementOf"),
+                f"pod {pods['replacementOf']} does not exist: the release has {originals} "
+                "pod(s) when the run starts",
+            )
 
 
 def _pods_at(changes: list[tuple[float, int]], moment: float | None) -> int:
@@ -729,12 +804,17 @@ def _play(path: Path, raw: dict[str, Any], document: Any) -> Play:
     values.pop("replicaCount", None)
     work = tuple(
         Work(
-            pods=tuple(w["pods"]) if isinstance(w["pods"], list) else str(w["pods"]),
+            pods=tuple(w["pods"])
+            if isinstance(w["pods"], list)
+            else dict(w["pods"])
+            if isinstance(w["pods"], dict)
+            else str(w["pods"]),
             seconds=float(w["seconds"]),
             at=float(w.get("at", 0)),
             every=w.get("every"),
             until=w.get("until"),
             where=f"spec.work[{i}]",
+            name=w.get("as"),
         )
         for i, w in enumerate(spec.get("work", []))
     )

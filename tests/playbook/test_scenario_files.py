@@ -398,3 +398,92 @@ def test_expectations_for_a_helm_that_never_plays_the_file_are_refused(tmp_path:
         f"{FATE_LINE + 1}: spec.expect.byHelm.helm4: never applies: the file plays only with "
         "Helm 3 (spec.helm)"
     ]
+
+
+# Pod roles. WITH_NAME gives the first work the name "exporter" (one line more than GOOD).
+WITH_NAME = GOOD.replace("    - pods: [0, 1]\n", "    - pods: [0, 1]\n      as: exporter\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {replacementOf: 5}}"),
+            "21: spec.events[0].deletePod.pod.replacementOf: pod 5 does not exist: the release "
+            "has 2 pod(s) when the run starts",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {named: nobody}}"),
+            "21: spec.events[0].deletePod.pod.named: no work is named 'nobody' (work `as`: none)",
+        ),
+        (
+            WITH_NAME.replace("      at: 0\n", "      at: 12\n").replace(
+                "deletePod: {pod: 1}", "deletePod: {pod: {named: exporter}}"
+            ),
+            "22: spec.events[0].deletePod.pod.named: 'exporter' names a pod only once its work "
+            "starts, at 12",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {busiest: false}}"),
+            "21: spec.events[0].deletePod.pod.busiest: busiest: true is the only value",
+        ),
+        (
+            WITH_NAME.replace("deletePod: {pod: 1}", "deletePod: {pod: {busiest: true, named: x}}"),
+            "22: spec.events[0].deletePod.pod: one role per pod, found busiest and named",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {}}"),
+            "21: spec.events[0].deletePod.pod: one role per pod, found nothing",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {buziest: true}}"),
+            "21: spec.events[0].deletePod.pod.buziest: unknown key 'buziest'; a pod role is one "
+            "of: named, replacementOf, onNode, busiest",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: one}"),
+            '21: spec.events[0].deletePod.pod: "one" is not a pod index or a pod role',
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {onNode: Worker_2}}"),
+            '21: spec.events[0].deletePod.pod.onNode: "Worker_2" is not a node name',
+        ),
+        (
+            GOOD.replace("    - pods: [0, 1]\n", "    - pods: everything\n"),
+            '13: spec.work[0].pods: "everything" is not a list of pod indexes, `all`, `spread` '
+            "or a pod role",
+        ),
+        (
+            GOOD.replace("    - pods: [0, 1]\n", "    - pods: {named: me}\n      as: me\n"),
+            "13: spec.work[0].pods.named: 'me' is this work's own name",
+        ),
+        (
+            WITH_NAME.replace(
+                "  upgrade:\n",
+                "    - pods: all\n      seconds: 1\n      as: exporter\n  upgrade:\n",
+            ),
+            "19: spec.work[1].as: 'exporter' names earlier work",
+        ),
+    ],
+)
+def test_bad_pod_roles_are_refused_with_line_and_field(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    if "named: x}" in text:
+        text = text.replace("named: x}", "named: exporter}")
+    problems = refusal(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(problem), problems
+
+
+def test_pod_roles_load_where_pods_are_named(tmp_path: Path) -> None:
+    text = WITH_NAME.replace("deletePod: {pod: 1}", "deletePod: {pod: {named: exporter}}").replace(
+        "    - after: upgrade\n      check: {serves: v2}\n",
+        "    - after: upgrade\n      check: {serves: v2, notFenced: {replacementOf: 1}}\n"
+        "    - at: 20\n      check: {fenced: {onNode: worker2}, acceptsWork: {busiest: true}}\n",
+    )
+    play = load(write(tmp_path, text))
+    assert play.work[0].name == "exporter"
+    assert [s.args for s in play.steps if s.action == "deletePod"] == [
+        {"pod": {"named": "exporter"}}
+    ]
