@@ -487,3 +487,25 @@ def test_pod_roles_load_where_pods_are_named(tmp_path: Path) -> None:
     assert [s.args for s in play.steps if s.action == "deletePod"] == [
         {"pod": {"named": "exporter"}}
     ]
+
+
+def test_every_key_of_the_schema_is_in_the_format_reference() -> None:
+    """docs/scenarios.md says what each key means: a key added to the schema alone fails here."""
+    import re
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    keys: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            keys.update(node.get("properties", {}))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    reference = (ROOT / "docs" / "scenarios.md").read_text()
+    missing = sorted(k for k in keys if not re.search(rf"(?<![A-Za-z]){k}(?![A-Za-z])", reference))
+    assert not missing, f"keys of the schema not in docs/scenarios.md: {missing}"
