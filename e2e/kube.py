@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import requests
-from kubernetes import client, config
+from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from e2e.cluster.wait import eventually
@@ -40,6 +40,7 @@ class Kube:
         self.rbac: Any = client.RbacAuthorizationV1Api(self.api_client)
         self.apps: Any = client.AppsV1Api(self.api_client)
         self._session, self._proxy_base = _proxy_session(self.api_client.configuration)
+        self._dynamic: Any = None  # made at the first look at an arbitrary object
 
     # -- namespaces -----------------------------------------------------------
 
@@ -53,6 +54,23 @@ class Kube:
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    # -- any object -------------------------------------------------------------
+
+    def object(self, namespace: str, api_version: str, kind: str, name: str) -> Any:
+        """Any namespaced object as a plain dict (None if there is none), found by the API
+        server's discovery, as kubectl finds it."""
+        if self._dynamic is None:
+            self._dynamic = dynamic.DynamicClient(self.api_client)  # type: ignore[no-untyped-call]
+        try:
+            resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
+        except dynamic.exceptions.ResourceNotFoundError:
+            raise LookupError(f"the API server serves no {kind} in {api_version}") from None
+        try:
+            found = resource.get(name=name, namespace=namespace)
+        except dynamic.exceptions.NotFoundError:
+            return None
+        return found.to_dict()
 
     # -- pods -----------------------------------------------------------------
 

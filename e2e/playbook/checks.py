@@ -179,6 +179,13 @@ class RunView(Protocol):
 
     def versions_served(self) -> set[str]: ...
 
+    def object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        """An object of the release's namespace as a plain dict; None if there is none.
+        Raises LookupError for a kind the API server does not serve."""
+
+    def at_start(self, assertion: Mapping[str, Any]) -> Any:
+        """What an object assertion's ``path`` held when the run began."""
+
 
 def _release(run: RunView, expected: str) -> tuple[bool, str]:
     status = run.release_status()
@@ -229,6 +236,109 @@ def _accepts_work(run: RunView, expected: Any) -> tuple[bool, str]:
     return held, ", ".join(f"{pod}: {v}" for pod, v in seen.items()) or "no pod"
 
 
+# The apiVersion of kinds a file may name without one.
+API_VERSIONS = {
+    "Pod": "v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Service": "v1",
+    "ServiceAccount": "v1",
+    "Event": "v1",
+    "Deployment": "apps/v1",
+    "ReplicaSet": "apps/v1",
+    "Job": "batch/v1",
+    "PodDisruptionBudget": "policy/v1",
+    "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
+}
+MISSING = object()  # a path that leads nowhere in the object
+
+
+def value_at(tree: Any, path: list[Any]) -> Any:
+    """The value at ``path`` (keys and list indexes) in ``tree``, or MISSING."""
+    for step in path:
+        in_map = isinstance(tree, dict) and step in tree
+        in_list = (
+            isinstance(tree, list) and isinstance(step, int) and -len(tree) <= step < len(tree)
+        )
+        if not (in_map or in_list):
+            return MISSING
+        tree = tree[step]
+    return tree
+
+
+def mismatch(wanted: Any, seen: Any, where: str = "") -> str | None:
+    """Where ``seen`` differs from the partial tree ``wanted`` (None: it matches): every key
+    given must be there with a matching value; a list matches item by item, of the same length."""
+    if isinstance(wanted, dict):
+        if not isinstance(seen, dict):
+            return f"{where or '.'}: {_shown_value(seen)}, not a mapping"
+        for key, value in wanted.items():
+            if key not in seen or (seen[key] is None and value is not None):
+                return f"{where}.{key}: absent"
+            found = mismatch(value, seen[key], f"{where}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(wanted, list):
+        if not isinstance(seen, list) or len(seen) != len(wanted):
+            return f"{where}: {_shown_value(seen)}, not a list of {len(wanted)}"
+        for i, (w, v) in enumerate(zip(wanted, seen, strict=True)):
+            found = mismatch(w, v, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    return None if wanted == seen else f"{where or '.'}: {_shown_value(seen)}"
+
+
+def _shown_value(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def object_key(assertion: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(apiVersion, kind, name) of an object assertion; the release's name put in for
+    ``{release}``."""
+    kind = str(assertion["kind"])
+    return str(assertion.get("apiVersion") or API_VERSIONS[kind]), kind, str(assertion["name"])
+
+
+def _object(run: RunView, assertion: Mapping[str, Any]) -> tuple[bool, str]:
+    api_version, kind, name = object_key(assertion)
+    shown = f"{kind} {name}"
+    try:
+        found = run.object(api_version, kind, name)
+    except LookupError as exc:
+        return False, str(exc)
+    if assertion.get("absent"):
+        return found is None, f"{shown} {'absent' if found is None else 'exists'}"
+    if found is None:
+        return False, f"{shown} does not exist"
+    if "matches" in assertion:
+        differs = mismatch(assertion["matches"], found)
+        return (
+            differs is None,
+            f"{shown} {'matches' if differs is None else 'differs at ' + differs}",
+        )
+    path = list(assertion["path"])
+    seen = value_at(found, path)
+    shown_path = ".".join(map(str, path))
+    if seen is MISSING:
+        return False, f"{shown}: nothing at {shown_path}"
+    if "equals" in assertion:
+        held = seen == assertion["equals"]
+        return held, f"{shown} {shown_path} = {_shown_value(seen)}"
+    start = run.at_start(assertion)
+    held = seen == start
+    was = "" if held else f" (at the start: {_shown_value(start)})"
+    return held, f"{shown} {shown_path} = {_shown_value(seen)}{was}"
+
+
+def _objects(run: RunView, expected: list[dict[str, Any]]) -> tuple[bool, str]:
+    seen = [_object(run, assertion) for assertion in expected]
+    return all(held for held, _ in seen), "; ".join(said for _, said in seen)
+
+
 def _pods_untouched(run: RunView, expected: bool) -> tuple[bool, str]:
     changed = []
     originals = run.original_pods()
@@ -277,6 +387,7 @@ CONDITIONS: dict[str, Condition] = {
     "operationsRunning": _operations_running,
     "hookJobFailures": _hook_job_failures,
     "serves": _serves_now,
+    "objects": _objects,
 }
 
 

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +26,16 @@ from typing import Any
 
 from e2e.helm import BackgroundHelm, Helm
 from e2e.kube import AppAnswer, is_ready, wait_for
-from e2e.playbook.checks import CONDITIONS, EXPECTATIONS, Arrival, Outcome, Row
+from e2e.playbook.checks import (
+    CONDITIONS,
+    EXPECTATIONS,
+    MISSING,
+    Arrival,
+    Outcome,
+    Row,
+    object_key,
+    value_at,
+)
 from e2e.playbook.load import Play, Step, Work
 from e2e.stage import HOOK_DEADLINE, HOOK_VERDICT, Stage
 from e2e.timeline import Operation
@@ -128,6 +137,7 @@ class Run:
         self.deleted: set[str] = set()  # pods deleted by the file's deletePod steps
         self.arrivals: list[Arrival] = []  # of the file's work, as they came
         self.named: dict[str, str] = {}  # work `as` -> the pod that accepted its first operation
+        self._at_start: dict[tuple[Any, ...], Any] = {}  # object paths' values at the start
         self.accepts_after: float | None = None
         self.t0 = time.monotonic()
         self._changed = threading.Event()  # a helm command ended
@@ -207,6 +217,13 @@ class Run:
             code = s.finish(command, label=f"set-up upgrade {i + 1}")
             assert code == 0, f"spec.release.upgrades[{i}] failed:\n{command.output}"
         self.originals = {p.metadata.uid: p.metadata.name for p in s.app_pods()}
+        # What each object assertion with `sameAs: start` compares with, seen now.
+        for step in self.file.steps:
+            for assertion in step.args.get("objects", []) if step.action == "check" else []:
+                if assertion.get("sameAs") == "start":
+                    found = self.object(*object_key(assertion))
+                    seen = MISSING if found is None else value_at(found, list(assertion["path"]))
+                    self._at_start[_start_key(assertion)] = seen
 
     def tag(self) -> str:
         return str(self.stage.values["image"]["tag"])
@@ -498,6 +515,16 @@ class Run:
         operations = self.stage.timeline().operations.values()
         return [o for o in operations if o.id not in self.probes]
 
+    def object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+        s = self.stage
+        found: dict[str, Any] | None = s.kube.object(
+            s.namespace, api_version, kind, name.replace("{release}", s.release)
+        )
+        return found
+
+    def at_start(self, assertion: Mapping[str, Any]) -> Any:
+        return self._at_start.get(_start_key(assertion), MISSING)
+
     def hook_job_failures(self) -> tuple[int, int]:
         jobs = self.stage.kube.hook_jobs(self.stage.namespace, self.stage.release)
         return sum(int(job.status.failed or 0) for job in jobs), len(jobs)
@@ -669,6 +696,10 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
+
+
+def _start_key(assertion: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (*object_key(assertion), *assertion["path"])
 
 
 def _fate(answer: AppAnswer) -> tuple[str, str]:

@@ -28,6 +28,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from e2e.helm import CHART
+from e2e.playbook.checks import API_VERSIONS
 
 SCHEMA_PATH = Path(__file__).resolve().with_name("scenario.schema.json")
 API_VERSION = "upgrade-gate/v1alpha1"
@@ -281,6 +282,11 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
                     f"unknown key {key!r}; expected one of: {', '.join(known)}",
                 )
         return
+    if error.validator == "pattern" and path and path[-1] in ("kind", "apiVersion"):
+        example = "Deployment" if path[-1] == "kind" else "apps/v1"
+        message = f"{_shown(instance)} is not a {path[-1]} (as {example})"
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
     if error.schema is False:  # the schema's one false: byHelm within byHelm
         where = (*path, "byHelm")
         yield Problem(line_of(document, where), dotted(where), "not allowed within byHelm")
@@ -389,6 +395,8 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
     yield from _rollback_problems(spec, document)
     yield from _chart_value_problems(raw, document)
     yield from _work_length_problems(spec, raw, document)
+    # Object assertions that say one thing, of a kind whose apiVersion is known.
+    yield from _object_problems(spec, document)
     # Pod roles: a name some work gives, an original pod that exists.
     yield from _role_problems(spec, document)
     # Counts whose least is more than their most; expectations for a Helm that never plays.
@@ -584,6 +592,35 @@ def _pod_uses(spec: dict[str, Any]) -> Iterator[tuple[Path_, Any, float | None]]
         for key, pods in event.get("check", {}).items():
             if key in ("fenced", "refusesWork", "notFenced", "acceptsWork"):
                 yield ("spec", "events", i, "check", key), pods, event.get("at")
+
+
+def _object_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """Each object assertion: one of matches, path with equals or sameAs, or absent; an
+    apiVersion where the kind's is not known."""
+    for i, event in enumerate(spec.get("events", [])):
+        for j, assertion in enumerate(event.get("check", {}).get("objects", [])):
+            where: Path_ = ("spec", "events", i, "check", "objects", j)
+            said = [k for k in ("matches", "path", "absent") if k in assertion]
+            compared = [k for k in ("equals", "sameAs") if k in assertion]
+            if len(said) != 1:
+                found = " and ".join(said) or "none"
+                yield _problem(
+                    document, where, f"say one of matches, path or absent (found {found})"
+                )
+            elif said == ["path"] and len(compared) != 1:
+                found = " and ".join(compared) or "neither"
+                yield _problem(
+                    document, (*where, "path"), f"path needs equals or sameAs (found {found})"
+                )
+            elif said != ["path"] and compared:
+                yield _problem(document, (*where, compared[0]), f"{compared[0]} needs a path")
+            if "apiVersion" not in assertion and assertion["kind"] not in API_VERSIONS:
+                yield _problem(
+                    document,
+                    (*where, "kind"),
+                    f"{assertion['kind']} needs its apiVersion (known without one: "
+                    f"{', '.join(sorted(API_VERSIONS))})",
+                )
 
 
 def _role_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:

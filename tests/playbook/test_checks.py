@@ -8,6 +8,7 @@ timeline of the moments a cluster showed where only the order matters.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from app.hook import Exit
 from e2e.loopback import AppProcess
@@ -257,3 +258,46 @@ def test_not_fenced_and_accepts_work_hold_at_a_moment(make_app: AppFactory) -> N
         "a not fenced, b not fenced",
     )
     assert CONDITIONS["acceptsWork"](run, [0])[0]  # type: ignore[arg-type]
+
+
+# Object assertions: the matching itself, on an object as the API server returns it.
+DEPLOYMENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "demo-upgrade-gate", "labels": {"app.kubernetes.io/instance": "demo"}},
+    "spec": {
+        "replicas": 2,
+        "template": {
+            "metadata": {"annotations": {"upgrade-gate/template-hash": "84cb73ce7c9edee0"}},
+            "spec": {"containers": [{"name": "app", "image": "upgrade-gate-app:v1"}]},
+        },
+    },
+    "status": {"readyReplicas": 2, "conditions": None},
+}
+
+
+def test_a_partial_object_matches_what_it_names_and_nothing_else() -> None:
+    from e2e.playbook.checks import mismatch
+
+    assert mismatch({"spec": {"replicas": 2}}, DEPLOYMENT) is None
+    wanted = {"spec": {"template": {"spec": {"containers": [{"image": "upgrade-gate-app:v1"}]}}}}
+    assert mismatch(wanted, DEPLOYMENT) is None
+    assert mismatch({"spec": {"replicas": 3}}, DEPLOYMENT) == ".spec.replicas: 2"
+    assert mismatch({"status": {"conditions": [{"type": "Available"}]}}, DEPLOYMENT) == (
+        ".status.conditions: absent"
+    )
+    two: dict[str, Any] = {"spec": {"template": {"spec": {"containers": [{}, {}]}}}}
+    assert mismatch(two, DEPLOYMENT) == (
+        ".spec.template.spec.containers: [{'name': 'app', 'image': 'upgrade-gate-app:v1'}], "
+        "not a list of 2"
+    )
+
+
+def test_a_path_leads_to_one_value_or_to_nothing() -> None:
+    from e2e.playbook.checks import MISSING, value_at
+
+    hash_path = ["spec", "template", "metadata", "annotations", "upgrade-gate/template-hash"]
+    assert value_at(DEPLOYMENT, hash_path) == "84cb73ce7c9edee0"
+    assert value_at(DEPLOYMENT, ["spec", "template", "spec", "containers", 0, "name"]) == "app"
+    assert value_at(DEPLOYMENT, ["spec", "template", "spec", "containers", 1]) is MISSING
+    assert value_at(DEPLOYMENT, ["spec", "paused"]) is MISSING

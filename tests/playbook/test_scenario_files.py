@@ -509,3 +509,60 @@ def test_every_key_of_the_schema_is_in_the_format_reference() -> None:
     reference = (ROOT / "docs" / "scenarios.md").read_text()
     missing = sorted(k for k in keys if not re.search(rf"(?<![A-Za-z]){k}(?![A-Za-z])", reference))
     assert not missing, f"keys of the schema not in docs/scenarios.md: {missing}"
+
+
+@pytest.mark.parametrize(
+    ("objects", "problem"),
+    [
+        (
+            "[{kind: Deployment, name: x}]",
+            "spec.events[1].check.objects[0]: say one of matches, path or absent (found none)",
+        ),
+        (
+            "[{kind: Deployment, name: x, matches: {a: 1}, absent: true}]",
+            "spec.events[1].check.objects[0]: say one of matches, path or absent "
+            "(found matches and absent)",
+        ),
+        (
+            "[{kind: Deployment, name: x, path: [spec]}]",
+            "spec.events[1].check.objects[0].path: path needs equals or sameAs (found neither)",
+        ),
+        (
+            "[{kind: Deployment, name: x, matches: {a: 1}, equals: 2}]",
+            "spec.events[1].check.objects[0].equals: equals needs a path",
+        ),
+        (
+            "[{kind: Widget, name: x, absent: true}]",
+            "spec.events[1].check.objects[0].kind: Widget needs its apiVersion",
+        ),
+        (
+            "[{kind: deployment, name: x, absent: true}]",
+            'spec.events[1].check.objects[0].kind: "deployment" is not a kind (as Deployment)',
+        ),
+        (
+            "[{kind: Deployment, name: x, sameAs: end, path: [a]}]",
+            "spec.events[1].check.objects[0].sameAs: 'start' was expected",
+        ),
+        ("[]", "spec.events[1].check.objects: [] should be non-empty"),
+    ],
+)
+def test_bad_object_assertions_are_refused_with_line_and_field(
+    tmp_path: Path, objects: str, problem: str
+) -> None:
+    text = GOOD.replace("check: {serves: v2}", f"check: {{objects: {objects}}}")
+    problems = refusal(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"23: {problem}"), problems
+
+
+def test_object_assertions_load(tmp_path: Path) -> None:
+    objects = (
+        "[{kind: Deployment, name: '{release}-upgrade-gate', path: [spec, template, metadata, "
+        "annotations, upgrade-gate/template-hash], sameAs: start}, "
+        "{apiVersion: example.com/v1, kind: Widget, name: w, absent: true}]"
+    )
+    play = load(
+        write(tmp_path, GOOD.replace("check: {serves: v2}", f"check: {{objects: {objects}}}"))
+    )
+    (check,) = [s for s in play.steps if s.action == "check"]
+    assert check.args["objects"][0]["sameAs"] == "start"
