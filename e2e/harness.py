@@ -27,7 +27,7 @@ from pathlib import Path
 from e2e.artifacts import collect
 from e2e.cluster.base import ClusterError
 from e2e.cluster.options import ClusterOptions
-from e2e.cluster.providers.interface import ClusterProvider, ExportsLogs
+from e2e.cluster.providers.interface import BreaksApiServer, ClusterProvider, ExportsLogs
 from e2e.helm import Helm
 from e2e.images import AppImages, build_app_images
 from e2e.kube import Kube
@@ -127,7 +127,10 @@ class Harness:
     ) -> Stage:
         namespace = namespace or self.create_namespace(name)
         artifacts = artifacts or self.artifacts_dir(name)
-        return Stage(self.kube, helm, self.images, namespace, artifacts, self.phases)
+        stage = Stage(self.kube, helm, self.images, namespace, artifacts, self.phases)
+        if isinstance(self.provider, BreaksApiServer):
+            stage.api_server = self.provider
+        return stage
 
     def close_stage(self, stage: Stage, failed: bool) -> None:
         """The stage's background commands stopped; where the scenario failed, what it leaves

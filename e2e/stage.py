@@ -22,6 +22,7 @@ from typing import Any
 
 from kubernetes import client
 
+from e2e.cluster.providers.interface import BreaksApiServer
 from e2e.helm import CHART, BackgroundHelm, Helm
 from e2e.images import AppImages
 from e2e.kube import Kube, is_ready, wait_for
@@ -78,6 +79,8 @@ class Stage:
     values: dict[str, Any] = field(default_factory=dict)
     recorder: Recorder | None = None
     background: list[BackgroundHelm] = field(default_factory=list)
+    # The cluster, where it can take its API server away and back (kind), for fault actions.
+    api_server: BreaksApiServer | None = None
 
     # -- setting up ---------------------------------------------------------------
 

@@ -50,6 +50,7 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "killApp": 30.0,
     "scale": 30.0,
     "killHelm": 10.0,
+    "restartApiServer": 300.0,
 }
 PROBE_SECONDS = 0.1  # the operation acceptsWorkWithin starts on each pod
 SETTLE_SECONDS = 90.0  # after the run: terminating pods gone, operations over
@@ -151,6 +152,12 @@ class Run:
     # -- the run --------------------------------------------------------------------------
 
     def go(self) -> Verdict:
+        faults = self.file.faults()
+        if faults and self.stage.api_server is None:
+            raise AssertionError(
+                f"{self.file.path}: {', '.join(faults)}: this cluster cannot take that action "
+                "(kind can); nothing was run"
+            )
         self._set_up()
         with self.stage.recording(f"{self.file.name} ({self.stage.helm.name})") as recorder:
             self.t0 = time.monotonic() - (time.time() - recorder.timeline.started)
@@ -653,6 +660,17 @@ def _kill_helm(run: Run, step: Step, timeout: float) -> None:
     run.say(f"helm '{name}' sent SIG{signal_name}")
 
 
+def _restart_api_server(run: Run, step: Step, timeout: float) -> None:
+    cluster = run.stage.api_server
+    assert cluster is not None, f"{step.where}: this cluster cannot restart its API server"
+    down = float(step.args.get("downSeconds", 0))
+    cluster.stop_api_server()
+    run.say("API server stopped")
+    time.sleep(down)
+    cluster.start_api_server()
+    run.say(f"API server answering again (down {down:g}s after it stopped answering)")
+
+
 def _scale(run: Run, step: Step, timeout: float) -> None:
     run.stage.scale(int(step.args["replicas"]))
     run.say(f"scaled to {step.args['replicas']}")
@@ -685,6 +703,7 @@ STEPS: dict[str, Action] = {
     "killApp": _kill_app,
     "deleteHookPod": _delete_hook_pod,
     "killHelm": _kill_helm,
+    "restartApiServer": _restart_api_server,
     "scale": _scale,
     "check": _check,
 }

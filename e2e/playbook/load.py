@@ -40,9 +40,12 @@ ACTIONS = (
     "killApp",
     "deleteHookPod",
     "killHelm",
+    "restartApiServer",
     "scale",
     "check",
 )
+# Actions only some clusters can take (kind), refused elsewhere before anything runs.
+CLUSTER_FAULTS = ("restartApiServer",)
 HELM_ACTIONS = ("upgrade", "rollback")
 # A scenario file holds some hundreds of values; aliases may repeat a few of them.
 MAX_VALUES = 100_000
@@ -122,6 +125,10 @@ class Play:
     @property
     def main(self) -> Step:
         return next(s for s in self.steps if s.main)
+
+    def faults(self) -> list[str]:
+        """Where the file takes an action only some clusters can take (CLUSTER_FAULTS)."""
+        return [f"{s.where}.{s.action}" for s in self.steps if s.action in CLUSTER_FAULTS]
 
     def expect_for(self, major: int) -> dict[str, Any]:
         """``spec.expect`` as it applies when Helm ``major`` plays the file: the shared

@@ -57,6 +57,12 @@ class ScenarioFile(pytest.File):
             play = load(self.path)
         except ScenarioFileError as exc:
             raise self.CollectError(f"bad scenario file:\n{exc}") from None
+        cluster = _cluster(self.config)
+        if play.faults() and cluster != "kind":
+            raise self.CollectError(
+                f"{self.path}: {', '.join(play.faults())}: the {cluster} cluster cannot take "
+                "that action (kind can)"
+            )
         repeat = max(1, int(self.config.getoption("--scenario-repeat")))
         for binary, helm_id in _helms(self.config, play.helm):
             for run in range(1, repeat + 1):
@@ -90,6 +96,18 @@ def _test(play: Play, binary: Path) -> Callable[..., None]:
             )
 
     return play_scenario_file
+
+
+def _cluster(config: pytest.Config) -> str:
+    """The session's cluster (kind or existing), by the options every command shares; a bad
+    option is the session's to report, not this file's."""
+    from e2e.cluster.base import ClusterError
+    from e2e.cluster.options import ClusterOptions
+
+    try:
+        return ClusterOptions.from_pytest(config).cluster
+    except ClusterError:
+        return "kind"
 
 
 def _helms(config: pytest.Config, wanted: Any) -> list[tuple[Path, str]]:

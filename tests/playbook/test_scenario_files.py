@@ -566,3 +566,68 @@ def test_object_assertions_load(tmp_path: Path) -> None:
     )
     (check,) = [s for s in play.steps if s.action == "check"]
     assert check.args["objects"][0]["sameAs"] == "start"
+
+
+# Fault actions only kind can take: refused elsewhere before anything runs.
+RESTART = GOOD.replace(
+    "    - at: 10\n      deletePod: {pod: 1}\n",
+    "    - at: 10\n      restartApiServer: {downSeconds: 5}\n",
+)
+
+
+def test_a_restart_of_the_api_server_loads_and_says_where_it_is() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        play = load(write(Path(tmp), RESTART))
+    assert play.faults() == ["spec.events[0].restartApiServer"]
+
+
+def test_a_negative_time_down_is_refused(tmp_path: Path) -> None:
+    problems = refusal(tmp_path, RESTART.replace("downSeconds: 5", "downSeconds: -1"))
+    assert problems == [
+        "21: spec.events[0].restartApiServer.downSeconds: -1 is less than the minimum of 0"
+    ]
+
+
+def test_reproduce_refuses_a_fault_the_existing_cluster_cannot_take(tmp_path: Path) -> None:
+    path, kubeconfig = write(tmp_path, RESTART), tmp_path / "kubeconfig"
+    kubeconfig.write_text("")  # a file, never read: the refusal comes first
+    result = reproduce(str(path), "--cluster", "existing", "--kubeconfig", str(kubeconfig))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"{path}: spec.events[0].restartApiServer: the existing cluster cannot take that action "
+        "(kind can)"
+    )
+
+
+def test_pytest_refuses_a_fault_the_existing_cluster_cannot_take(tmp_path: Path) -> None:
+    path, kubeconfig = write(tmp_path, RESTART), tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-p",
+            "conftest",  # the repository's: the cluster options
+            "-p",
+            "no:cacheprovider",
+            "--cluster",
+            "existing",
+            "--kubeconfig",
+            str(kubeconfig),
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert "ERROR collecting sample.scenario.yaml" in result.stdout, result.stdout
+    assert (
+        f"{path}: spec.events[0].restartApiServer: the existing cluster cannot take that action"
+        in result.stdout
+    )

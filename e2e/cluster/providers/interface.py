@@ -47,6 +47,20 @@ class ExportsLogs(Protocol):
         """Write the nodes' logs under dest; returns where."""
 
 
+@runtime_checkable
+class BreaksApiServer(Protocol):
+    """A provider that can take its API server away and give it back, as an incident does
+    (kind: the control-plane node's static pod)."""
+
+    name: str
+
+    def stop_api_server(self) -> None:
+        """Stop the API server; returns once it no longer answers."""
+
+    def start_api_server(self) -> None:
+        """Start it again; returns once it answers."""
+
+
 def require_all_present(refs: Sequence[str], present: Sequence[str]) -> None:
     missing = sorted(set(refs) - set(present))
     if missing:

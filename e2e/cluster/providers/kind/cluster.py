@@ -503,6 +503,28 @@ class KindProvider:
             run(docker.command("save", "-o", str(archive), ref), env=docker.full_env())
             self._kind("load", "image-archive", "--name", self.cluster_name, str(archive))
 
+    def stop_api_server(self) -> None:
+        """The control plane's kube-apiserver stopped, as a crash or a maintenance stops it:
+        its static pod's manifest moved aside; returns once the API server does not answer."""
+        docker = self._ensure_docker()
+        nodes.move_api_server_manifest(docker, self.cluster_name, away=True)
+        eventually(
+            lambda: bool(nodes.api_nodes(docker, self.cluster_name).error),
+            timeout=120,
+            what="the API server stopped",
+        )
+
+    def start_api_server(self) -> None:
+        """The manifest put back: the kubelet starts kube-apiserver again; returns once it
+        answers."""
+        docker = self._ensure_docker()
+        nodes.move_api_server_manifest(docker, self.cluster_name, away=False)
+        eventually(
+            lambda: not nodes.api_nodes(docker, self.cluster_name).error,
+            timeout=180,
+            what="the API server answering again",
+        )
+
     def export_logs(self, dest: Path) -> Path:
         """`kind export logs`: every node's journal, kubelet and container logs."""
         self._kind("export", "logs", str(dest), "--name", self.cluster_name, timeout=300)

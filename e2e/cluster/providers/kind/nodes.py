@@ -131,6 +131,19 @@ def unpause(docker: DockerClient, names: tuple[str, ...]) -> None:
     _docker(docker, "unpause", *names)
 
 
+# The control plane's static pods: a manifest moved out of this folder stops its pod.
+MANIFESTS = "/etc/kubernetes/manifests"
+API_SERVER_MANIFEST = "kube-apiserver.yaml"
+
+
+def move_api_server_manifest(docker: DockerClient, cluster: str, *, away: bool) -> None:
+    """Move the API server's static pod manifest out of the kubelet's folder (the kubelet
+    stops the pod) or back into it (the kubelet starts it again)."""
+    inside, aside = f"{MANIFESTS}/{API_SERVER_MANIFEST}", f"/etc/kubernetes/{API_SERVER_MANIFEST}"
+    source, target = (inside, aside) if away else (aside, inside)
+    _docker(docker, "exec", control_plane(cluster), "mv", source, target)
+
+
 def api_nodes(docker: DockerClient, cluster: str) -> ApiAnswer:
     """The Node objects, as the API server answers the control-plane node's own kubectl."""
     argv = ["exec", control_plane(cluster), "kubectl", f"--kubeconfig={ADMIN_KUBECONFIG}"]
