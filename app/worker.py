@@ -36,7 +36,8 @@
   run in a small pool of their own, which the app's traffic cannot take.
 - At ``worker_connections`` gunicorn stops accepting. Before that happens,
   the connection idle longest is closed, so that a new connection (a probe,
-  the hook) is always accepted.
+  the hook) is always accepted; the app port's connections make room among
+  their own, never by closing one of the management port's.
 
 The worker builds on gunicorn 27's gthread internals (``TConn``,
 ``enqueue_req``, ``finish_request``), hence the pin in ``pyproject.toml``.
@@ -410,7 +411,7 @@ class Worker(ThreadWorker):  # type: ignore[misc]
             raise
         sock = _Socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         self.nr_conns += 1
-        self._make_room()
+        self._make_room(for_management=self._is_management(listener.getsockname()))
         self._await_request(Conn(self.cfg, sock, client, listener.getsockname()))
 
     def _await_request(self, conn: Conn, idle: float | None = None) -> None:
@@ -600,10 +601,17 @@ class Worker(ThreadWorker):  # type: ignore[misc]
             conn.timeout = min(conn.timeout, deadline)
         self._next_sweep = 0.0
 
-    def _make_room(self) -> None:
-        """Close the longest-idle connections while the worker is at its limit."""
-        while self.nr_conns >= self.worker_connections and self.reading:
-            idle = [c for c in self.reading if not c.inbuf] or list(self.reading)
+    def _make_room(self, for_management: bool) -> None:
+        """Close the longest-idle connections while the worker is at its limit. The app
+        port's connections make room among their own only: a connection of the management
+        port (a probe, the hook) is never closed for them."""
+        while self.nr_conns >= self.worker_connections:
+            candidates = [c for c in self.reading if not self._is_management(c.server)]
+            if not candidates and for_management:
+                candidates = list(self.reading)
+            if not candidates:
+                return
+            idle = [c for c in candidates if not c.inbuf] or candidates
             oldest = min(idle, key=lambda c: c.timeout)
             self._forget(oldest)
             oldest.close()

@@ -244,6 +244,46 @@ def test_app_port_requests_waiting_for_a_thread_do_not_stop_the_management_port(
             thread.join(timeout=30)
 
 
+def test_app_port_connections_at_the_limit_do_not_close_a_management_connection(
+    app: AppProcess, many_files: None
+) -> None:
+    """At worker_connections the longest-idle connection is closed to make room. A probe's
+    connection, accepted before its request came, was the longest idle when app-port
+    connections kept arriving, and was closed under it (a reset, seen when .ci/run ran the
+    limit test beside a node image build)."""
+    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
+    for thread in holds:
+        thread.start()
+    try:
+        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
+        with contextlib.ExitStack() as stack:
+
+            def whole_request() -> None:
+                sock = stack.enter_context(
+                    socket.create_connection(("127.0.0.1", app.port), timeout=30)
+                )
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+
+            base = _open_files(app)
+            for _ in range(980):  # queued for a thread: they cannot be closed
+                whole_request()
+            eventually(lambda: _open_files(app) == base + 980, timeout=60, what="980 taken")
+            probe = stack.enter_context(
+                socket.create_connection(("127.0.0.1", app.management_port), timeout=30)
+            )
+            eventually(lambda: _open_files(app) == base + 981, timeout=30, what="probe accepted")
+            for _ in range(60):  # past the limit: the worker makes room as they come
+                whole_request()
+            eventually(lambda: _open_files(app) >= 1000, timeout=60, what="the worker full")
+            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = probe.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200"), answer
+    finally:
+        app.stop()
+        for thread in holds:
+            thread.join(timeout=30)
+
+
 def test_whole_requests_waiting_for_a_thread_count_against_the_memory_bound(
     app: AppProcess,
 ) -> None:
