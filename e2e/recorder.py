@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from dataclasses import asdict
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from kubernetes import watch
 from urllib3.exceptions import HTTPError
 
 from e2e.kube import Kube
-from e2e.timeline import JobLife, Operation, PodLife, Timeline
+from e2e.timeline import JobLife, Operation, PodLife, Timeline, epoch
 from e2e.timeline_svg import render_svg
 
 log = logging.getLogger("e2e.recorder")
@@ -34,7 +33,7 @@ log = logging.getLogger("e2e.recorder")
 def _epoch(stamp: str | None) -> float | None:
     if not stamp:
         return None
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    return epoch(stamp)
 
 
 class Recorder:

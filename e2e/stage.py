@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from e2e.images import AppImages
 from e2e.kube import Kube, is_ready, wait_for
 from e2e.phases import Phases
 from e2e.recorder import Recorder
-from e2e.timeline import Operation, PodLife, Timeline
+from e2e.timeline import Operation, PodLife, Timeline, epoch
 
 log = logging.getLogger("e2e.stage")
 
@@ -41,6 +40,21 @@ HOOK_VERDICT = re.compile(
 HOOK_DEADLINE = re.compile(
     r"(?P<at>\d{4}-\d\d-\d\dT[\d:.]+Z) ERROR +upgrade_gate\.cli: deadline of [\d.]+s reached"
 )
+
+
+def gate_opened(output: str) -> tuple[int, float, float] | None:
+    """(pods, moment, the hook's own wait) of the hook's verdict in helm's output."""
+    match = HOOK_VERDICT.search(output)
+    if match is None:
+        return None
+    return int(match["pods"]), epoch(match["at"]), float(match["after"])
+
+
+def gate_gave_up(output: str) -> float | None:
+    """When the hook's (last) deadline passed, by its own log line in helm's output."""
+    moments = [epoch(m["at"]) for m in HOOK_DEADLINE.finditer(output)]
+    return moments[-1] if moments else None
+
 
 # Small numbers for the tests, aligned as the chart requires: the gate's
 # timeout < the Job's deadline < helm's --timeout.
@@ -166,12 +180,12 @@ class Stage:
         comes later by Kubernetes' bookkeeping (kubelet's 1 s relist, the Job
         controller's 1 s batching), which the gate does not control.
         """
-        match = HOOK_VERDICT.search(command.output)
-        assert match, f"the hook's verdict is not in helm's output:\n{command.output}"
-        moment = datetime.fromisoformat(match["at"].replace("Z", "+00:00")).timestamp()
+        verdict = gate_opened(command.output)
+        assert verdict, f"the hook's verdict is not in helm's output:\n{command.output}"
+        pods, moment, _ = verdict
         if self.recorder:
             self.recorder.mark_at("hook: upgrade may proceed", moment)
-        return int(match["pods"]), moment
+        return pods, moment
 
     def wait_gone(self, uid: str, timeout: float = 60) -> None:
         """Until the recorder has seen the pod with this UID deleted."""

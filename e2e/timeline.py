@@ -10,7 +10,14 @@ observed by the harness, so they compare with the app's ``started_at`` and
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
+
+
+def epoch(stamp: str) -> float:
+    """Wall-clock seconds of an RFC 3339 time as the app, the hook and the API server write it
+    (``...Z``)."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from e2e.playbook.checks import (
     value_at,
 )
 from e2e.playbook.load import Play, Step, Work
-from e2e.stage import HOOK_DEADLINE, HOOK_VERDICT, Stage
+from e2e.stage import Stage, gate_gave_up, gate_opened
 from e2e.timeline import Operation
 
 log = logging.getLogger("e2e.playbook")
@@ -185,13 +184,13 @@ class Run:
             main_started=main.started if main else 0.0,
             main_ended=main.ended if main else None,
             originals=self.originals,
-            gate=_gate(main.output) if main else None,
+            gate=gate_opened(main.output) if main else None,
             accepts_after=self.accepts_after,
             release=release,
             served=served,
             probes=self.probes,
             deleted=self.deleted,
-            gave_up=_gave_up(main.output) if main else None,
+            gave_up=gate_gave_up(main.output) if main else None,
             arrivals=list(self.arrivals),
         )
         expect = self.file.expect_for(self.stage.helm.major)
@@ -294,7 +293,7 @@ class Run:
         ended = command.ended or time.time()
         self.say(f"helm '{name}' exited {code} after {ended - command.started:.1f}s")
         if step.main:
-            gate = _gate(command.output)
+            gate = gate_opened(command.output)
             if gate and self.stage.recorder:
                 self.stage.recorder.mark_at("hook: upgrade may proceed", gate[1])
             expect = self.file.expect_for(self.stage.helm.major)
@@ -730,21 +729,3 @@ def _fate(answer: AppAnswer) -> tuple[str, str]:
         return "refused", f"{answer.status} {answer.body['error']}"
     other = answer.body.get("error") or answer.body.get("message") or answer.body.get("raw", "")
     return "unanswered", f"{answer.status} {str(other)[:80]}".strip()
-
-
-def _gave_up(output: str) -> float | None:
-    """When the hook's (last) deadline passed, by its own log line in helm's output."""
-    moments = [_moment(m["at"]) for m in HOOK_DEADLINE.finditer(output)]
-    return moments[-1] if moments else None
-
-
-def _moment(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
-def _gate(output: str) -> tuple[int, float, float] | None:
-    """(pods, moment, the hook's own wait) of the hook's verdict in helm's output."""
-    match = HOOK_VERDICT.search(output)
-    if match is None:
-        return None
-    return int(match["pods"]), _moment(match["at"]), float(match["after"])

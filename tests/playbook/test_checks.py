@@ -13,21 +13,17 @@ from typing import Any
 from app.hook import Exit
 from e2e.loopback import AppProcess
 from e2e.playbook.checks import EXPECTATIONS, Arrival, Outcome
-from e2e.playbook.engine import _gave_up
-from e2e.timeline import Operation, PodLife, Timeline
+from e2e.stage import gate_gave_up
+from e2e.timeline import Operation, PodLife, Timeline, epoch
 from tests.unit.conftest import AppFactory, Hook, hooks, make_app, run_hook
 
 __all__ = ["hooks", "make_app"]  # fixtures, used by name
 
 
-def _moment(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-
-
 def _operation(app: AppProcess, op_id: str, seconds: float) -> Operation:
     record = app.operation(op_id)
     return Operation(
-        pod=app.endpoint, id=op_id, seconds=seconds, started=_moment(record["started_at"])
+        pod=app.endpoint, id=op_id, seconds=seconds, started=epoch(record["started_at"])
     )
 
 
@@ -62,7 +58,7 @@ def test_work_that_arrives_after_the_deadline_released_the_fences_is_not_the_hoo
     timeline = Timeline(started=started)
     for op_id in (long, late):
         timeline.operations[op_id] = _operation(app, op_id, 60)
-    gave_up = _gave_up(hook.output)
+    gave_up = gate_gave_up(hook.output)
     assert gave_up is not None, hook.output
     assert timeline.operations[late].started > gave_up  # the arrival came after the hook's word
 
