@@ -160,12 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         options = ClusterOptions.from_values(vars(args).get)
     except ClusterError as exc:
         parser.error(str(exc))
-    if play.faults() and options.cluster != "kind":
-        print(
-            f"refused, nothing was run:\n{play.path}: {', '.join(play.faults())}: the "
-            f"{options.cluster} cluster cannot take that action (kind can)",
-            file=sys.stderr,
-        )
+    refused = play.refused_on(options.cluster)
+    if refused:
+        print(f"refused, nothing was run:\n{refused}", file=sys.stderr)
         return BAD_FILE
     artifacts = args.artifacts or ROOT / "artifacts" / "reproduce" / play.name
     print(f"{play.path}: {play.name}: {play.description or '(no description)'}")

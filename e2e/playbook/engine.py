@@ -151,12 +151,8 @@ class Run:
     # -- the run --------------------------------------------------------------------------
 
     def go(self) -> Verdict:
-        faults = self.file.faults()
-        if faults and self.stage.api_server is None:
-            raise AssertionError(
-                f"{self.file.path}: {', '.join(faults)}: this cluster cannot take that action "
-                "(kind can); nothing was run"
-            )
+        refused = self.file.refused_on("kind" if self.stage.api_server else "given")
+        assert refused is None, f"{refused}; nothing was run"
         self._set_up()
         with self.stage.recording(f"{self.file.name} ({self.stage.helm.name})") as recorder:
             self.t0 = time.monotonic() - (time.time() - recorder.timeline.started)

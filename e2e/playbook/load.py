@@ -126,9 +126,16 @@ class Play:
     def main(self) -> Step:
         return next(s for s in self.steps if s.main)
 
-    def faults(self) -> list[str]:
-        """Where the file takes an action only some clusters can take (CLUSTER_FAULTS)."""
-        return [f"{s.where}.{s.action}" for s in self.steps if s.action in CLUSTER_FAULTS]
+    def refused_on(self, cluster: str) -> str | None:
+        """Why ``cluster`` (kind, existing) cannot play the file, in one line: an action only
+        kind can take (CLUSTER_FAULTS), and where; None if it can."""
+        faults = [f"{s.where}.{s.action}" for s in self.steps if s.action in CLUSTER_FAULTS]
+        if not faults or cluster == "kind":
+            return None
+        return (
+            f"{self.path}: {', '.join(faults)}: the {cluster} cluster cannot take that action "
+            "(kind can)"
+        )
 
     def expect_for(self, major: int) -> dict[str, Any]:
         """``spec.expect`` as it applies when Helm ``major`` plays the file: the shared

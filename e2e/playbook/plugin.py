@@ -57,12 +57,9 @@ class ScenarioFile(pytest.File):
             play = load(self.path)
         except ScenarioFileError as exc:
             raise self.CollectError(f"bad scenario file:\n{exc}") from None
-        cluster = _cluster(self.config)
-        if play.faults() and cluster != "kind":
-            raise self.CollectError(
-                f"{self.path}: {', '.join(play.faults())}: the {cluster} cluster cannot take "
-                "that action (kind can)"
-            )
+        refused = play.refused_on(_cluster(self.config))
+        if refused:
+            raise self.CollectError(refused)
         repeat = max(1, int(self.config.getoption("--scenario-repeat")))
         for binary, helm_id in _helms(self.config, play.helm):
             for run in range(1, repeat + 1):

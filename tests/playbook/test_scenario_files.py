@@ -575,12 +575,13 @@ RESTART = GOOD.replace(
 )
 
 
-def test_a_restart_of_the_api_server_loads_and_says_where_it_is() -> None:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        play = load(write(Path(tmp), RESTART))
-    assert play.faults() == ["spec.events[0].restartApiServer"]
+def test_a_restart_of_the_api_server_loads_and_says_where_it_is(tmp_path: Path) -> None:
+    play = load(write(tmp_path, RESTART))
+    assert play.refused_on("kind") is None
+    assert play.refused_on("existing") == (
+        f"{play.path}: spec.events[0].restartApiServer: the existing cluster cannot take that "
+        "action (kind can)"
+    )
 
 
 def test_a_negative_time_down_is_refused(tmp_path: Path) -> None:
