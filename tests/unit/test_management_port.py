@@ -62,11 +62,7 @@ def test_the_management_port_serves_the_control_endpoints_only(app: AppProcess) 
 def test_the_control_endpoints_answer_while_the_apps_threads_are_all_taken(
     app: AppProcess,
 ) -> None:
-    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
-    for thread in holds:
-        thread.start()
-    try:
-        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
+    with threads_held(app):
         url = management(app)
         assert requests.get(url + "/healthz", timeout=30).status_code == 200
         assert requests.get(url + "/readyz", timeout=30).status_code == 200
@@ -75,10 +71,6 @@ def test_the_control_endpoints_answer_while_the_apps_threads_are_all_taken(
         status = requests.get(url + "/upgradeable?wait=1", headers=AUTH, timeout=30)
         assert status.status_code == 200
         assert requests.delete(url + "/drain", headers=AUTH, timeout=30).ok
-    finally:
-        app.stop()  # a quick stop; the held requests end with it
-        for thread in holds:
-            thread.join(timeout=30)
 
 
 def _hold(app: AppProcess) -> None:
@@ -99,6 +91,22 @@ def _all_held(app: AppProcess) -> bool:
     except requests.Timeout:
         return True
     return False
+
+
+@contextlib.contextmanager
+def threads_held(app: AppProcess) -> Iterator[None]:
+    """Every app-port thread held by a long request while the block runs; then a quick stop
+    of the app, which ends the held requests."""
+    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
+    for thread in holds:
+        thread.start()
+    try:
+        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
+        yield
+    finally:
+        app.stop()
+        for thread in holds:
+            thread.join(timeout=30)
 
 
 def test_the_hook_gates_through_the_management_port(app: AppProcess) -> None:
@@ -218,30 +226,21 @@ def test_app_port_requests_waiting_for_a_thread_do_not_stop_the_management_port(
 ) -> None:
     """gunicorn stops accepting at 1000 connections, both ports counted; whole requests
     waiting for a thread cannot be closed to make room."""
-    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
-    for thread in holds:
-        thread.start()
-    try:
-        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
-        with contextlib.ExitStack() as stack:
-            for _ in range(1050):
-                sock = stack.enter_context(
-                    socket.create_connection(("127.0.0.1", app.port), timeout=30)
-                )
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            eventually(
-                lambda: _open_files(app) >= 1000,
-                timeout=60,
-                what="the worker has taken 1000 connections (gunicorn's worker_connections)",
+    with threads_held(app), contextlib.ExitStack() as stack:
+        for _ in range(1050):
+            sock = stack.enter_context(
+                socket.create_connection(("127.0.0.1", app.port), timeout=30)
             )
-            url = management(app)
-            assert requests.get(url + "/healthz", timeout=30).status_code == 200
-            fence = requests.post(url + "/drain", json={"ttl": 30}, headers=AUTH, timeout=30)
-            assert fence.status_code == 200
-    finally:
-        app.stop()
-        for thread in holds:
-            thread.join(timeout=30)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        eventually(
+            lambda: _open_files(app) >= 1000,
+            timeout=60,
+            what="the worker has taken 1000 connections (gunicorn's worker_connections)",
+        )
+        url = management(app)
+        assert requests.get(url + "/healthz", timeout=30).status_code == 200
+        fence = requests.post(url + "/drain", json={"ttl": 30}, headers=AUTH, timeout=30)
+        assert fence.status_code == 200
 
 
 def test_app_port_connections_at_the_limit_do_not_close_a_management_connection(
@@ -251,37 +250,28 @@ def test_app_port_connections_at_the_limit_do_not_close_a_management_connection(
     connection, accepted before its request came, was the longest idle when app-port
     connections kept arriving, and was closed under it (a reset, seen when .ci/run ran the
     limit test beside a node image build)."""
-    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
-    for thread in holds:
-        thread.start()
-    try:
-        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
-        with contextlib.ExitStack() as stack:
+    with threads_held(app), contextlib.ExitStack() as stack:
 
-            def whole_request() -> None:
-                sock = stack.enter_context(
-                    socket.create_connection(("127.0.0.1", app.port), timeout=30)
-                )
-                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-
-            base = _open_files(app)
-            for _ in range(980):  # queued for a thread: they cannot be closed
-                whole_request()
-            eventually(lambda: _open_files(app) == base + 980, timeout=60, what="980 taken")
-            probe = stack.enter_context(
-                socket.create_connection(("127.0.0.1", app.management_port), timeout=30)
+        def whole_request() -> None:
+            sock = stack.enter_context(
+                socket.create_connection(("127.0.0.1", app.port), timeout=30)
             )
-            eventually(lambda: _open_files(app) == base + 981, timeout=30, what="probe accepted")
-            for _ in range(60):  # past the limit: the worker makes room as they come
-                whole_request()
-            eventually(lambda: _open_files(app) >= 1000, timeout=60, what="the worker full")
-            probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            answer = probe.recv(4096)
-            assert answer.startswith(b"HTTP/1.1 200"), answer
-    finally:
-        app.stop()
-        for thread in holds:
-            thread.join(timeout=30)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+
+        base = _open_files(app)
+        for _ in range(980):  # queued for a thread: they cannot be closed
+            whole_request()
+        eventually(lambda: _open_files(app) == base + 980, timeout=60, what="980 taken")
+        probe = stack.enter_context(
+            socket.create_connection(("127.0.0.1", app.management_port), timeout=30)
+        )
+        eventually(lambda: _open_files(app) == base + 981, timeout=30, what="probe accepted")
+        for _ in range(60):  # past the limit: the worker makes room as they come
+            whole_request()
+        eventually(lambda: _open_files(app) >= 1000, timeout=60, what="the worker full")
+        probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = probe.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200"), answer
 
 
 def test_whole_requests_waiting_for_a_thread_count_against_the_memory_bound(
@@ -289,37 +279,28 @@ def test_whole_requests_waiting_for_a_thread_count_against_the_memory_bound(
 ) -> None:
     """Unfinished requests are bounded to 64 MiB in all; whole ones queued for a thread were
     not counted, and 240 of 1 MiB took the worker past the chart's 256Mi limit."""
-    holds = [threading.Thread(target=_hold, args=(app,)) for _ in range(app.threads)]
-    for thread in holds:
-        thread.start()
     body = b'{"seconds": 1, "pad": "' + b"x" * (1024 * 1024 - 40) + b'"}'
     head = b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     statuses = []
-    try:
-        eventually(lambda: _all_held(app), timeout=30, what="every app-port thread held")
-        with contextlib.ExitStack() as stack:
-            socks = []
-            for _ in range(100):
-                sock = stack.enter_context(
-                    socket.create_connection(("127.0.0.1", app.port), timeout=30)
-                )
-                with contextlib.suppress(OSError):  # refused (and closed) while sending
-                    sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-                socks.append(sock)
+    with threads_held(app), contextlib.ExitStack() as stack:
+        socks = []
+        for _ in range(100):
+            sock = stack.enter_context(
+                socket.create_connection(("127.0.0.1", app.port), timeout=30)
+            )
+            with contextlib.suppress(OSError):  # refused (and closed) while sending
+                sock.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+            socks.append(sock)
+        for sock in socks:
+            sock.setblocking(False)
+
+        def answered() -> bool:
+            # A queued request gets no answer while the threads are held; a refused one
+            # does, once the worker has read that far.
             for sock in socks:
-                sock.setblocking(False)
+                with contextlib.suppress(OSError):
+                    statuses.append(sock.recv(12)[9:12])
+            return b"503" in statuses
 
-            def answered() -> bool:
-                # A queued request gets no answer while the threads are held; a refused one
-                # does, once the worker has read that far.
-                for sock in socks:
-                    with contextlib.suppress(OSError):
-                        statuses.append(sock.recv(12)[9:12])
-                return b"503" in statuses
-
-            eventually(answered, timeout=30, what="a request refused at the bound")
-    finally:
-        app.stop()
-        for thread in holds:
-            thread.join(timeout=30)
+        eventually(answered, timeout=30, what="a request refused at the bound")
     assert b"202" not in statuses, "no operation began while the threads were held"
