@@ -46,7 +46,6 @@ class Arrival:
 # ``expect.operations`` and ``expect.arrivals``.
 OPERATION_FATES = ("succeeded", "drained", "cutOff", "failed", "running")
 ARRIVAL_FATES = ("accepted", "refused", "unanswered")
-PHASES = ("all", "before", "during", "after")  # of the upgrade's helm command
 
 
 @dataclass
@@ -297,8 +296,8 @@ def _shown_value(value: Any) -> str:
 
 
 def object_key(assertion: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(apiVersion, kind, name) of an object assertion; the release's name put in for
-    ``{release}``."""
+    """(apiVersion, kind, name) of an object assertion, the kind's own apiVersion where it
+    gives none; ``{release}`` in the name is the run's to put in."""
     kind = str(assertion["kind"])
     return str(assertion.get("apiVersion") or API_VERSIONS[kind]), kind, str(assertion["name"])
 
@@ -471,7 +470,8 @@ def _by_fate(name: str, counts: dict[str, int], expected: dict[str, Any]) -> tup
 def _operations(o: Outcome, expected: dict[str, Any]) -> Row:
     counts = dict.fromkeys(OPERATION_FATES, 0)
     for op in o.work():
-        counts[o.fate(op)] = counts.get(o.fate(op), 0) + 1
+        fate = o.fate(op)
+        counts[fate] = counts.get(fate, 0) + 1
     held, wanted, seen = _by_fate("operation", counts, expected)
     return Row("operations", wanted, seen, held)
 

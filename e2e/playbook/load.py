@@ -305,7 +305,8 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
         where = (*path, "byHelm")
         yield Problem(line_of(document, where), dotted(where), "not allowed within byHelm")
         return
-    if error.validator == "oneOf" and error.schema == scenario_schema()["$defs"]["count"]:
+    defs = scenario_schema()["$defs"]
+    if error.validator == "oneOf" and error.schema == defs["count"]:
         # A count in expect.operations or expect.arrivals: say what one is, and what is wrong.
         inside = [e for e in error.context if e.path]  # a bad atLeast or atMost
         if isinstance(instance, Mapping) and inside:
@@ -324,7 +325,6 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
         )
         yield Problem(line_of(document, path), dotted(path), message)
         return
-    defs = scenario_schema()["$defs"]
     if error.validator == "oneOf" and error.schema in (defs["pods"], defs["onePod"]):
         yield from _pod_problems(error, document)
         return
