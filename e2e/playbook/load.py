@@ -277,8 +277,20 @@ def scenario_schema() -> dict[str, Any]:
     return schema
 
 
+def _whole(checker: Any, instance: object) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+# JSON Schema counts 5.0 as an integer; YAML reads `5.0` as a float, which the engine cannot
+# use as a pod index or a count. A whole number is written as one.
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _whole),
+)
+
+
 def schema_problems(document: Any) -> Iterator[Problem]:
-    validator = jsonschema.Draft202012Validator(scenario_schema())
+    validator = _Validator(scenario_schema())
     for error in validator.iter_errors(document):
         yield from _explain(error, document)
 
@@ -297,8 +309,10 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
                 )
         return
     if error.validator == "pattern" and path and path[-1] in ("kind", "apiVersion"):
-        example = "Deployment" if path[-1] == "kind" else "apps/v1"
-        message = f"{_shown(instance)} is not a {path[-1]} (as {example})"
+        what, example = (
+            ("a kind", "Deployment") if path[-1] == "kind" else ("an apiVersion", "apps/v1")
+        )
+        message = f"{_shown(instance)} is not {what} (as {example})"
         yield Problem(line_of(document, path), dotted(path), message)
         return
     if error.schema is False:  # the schema's one false: byHelm within byHelm

@@ -317,6 +317,31 @@ FATE_LINE = len(GOOD.splitlines()) + 1
             "spec.expect.operations.cutOff.atLeast: -1 is less than the minimum of 0",
         ),
         (
+            "operations: {cutOff: {atMost: -1}}",
+            "spec.expect.operations.cutOff.atMost: -1 is less than the minimum of 0",
+        ),
+        (
+            "operations: {drained: {}}",
+            "spec.expect.operations.drained: {} is not a count: a whole number >= 0, or "
+            "atLeast/atMost",
+        ),
+        (
+            "operations: {running: true}",
+            "spec.expect.operations.running: true is not a count: a whole number >= 0, or "
+            "atLeast/atMost",
+        ),
+        ("arrivals: {}", "spec.expect.arrivals: empty: say at least one thing"),
+        (
+            "arrivals: {all: {accepted: -1}}",
+            "spec.expect.arrivals.all.accepted: -1 is not a count: a whole number >= 0, or "
+            "atLeast/atMost",
+        ),
+        (
+            "arrivals: {before: {unanswered: {most: 1}}}",
+            "spec.expect.arrivals.before.unanswered: unknown key 'most'; expected one of: "
+            "atLeast, atMost",
+        ),
+        (
             "arrivals: {sometime: {refused: 0}}",
             "spec.expect.arrivals.sometime: unknown key 'sometime'; expected one of: after, all, "
             "before, during",
@@ -347,6 +372,15 @@ FATE_LINE = len(GOOD.splitlines()) + 1
         (
             "byHelm: {helm3: {operations: {cutOff: {atLeast: 2, atMost: 1}}}}",
             "spec.expect.byHelm.helm3.operations.cutOff: atLeast 2 is more than atMost 1",
+        ),
+        ("byHelm: {}", "spec.expect.byHelm: empty: say at least one thing"),
+        (
+            "byHelm: {helm4: {helm: passed}}",
+            "spec.expect.byHelm.helm4.helm: 'passed' is not one of ['succeeded', 'failed']",
+        ),
+        (
+            "byHelm: {helm4: {arrivals: {after: {refused: {atLeast: 3, atMost: 1}}}}}",
+            "spec.expect.byHelm.helm4.arrivals.after.refused: atLeast 3 is more than atMost 1",
         ),
     ],
 )
@@ -461,6 +495,51 @@ WITH_NAME = GOOD.replace("    - pods: [0, 1]\n", "    - pods: [0, 1]\n      as: 
             ),
             "19: spec.work[1].as: 'exporter' names earlier work",
         ),
+        (
+            GOOD.replace("      at: 0\n", "      at: 0\n      as: 1st\n"),
+            "16: spec.work[0].as: '1st' does not match '^[A-Za-z][A-Za-z0-9_-]{0,40}$'",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {named: 'a b'}}"),
+            "21: spec.events[0].deletePod.pod.named: 'a b' does not match "
+            "'^[A-Za-z][A-Za-z0-9_-]{0,40}$'",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {replacementOf: -1}}"),
+            "21: spec.events[0].deletePod.pod.replacementOf: -1 is less than the minimum of 0",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {replacementOf: 1.5}}"),
+            "21: spec.events[0].deletePod.pod.replacementOf: 1.5 is not of type 'integer'",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {onNode: 5}}"),
+            "21: spec.events[0].deletePod.pod.onNode: 5 is not of type 'string'",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "killApp: {pod: all}"),
+            '21: spec.events[0].killApp.pod: "all" is not a pod index or a pod role (named, '
+            "replacementOf, onNode, busiest)",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "killApp: {pod: {busiest: yes please}}"),
+            "21: spec.events[0].killApp.pod.busiest: busiest: true is the only value",
+        ),
+        (
+            WITH_NAME.replace("deletePod: {pod: 1}", "killApp: {pod: {named: exported}}"),
+            "22: spec.events[0].killApp.pod.named: no work is named 'exported' "
+            "(work `as`: exporter)",
+        ),
+        (
+            GOOD.replace("    - pods: [0, 1]\n", "    - pods: {busiest: true, onNode: w}\n"),
+            "13: spec.work[0].pods: one role per pod, found busiest and onNode",
+        ),
+        (
+            WITH_NAME.replace("      at: 0\n", "      at: 5\n").replace(
+                "  upgrade:\n", "    - pods: {named: exporter}\n      seconds: 1\n  upgrade:\n"
+            ),
+            "17: spec.work[1].pods.named: 'exporter' names a pod only once its work starts, at 5",
+        ),
     ],
 )
 def test_bad_pod_roles_are_refused_with_line_and_field(
@@ -469,6 +548,81 @@ def test_bad_pod_roles_are_refused_with_line_and_field(
     problems = refusal(tmp_path, text)
     assert len(problems) == 1, problems
     assert problems[0].startswith(problem), problems
+
+
+@pytest.mark.parametrize(
+    ("condition", "problem"),
+    [
+        (
+            "notFenced: none",
+            'spec.events[1].check.notFenced: "none" is not a list of pod indexes, `all`, '
+            "`spread` or a pod role (named, replacementOf, onNode, busiest)",
+        ),
+        (
+            "acceptsWork: 2",
+            "spec.events[1].check.acceptsWork: 2 is not a list of pod indexes, `all`, `spread` "
+            "or a pod role (named, replacementOf, onNode, busiest)",
+        ),
+        (
+            "acceptsWork: [0, 0]",
+            "spec.events[1].check.acceptsWork: [0, 0] is not a list of pod indexes, `all`, "
+            "`spread` or a pod role (named, replacementOf, onNode, busiest)",
+        ),
+        (
+            "notFenced: [0, 3]",
+            "spec.events[1].check.notFenced[1]: pod 3 does not exist: the release has 2 pod(s) "
+            "then (0 to 1)",
+        ),
+        (
+            "acceptsWork: [-1]",
+            "spec.events[1].check.acceptsWork: [-1] is not a list of pod indexes, `all`, "
+            "`spread` or a pod role (named, replacementOf, onNode, busiest)",
+        ),
+        (
+            "notFenced: {named: nobody}",
+            "spec.events[1].check.notFenced.named: no work is named 'nobody' (work `as`: none)",
+        ),
+        (
+            "acceptsWork: {replacementOf: 3}",
+            "spec.events[1].check.acceptsWork.replacementOf: pod 3 does not exist: the release "
+            "has 2 pod(s) when the run starts",
+        ),
+        (
+            "acceptsWork: {onNode: Node_1}",
+            'spec.events[1].check.acceptsWork.onNode: "Node_1" is not a node name '
+            "(a-z, 0-9, '-' and '.')",
+        ),
+        (
+            "notFenced: {busiest: true, replacementOf: 0}",
+            "spec.events[1].check.notFenced: one role per pod, found busiest and replacementOf",
+        ),
+    ],
+)
+def test_bad_pods_to_find_unfenced_or_accepting_work_are_refused_with_line_and_field(
+    tmp_path: Path, condition: str, problem: str
+) -> None:
+    text = GOOD.replace("check: {serves: v2}", f"check: {{{condition}}}")
+    problems = refusal(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"23: {problem}"), problems
+
+
+@pytest.mark.parametrize("action", ["deletePod", "killApp"])
+def test_a_pod_index_written_as_a_float_is_refused(tmp_path: Path, action: str) -> None:
+    """JSON Schema takes `5.0` for an integer; `pod: 1.0` loaded (the pod exists) and the run
+    failed on it mid-way, `list indices must be integers`; `pod: 5.0` escaped the check that
+    refuses `pod: 5` (of 2)."""
+    whole = refusal(tmp_path, GOOD.replace("deletePod: {pod: 1}", f"{action}: {{pod: 5}}"))
+    assert whole == [
+        f"21: spec.events[0].{action}.pod: pod 5 does not exist: the release has 2 pod(s) then "
+        "(0 to 1)"
+    ]
+    for index in ("1.0", "5.0"):
+        text = GOOD.replace("deletePod: {pod: 1}", f"{action}: {{pod: {index}}}")
+        assert refusal(tmp_path, text) == [
+            f"21: spec.events[0].{action}.pod: {index} is not a pod index or a pod role "
+            "(named, replacementOf, onNode, busiest)"
+        ]
 
 
 def test_pod_roles_load_where_pods_are_named(tmp_path: Path) -> None:
@@ -539,6 +693,62 @@ def test_every_key_of_the_schema_is_in_the_format_reference() -> None:
             "spec.events[1].check.objects[0].sameAs: 'start' was expected",
         ),
         ("[]", "spec.events[1].check.objects: [] should be non-empty"),
+        (
+            "[{apiVersion: Apps/V1, kind: Deployment, name: x, absent: true}]",
+            'spec.events[1].check.objects[0].apiVersion: "Apps/V1" is not an apiVersion '
+            "(as apps/v1)",
+        ),
+        (
+            "[{kind: Deployment, name: '', absent: true}]",
+            "spec.events[1].check.objects[0].name: '' should be non-empty",
+        ),
+        (
+            "[{kind: Deployment, absent: true}]",
+            "spec.events[1].check.objects[0]: missing required key 'name'",
+        ),
+        (
+            "[{name: x, absent: true}]",
+            "spec.events[1].check.objects[0]: missing required key 'kind'",
+        ),
+        (
+            "[{kind: Deployment, name: x, absent: true, namespace: y}]",
+            "spec.events[1].check.objects[0].namespace: unknown key 'namespace'; expected one "
+            "of: absent, apiVersion, equals, kind, matches, name, path, sameAs",
+        ),
+        (
+            "[{kind: Deployment, name: x, matches: {}}]",
+            "spec.events[1].check.objects[0].matches: empty: say at least one thing",
+        ),
+        (
+            "[{kind: Deployment, name: x, matches: [a]}]",
+            "spec.events[1].check.objects[0].matches: ['a'] is not of type 'object'",
+        ),
+        (
+            "[{kind: Deployment, name: x, path: [], equals: 1}]",
+            "spec.events[1].check.objects[0].path: [] should be non-empty",
+        ),
+        (
+            "[{kind: Deployment, name: x, path: [spec, 1.5], equals: 1}]",
+            "spec.events[1].check.objects[0].path[1]: 1.5 is not of type 'string', 'integer'",
+        ),
+        (
+            "[{kind: Deployment, name: x, absent: false}]",
+            "spec.events[1].check.objects[0].absent: True was expected",
+        ),
+        (
+            "[{kind: Deployment, name: x, matches: {a: 1}, path: [a], equals: 1}]",
+            "spec.events[1].check.objects[0]: say one of matches, path or absent "
+            "(found matches and path)",
+        ),
+        (
+            "[{kind: Deployment, name: x, path: [a], equals: 1, sameAs: start}]",
+            "spec.events[1].check.objects[0].path: path needs equals or sameAs "
+            "(found equals and sameAs)",
+        ),
+        (
+            "[{kind: Deployment, name: x, absent: true, sameAs: start}]",
+            "spec.events[1].check.objects[0].sameAs: sameAs needs a path",
+        ),
     ],
 )
 def test_bad_object_assertions_are_refused_with_line_and_field(
@@ -586,6 +796,51 @@ def test_a_negative_time_down_is_refused(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "problem"),
+    [
+        (
+            "downSeconds: 5",
+            "downSecs: 5",
+            "21: spec.events[0].restartApiServer.downSecs: unknown key 'downSecs'; expected one "
+            "of: downSeconds",
+        ),
+        (
+            "downSeconds: 5",
+            "downSeconds: five",
+            "21: spec.events[0].restartApiServer.downSeconds: 'five' is not of type 'number'",
+        ),
+        (
+            "downSeconds: 5",
+            "downSeconds: .inf",
+            "21: spec.events[0].restartApiServer.downSeconds: inf is not a finite number",
+        ),
+        (
+            "restartApiServer: {downSeconds: 5}",
+            "restartApiServer: 5",
+            "21: spec.events[0].restartApiServer: 5 is not of type 'object'",
+        ),
+        (
+            "      restartApiServer:",
+            "      as: bounce\n      restartApiServer:",
+            "21: spec.events[0].as: only upgrade and rollback are named, not restartApiServer",
+        ),
+        (
+            "restartApiServer: {downSeconds: 5}",
+            "restartApiServer: {}\n      scale: {replicas: 1}",
+            "20: spec.events[0]: one action per event, found restartApiServer and scale",
+        ),
+    ],
+    ids=["unknown-key", "not-a-number", "infinite", "not-a-mapping", "named", "two-actions"],
+)
+def test_bad_restarts_of_the_api_server_are_refused_with_line_and_field(
+    tmp_path: Path, old: str, new: str, problem: str
+) -> None:
+    assert old in RESTART
+    problems = refusal(tmp_path, RESTART.replace(old, new))
+    assert problems == [problem]
+
+
 def test_reproduce_refuses_a_fault_the_existing_cluster_cannot_take(tmp_path: Path) -> None:
     path, kubeconfig = write(tmp_path, RESTART), tmp_path / "kubeconfig"
     kubeconfig.write_text("")  # a file, never read: the refusal comes first
@@ -611,3 +866,54 @@ def test_pytest_refuses_a_fault_the_existing_cluster_cannot_take(tmp_path: Path)
         f"{path}: spec.events[0].restartApiServer: the existing cluster cannot take that action"
         in result.stdout
     )
+
+
+# One bad value of each new key family through the command line: exit 2, the line and the field.
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            GOOD.replace("deletePod: {pod: 1}", "deletePod: {pod: {busiest: false}}"),
+            "21: spec.events[0].deletePod.pod.busiest: busiest: true is the only value",
+        ),
+        (
+            GOOD.replace("      at: 0\n", "      at: 0\n      as: 1st\n"),
+            "16: spec.work[0].as: '1st' does not match",
+        ),
+        (
+            GOOD.replace("check: {serves: v2}", "check: {acceptsWork: [0, 3]}"),
+            "23: spec.events[1].check.acceptsWork[1]: pod 3 does not exist",
+        ),
+        (
+            GOOD.replace("check: {serves: v2}", "check: {objects: [{kind: Deployment, name: x}]}"),
+            "23: spec.events[1].check.objects[0]: say one of matches, path or absent",
+        ),
+        (
+            f"{GOOD}    byHelm: {{helm4: {{byHelm: {{helm3: {{helm: failed}}}}}}}}\n",
+            f"{FATE_LINE}: spec.expect.byHelm.helm4.byHelm: not allowed within byHelm",
+        ),
+        (
+            f"{GOOD}    arrivals: {{after: {{rejected: 0}}}}\n",
+            f"{FATE_LINE}: spec.expect.arrivals.after.rejected: unknown key 'rejected'",
+        ),
+        (
+            RESTART.replace("downSeconds: 5", "downSeconds: -1"),
+            "21: spec.events[0].restartApiServer.downSeconds: -1 is less than the minimum of 0",
+        ),
+    ],
+    ids=["pod-role", "work-as", "check-pods", "objects", "by-helm", "arrivals", "restart"],
+)
+def test_a_bad_value_of_each_new_key_exits_2_from_the_loader_and_reproduce(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    bad = write(tmp_path, text)
+    for module in ("e2e.playbook.load", "e2e.reproduce --check"):
+        done = subprocess.run(
+            [sys.executable, "-m", *module.split(), str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert done.returncode == 2, (module, done.stdout + done.stderr)
+        assert f"{bad}:{problem}" in done.stderr, (module, done.stderr)
