@@ -168,8 +168,7 @@ class Run:
                 log.exception("step failed")
                 self.rows.append(Row("steps", "all done", f"{type(exc).__name__}: {exc}", False))
             self._wait_for_commands()
-            self._stop.set()
-            worker.join(timeout=15)
+            self._finish_work(worker)
             self._settle()
             release, served = self._final_state()
         main = self.main_command
@@ -358,6 +357,14 @@ class Run:
         due = sum(1 for t, _, _ in self._arrivals() if t <= moment)
         with self._work_progress:
             self._work_progress.wait_for(lambda: self._work_done >= due, timeout=30)
+
+    def _finish_work(self, worker: threading.Thread) -> None:
+        """Every arrival the file schedules is made, also after the last step and helm
+        command: the run lasts until its last arrival, within spec.duration."""
+        last = max((moment for moment, _, _ in self._arrivals()), default=0.0)
+        worker.join(timeout=max(0.0, last - self.elapsed()) + 30)
+        self._stop.set()
+        worker.join(timeout=15)
 
     def _work(self) -> None:
         last: dict[str, str] = {}
@@ -553,7 +560,13 @@ class Run:
                 for o in timeline.operations.values()
                 if o.state == "running" and o.pod not in gone and now < o.planned_end + 5
             ]
-            return not going and not running
+            # Work accepted a moment ago that the recorder has not seen yet.
+            unseen = [
+                a
+                for a in self.arrivals
+                if a.fate == "accepted" and a.pod not in gone and now < a.at + a.seconds + 1
+            ]
+            return not going and not running and not unseen
 
         try:
             what = "rollout done, terminating pods gone, work over"
