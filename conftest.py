@@ -103,6 +103,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     # pyhelm3 logs every helm command it runs at INFO; the scenarios say more.
     logging.getLogger("pyhelm3").setLevel(logging.WARNING)
+    # urllib3 warns of each retry of each request: some 800 lines while a scenario keeps
+    # the API server away for 15 s.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     config.pluginmanager.register(SkipGuard(config), "upgrade-gate-skip-guard")
 
 
@@ -364,7 +367,8 @@ def stage(
     """A release in this test's namespace; helm is ``each_helm`` if the test asks for it."""
     if "each_helm" in request.fixturenames:
         helm = request.getfixturevalue("each_helm")
-    stage = harness.open_stage(request.node.name, helm, namespace, artifacts_dir)
+    alone = request.node.get_closest_marker("alone") is not None
+    stage = harness.open_stage(request.node.name, helm, namespace, artifacts_dir, alone=alone)
     try:
         with harness.phases.group(request.node.name):
             yield stage

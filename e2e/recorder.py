@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
 from e2e.kube import Kube
@@ -200,18 +201,49 @@ class Recorder:
             log.info("job %s failed", meta.name)
 
     def _follow_log(self, pod: str) -> None:
-        """The hook's log, line by line as it happens: the gate's side of the story."""
-        try:
-            stream = self.kube.core.read_namespaced_pod_log(
-                pod, self.namespace, follow=True, _preload_content=False
+        """The hook's log, line by line as it happens: the gate's side of the story.
+
+        The stream goes through the API server, so it breaks when the API server goes away
+        (a scenario can stop it). It is read again from the start, skipping the lines shown,
+        until the container has exited and its log was read to the end."""
+        shown = 0
+        while True:
+            exited = self._exited(pod)  # before the read: a read after the exit has it all
+            try:
+                stream = self.kube.core.read_namespaced_pod_log(
+                    pod, self.namespace, follow=not exited, _preload_content=False
+                )
+                read, partial = 0, b""
+                for raw in stream.stream():
+                    *lines, partial = (partial + raw).split(b"\n")
+                    for line in lines:
+                        read += 1
+                        if read > shown:
+                            shown = read
+                            text = line.decode(errors="replace")
+                            log.info("hook| %s", text.split(" ", 1)[-1].strip())
+                    if self._stop.is_set():
+                        return
+                if partial and read + 1 > shown:
+                    shown = read + 1
+                    log.info("hook| %s", partial.decode(errors="replace").split(" ", 1)[-1])
+                if exited:
+                    return
+            except ApiException as exc:
+                if exc.status == 404:  # the pod is gone: its log with it
+                    return
+                log.debug("log of %s broke: %s", pod, exc)
+            except Exception as exc:  # the API server away: read again when it is back
+                log.debug("log of %s broke: %s", pod, exc)
+            if self._stop.wait(1.0):
+                return
+
+    def _exited(self, pod: str) -> bool:
+        with self._lock:
+            return any(
+                life.name == pod and (life.exited or life.finished or life.gone)
+                for life in self.timeline.pods.values()
             )
-            for raw in stream.stream():
-                for line in raw.decode(errors="replace").splitlines():
-                    log.info("hook| %s", line.split(" ", 1)[-1].strip())
-                if self._stop.is_set():
-                    break
-        except Exception as exc:  # the pod went away: its log ends with it
-            log.debug("log of %s ended: %s", pod, exc)
 
     # -- operations --------------------------------------------------------------
 

@@ -203,6 +203,9 @@ def _play(
         level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
     )
     logging.getLogger("pyhelm3").setLevel(logging.WARNING)
+    # urllib3 warns of each retry of each request: some 800 lines while a scenario keeps
+    # the API server away for 15 s.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     harness = Harness(options, artifacts=artifacts, base_image=args.base_image)
     harness.up()
     verdicts: list[Verdict] = []
@@ -212,7 +215,7 @@ def _play(
         for run in range(1, args.repeat + 1):
             ids = [i for i in (helm_id, f"run-{run}" if args.repeat > 1 else "") if i]
             name = play.name + (f"[{'-'.join(ids)}]" if ids else "")
-            stage = harness.open_stage(name, helm)
+            stage = harness.open_stage(name, helm, alone=play.alone)
             verdict: Verdict | None = None
             try:
                 with harness.phases.group(name):
