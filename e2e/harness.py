@@ -15,6 +15,7 @@ Each step is timed in ``phases``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from e2e.artifacts import collect
-from e2e.cluster.base import ClusterError
+from e2e.cluster.base import ClusterError, cache_root
+from e2e.cluster.host import locks
 from e2e.cluster.options import ClusterOptions
 from e2e.cluster.providers.interface import BreaksApiServer, ClusterProvider, ExportsLogs
 from e2e.helm import Helm
@@ -123,21 +125,47 @@ class Harness:
         return namespace
 
     def open_stage(
-        self, name: str, helm: Helm, namespace: str | None = None, artifacts: Path | None = None
+        self,
+        name: str,
+        helm: Helm,
+        namespace: str | None = None,
+        artifacts: Path | None = None,
+        *,
+        alone: bool = False,
     ) -> Stage:
-        namespace = namespace or self.create_namespace(name)
-        artifacts = artifacts or self.artifacts_dir(name)
-        stage = Stage(self.kube, helm, self.images, namespace, artifacts, self.phases)
+        """A stage, once it has its turn on the cluster: shared with the scenarios beside it,
+        or the cluster to itself (``alone``) for a fault that every scenario on it would feel,
+        the API server stopped. A scenario alone waits for those running to end, and none
+        starts meanwhile (xdist workers, other sessions on this machine)."""
+        turn = contextlib.ExitStack()
+        waiting = (
+            f"the scenarios on the cluster to end: {name} needs it to itself"
+            if alone
+            else f"a scenario that has the cluster to itself, before {name}"
+        )
+        lock = cache_root() / f"cluster-{self.options.cluster_name}.turn.lock"
+        turn.enter_context(locks.turn(lock, alone=alone, waiting_for=waiting))
+        try:
+            namespace = namespace or self.create_namespace(name)
+            artifacts = artifacts or self.artifacts_dir(name)
+            stage = Stage(self.kube, helm, self.images, namespace, artifacts, self.phases)
+        except BaseException:
+            turn.close()
+            raise
+        stage.turn = turn
         if isinstance(self.provider, BreaksApiServer):
             stage.api_server = self.provider
         return stage
 
     def close_stage(self, stage: Stage, failed: bool) -> None:
         """The stage's background commands stopped; where the scenario failed, what it leaves
-        for inspection (e2e/artifacts.py, the nodes' logs)."""
-        stage.stop_background()
-        if not failed:
-            return
+        for inspection (e2e/artifacts.py, the nodes' logs); its turn on the cluster given back."""
+        with stage.turn:
+            stage.stop_background()
+            if failed:
+                self._leave_artifacts(stage)
+
+    def _leave_artifacts(self, stage: Stage) -> None:
         collect(self.kube, stage.helm, stage.namespace, stage.release, stage.artifacts)
         for command in stage.background:
             (stage.artifacts / command.log_path.name).write_text(command.output)

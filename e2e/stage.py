@@ -8,6 +8,7 @@ mechanics live here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -95,6 +96,8 @@ class Stage:
     background: list[BackgroundHelm] = field(default_factory=list)
     # The cluster, where it can take its API server away and back (kind), for fault actions.
     api_server: BreaksApiServer | None = None
+    # The stage's turn on the cluster (Harness.open_stage), given back when it closes.
+    turn: contextlib.ExitStack[bool | None] = field(default_factory=contextlib.ExitStack)
 
     # -- setting up ---------------------------------------------------------------
 

@@ -44,7 +44,8 @@ ACTIONS = (
     "scale",
     "check",
 )
-# Actions only some clusters can take (kind), refused elsewhere before anything runs.
+# Actions only some clusters can take (kind), refused elsewhere before anything runs; a file
+# with one has the cluster to itself (Play.alone).
 CLUSTER_FAULTS = ("restartApiServer",)
 HELM_ACTIONS = ("upgrade", "rollback")
 # A scenario file holds some hundreds of values; aliases may repeat a few of them.
@@ -125,6 +126,12 @@ class Play:
     @property
     def main(self) -> Step:
         return next(s for s in self.steps if s.main)
+
+    @property
+    def alone(self) -> bool:
+        """Whether the file needs the cluster to itself: a fault every scenario beside it
+        would feel (CLUSTER_FAULTS)."""
+        return any(s.action in CLUSTER_FAULTS for s in self.steps)
 
     def refused_on(self, cluster: str) -> str | None:
         """Why ``cluster`` (kind, existing) cannot play the file, in one line: an action only

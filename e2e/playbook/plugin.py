@@ -69,6 +69,8 @@ class ScenarioFile(pytest.File):
                     self, name=name, callobj=_test(play, binary)
                 )
                 item.add_marker(pytest.mark.e2e)
+                if play.alone:
+                    item.add_marker(pytest.mark.alone)
                 yield item
 
 

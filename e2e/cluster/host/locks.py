@@ -27,3 +27,24 @@ def exclusive(path: Path, waiting_for: str) -> Iterator[None]:
             log.info("waiting for %s (%s)", waiting_for, path)
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+@contextlib.contextmanager
+def turn(path: Path, *, alone: bool, waiting_for: str) -> Iterator[None]:
+    """A turn on what ``path`` guards: shared with other holders, or ``alone``.
+
+    A holder that needs it alone waits for the shared holders there are, and none comes in
+    after it: every comer passes a gate (``path`` + ".gate") that the one waiting to be alone
+    keeps shut while it waits. Without the gate, shared turns that overlap end to end (three
+    xdist workers, scenario after scenario) would keep it waiting until the session's end.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_EX if alone else fcntl.LOCK_SH
+    with path.open("a") as lock:
+        with exclusive(path.with_name(path.name + ".gate"), waiting_for):
+            try:
+                fcntl.flock(lock, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for %s (%s)", waiting_for, path)
+                fcntl.flock(lock, mode)
+        yield
