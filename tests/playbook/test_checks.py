@@ -297,3 +297,45 @@ def test_a_path_leads_to_one_value_or_to_nothing() -> None:
     assert value_at(DEPLOYMENT, ["spec", "template", "spec", "containers", 0, "name"]) == "app"
     assert value_at(DEPLOYMENT, ["spec", "template", "spec", "containers", 1]) is MISSING
     assert value_at(DEPLOYMENT, ["spec", "paused"]) is MISSING
+
+
+def _exited_hook(exited: float, code: int) -> PodLife:
+    return PodLife(
+        name="hook", uid="hook", role="hook", image="v2", created=0.0, exited=exited,
+        exit_code=code,
+    )  # fmt: skip
+
+
+def test_a_hook_that_gives_up_is_timed_from_its_deadline_whatever_its_exit(
+    make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    """hookExitedWithin asked for exit 0 and an operation's end: a hook that failed at its
+    deadline could not be timed at all."""
+    app = make_app()
+    started = datetime.now().timestamp()
+    app.start_operation(60)
+    hook = run_hook(hooks, "--endpoints", app.endpoint, "--timeout", "2")
+    assert hook.wait() == Exit.NOT_IDLE, hook.output
+    gave_up = gate_gave_up(hook.output)
+    assert gave_up is not None, hook.output
+
+    timeline = Timeline(started=started)
+    timeline.pods["hook"] = _exited_hook(gave_up + 0.4, int(Exit.NOT_IDLE))
+    o = outcome(timeline, hook.output, gave_up + 1, gave_up=gave_up)
+    row = EXPECTATIONS["hookExitedWithin"](o, 2)
+    assert row.held, row
+    assert (row.expected, row.observed) == (
+        "<= 2s after the hook's deadline",
+        "0.40s after, exit 1",
+    )
+    assert not EXPECTATIONS["hookExitedWithin"](o, 0.1).held
+
+
+def test_a_hook_that_opened_the_gate_is_timed_from_the_last_operations_end() -> None:
+    timeline = Timeline(started=0.0)
+    timeline.operations["a"] = Operation(pod="p", id="a", seconds=10, started=1.0, finished=11.0)
+    timeline.pods["hook"] = _exited_hook(11.5, 0)
+    o = outcome(timeline, "", 12.0)
+    o.gate = (1, 11.05, 10.0)
+    row = EXPECTATIONS["hookExitedWithin"](o, 2)
+    assert (row.held, row.observed) == (True, "0.50s after, exit 0")
