@@ -200,3 +200,56 @@ def test_a_heading_becomes_the_anchor_github_gives_it() -> None:
         ("Timeouts: which `helm --timeout` to use", "timeouts-which-helm---timeout-to-use"),
     ]
     assert [slug(heading) for heading, _ in cases] == [want for _, want in cases]
+
+
+def _harness_section() -> str:
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    start = text.index("**What the harness does that a file does not say.**")
+    return text[start : text.index("**Bad files.**", start)]
+
+
+def test_the_harness_values_the_format_reference_lists_are_those_it_applies() -> None:
+    """The small test values (e2e/stage.py BASE_VALUES) as docs/scenarios.md lists them: a
+    value changed in one place alone fails here."""
+    from e2e.stage import BASE_VALUES
+
+    section = " ".join(_harness_section().split())
+    listed = dict(re.findall(r"`([a-zA-Z]+\.[a-zA-Z.]+): ([^`]+)`", section))
+
+    def leaves(values: dict[str, object], prefix: str = "") -> dict[str, str]:
+        found: dict[str, str] = {}
+        for key, value in values.items():
+            if isinstance(value, dict):
+                found |= leaves(value, f"{prefix}{key}.")
+            else:
+                found[f"{prefix}{key}"] = str(value)
+        return found
+
+    applied = leaves(BASE_VALUES)
+    said_otherwise = {
+        "replicaCount",
+        "readinessProbe.periodSeconds",
+        "readinessProbe.failureThreshold",
+    }
+    assert listed == {k: v for k, v in applied.items() if k not in said_otherwise}
+    assert applied["readinessProbe.periodSeconds"] == "1"
+    assert "a readiness probe every second" in section
+    deadline = int(applied["gate.timeoutSeconds"])
+    assert f"the gate's deadline + 120 s ({deadline + 120} s" in section
+
+
+def test_the_hook_lines_the_format_reference_lists_are_the_hooks_own() -> None:
+    """Each line docs/scenarios.md says `helmOutput` can match is in the hook's code, its
+    placeholders (N, M, S, ...) aside."""
+    section = " ".join(_harness_section().split())
+    lines = re.findall(
+        r"`([^`]*(?:fences released|nothing|upgrade may proceed|no pods)[^`]*)`", section
+    )
+    assert len(lines) >= 6, lines
+    code = "".join(path.read_text() for path in (ROOT / "app").rglob("*.py"))
+    for line in lines:
+        # Split where the hook puts a value in, or joins two parts of its own.
+        for fragment in re.split(r"\bN\b|\bM\b|\bSs\b|\bSIG[A-Z]+\b|\.\.\.|[,:;]", line):
+            fragment = fragment.strip(" :;,()")
+            if len(fragment) >= 8:
+                assert fragment in code, f"{fragment!r} (of {line!r}) is not in app/"
