@@ -232,6 +232,8 @@ class Waiter:
             pods, attempted, deferred = None, False, None
             try:
                 pods = self._list()
+                if listing_error is not None:
+                    log.info("pods listed again, after: %s", listing_error)
                 listing_error = None
             except (ForbiddenError, MisconfiguredError) as exc:
                 return Outcome(exit_for(exc), f"{exc}: {self._release_all()}")

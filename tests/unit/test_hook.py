@@ -405,3 +405,41 @@ def test_a_fence_lifted_from_a_watched_pod_is_placed_again_and_its_work_waited_f
         assert late.json()["error"] == "draining", late.text
     assert f"pod {watched.endpoint}: busy" in hook.output, hook.output
     assert watched.status()["draining"]
+
+
+class _ApiServerBack(BaseHTTPRequestHandler):
+    """An API server that answers 503 to its first three listings, as one starting up does,
+    then lists no pods."""
+
+    calls = 0
+
+    def do_GET(self) -> None:
+        type(self).calls += 1
+        if type(self).calls <= 3:
+            self.send_error(503, "starting")
+            return
+        body = json.dumps({"kind": "List", "items": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_hook_says_when_the_pods_are_listed_again(tmp_path: Path, hooks: list[Hook]) -> None:
+    """After "retrying", a listing that works again is said too: while the API server was
+    away the hook's log said nothing more, and a reader could not tell when it came back."""
+    with serving(_ApiServerBack) as endpoint:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://{endpoint}")
+        hook = run_hook(
+            hooks, "--selector", "app=x", "--kubeconfig", str(kubeconfig), "--timeout", "60"
+        )
+        assert hook.wait() == Exit.OK, hook.output
+    lines = [line for line in hook.output.splitlines() if "listing" in line or "listed" in line]
+    assert len(lines) == 2, hook.output
+    assert "listing pods failed: 503" in lines[0]
+    assert "retrying" in lines[0]
+    assert "pods listed again, after: listing pods failed: 503" in lines[1]
