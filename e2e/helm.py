@@ -86,6 +86,27 @@ class Helm:
 
         return asyncio.run(go())
 
+    def revisions(self, release: str, namespace: str) -> list[dict[str, Any]]:
+        """``helm history``: each revision's number, status and description, oldest first."""
+
+        async def go() -> list[dict[str, Any]]:
+            current = await self.client.get_current_revision(release, namespace=namespace)
+            return [
+                {"revision": r.revision, "status": r.status.value, "description": r.description}
+                for r in await current.release.history()
+            ]
+
+        return asyncio.run(go())
+
+    def manifest(self, release: str, namespace: str) -> list[dict[str, Any]]:
+        """``helm get manifest``: the objects of the current revision, as rendered for it."""
+
+        async def go() -> list[dict[str, Any]]:
+            current = await self.client.get_current_revision(release, namespace=namespace)
+            return [dict(resource) for resource in await current.resources()]
+
+        return asyncio.run(go())
+
     def text(self, *args: str) -> str:
         """A helm command's plain output, for people reading artifacts."""
         result = subprocess.run(

@@ -178,9 +178,15 @@ class RunView(Protocol):
 
     def versions_served(self) -> set[str]: ...
 
-    def object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+    def object(
+        self, api_version: str, kind: str, name: str, source: str = "cluster"
+    ) -> dict[str, Any] | None:
         """An object of the release's namespace as a plain dict; None if there is none.
-        Raises LookupError for a kind the API server does not serve."""
+        ``source``: ``cluster``, what the API server holds (LookupError for a kind it does not
+        serve), or ``manifest``, what the release's current revision rendered for it."""
+
+    def revisions(self) -> list[dict[str, Any]]:
+        """``helm history``: revision, status and description of each, oldest first."""
 
     def at_start(self, assertion: Mapping[str, Any]) -> Any:
         """What an object assertion's ``path`` held when the run began."""
@@ -304,9 +310,10 @@ def object_key(assertion: Mapping[str, Any]) -> tuple[str, str, str]:
 
 def _object(run: RunView, assertion: Mapping[str, Any]) -> tuple[bool, str]:
     api_version, kind, name = object_key(assertion)
-    shown = f"{kind} {name}"
+    source = str(assertion.get("in", "cluster"))
+    shown = f"{kind} {name}" + (" in the manifest" if source == "manifest" else "")
     try:
-        found = run.object(api_version, kind, name)
+        found = run.object(api_version, kind, name, source)
     except LookupError as exc:
         return False, str(exc)
     if assertion.get("absent"):
@@ -336,6 +343,21 @@ def _object(run: RunView, assertion: Mapping[str, Any]) -> tuple[bool, str]:
 def _objects(run: RunView, expected: list[dict[str, Any]]) -> tuple[bool, str]:
     seen = [_object(run, assertion) for assertion in expected]
     return all(held for held, _ in seen), "; ".join(said for _, said in seen)
+
+
+def _history(run: RunView, expected: list[dict[str, Any]]) -> tuple[bool, str]:
+    """``helm history`` revision by revision, oldest first: as many as expected, each with
+    the revision and status given and a description that contains the one given."""
+    seen = run.revisions()
+    shown = ", ".join(f"{r['revision']} {r['status']} ({r['description']})" for r in seen)
+    if len(seen) != len(expected):
+        return False, f"{len(seen)} revision(s): {shown}"
+    for wanted, revision in zip(expected, seen, strict=True):
+        if any(revision[k] != wanted[k] for k in ("revision", "status") if k in wanted):
+            return False, shown
+        if str(wanted.get("description", "")) not in str(revision["description"]):
+            return False, shown
+    return True, shown
 
 
 def _pods_untouched(run: RunView, expected: bool) -> tuple[bool, str]:
@@ -387,6 +409,7 @@ CONDITIONS: dict[str, Condition] = {
     "hookJobFailures": _hook_job_failures,
     "serves": _serves_now,
     "objects": _objects,
+    "history": _history,
 }
 
 

@@ -222,7 +222,7 @@ class Run:
         for step in self.file.steps:
             for assertion in step.args.get("objects", []) if step.action == "check" else []:
                 if assertion.get("sameAs") == "start":
-                    found = self.object(*object_key(assertion))
+                    found = self.object(*object_key(assertion), assertion.get("in", "cluster"))
                     seen = MISSING if found is None else value_at(found, list(assertion["path"]))
                     self._at_start[_start_key(assertion)] = seen
 
@@ -524,12 +524,26 @@ class Run:
         operations = self.stage.timeline().operations.values()
         return [o for o in operations if o.id not in self.probes]
 
-    def object(self, api_version: str, kind: str, name: str) -> dict[str, Any] | None:
+    def object(
+        self, api_version: str, kind: str, name: str, source: str = "cluster"
+    ) -> dict[str, Any] | None:
         s = self.stage
-        found: dict[str, Any] | None = s.kube.object(
-            s.namespace, api_version, kind, name.replace("{release}", s.release)
-        )
+        name = name.replace("{release}", s.release)
+        if source == "manifest":
+            return next(
+                (
+                    o
+                    for o in s.helm.manifest(s.release, s.namespace)
+                    if (o.get("apiVersion"), o.get("kind")) == (api_version, kind)
+                    and (o.get("metadata") or {}).get("name") == name
+                ),
+                None,
+            )
+        found: dict[str, Any] | None = s.kube.object(s.namespace, api_version, kind, name)
         return found
+
+    def revisions(self) -> list[dict[str, Any]]:
+        return self.stage.helm.revisions(self.stage.release, self.stage.namespace)
 
     def at_start(self, assertion: Mapping[str, Any]) -> Any:
         return self._at_start.get(_start_key(assertion), MISSING)
@@ -726,7 +740,7 @@ def _shown(value: Any) -> str:
 
 
 def _start_key(assertion: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (*object_key(assertion), *assertion["path"])
+    return (assertion.get("in", "cluster"), *object_key(assertion), *assertion["path"])
 
 
 def _fate(answer: AppAnswer) -> tuple[str, str]:

@@ -339,3 +339,28 @@ def test_a_hook_that_opened_the_gate_is_timed_from_the_last_operations_end() -> 
     o.gate = (1, 11.05, 10.0)
     row = EXPECTATIONS["hookExitedWithin"](o, 2)
     assert (row.held, row.observed) == (True, "0.50s after, exit 0")
+
+
+class History:
+    """What a check sees of ``helm history``: revisions as pyhelm3 reads them."""
+
+    def __init__(self, *revisions: tuple[int, str, str]) -> None:
+        self.seen = [{"revision": r, "status": s, "description": d} for r, s, d in revisions]
+
+    def revisions(self) -> list[dict[str, Any]]:
+        return self.seen
+
+
+def test_history_holds_revision_by_revision_with_a_part_of_each_description() -> None:
+    from e2e.playbook.checks import CONDITIONS
+
+    run = History((1, "superseded", "Install complete"), (2, "deployed", "Rollback to 1"))
+    history = CONDITIONS["history"]
+    wanted = [{"revision": 1}, {"status": "deployed", "description": "Rollback to"}]
+    assert history(run, wanted) == (  # type: ignore[arg-type]
+        True,
+        "1 superseded (Install complete), 2 deployed (Rollback to 1)",
+    )
+    assert not history(run, wanted[:1])[0]  # type: ignore[arg-type]
+    assert not history(run, [{"revision": 1}, {"status": "failed"}])[0]  # type: ignore[arg-type]
+    assert not history(run, [{}, {"description": "Upgrade"}])[0]  # type: ignore[arg-type]

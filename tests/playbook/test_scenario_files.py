@@ -713,7 +713,7 @@ def test_every_key_of_the_schema_is_in_the_format_reference() -> None:
         (
             "[{kind: Deployment, name: x, absent: true, namespace: y}]",
             "spec.events[1].check.objects[0].namespace: unknown key 'namespace'; expected one "
-            "of: absent, apiVersion, equals, kind, matches, name, path, sameAs",
+            "of: absent, apiVersion, equals, in, kind, matches, name, path, sameAs",
         ),
         (
             "[{kind: Deployment, name: x, matches: {}}]",
@@ -748,6 +748,10 @@ def test_every_key_of_the_schema_is_in_the_format_reference() -> None:
         (
             "[{kind: Deployment, name: x, absent: true, sameAs: start}]",
             "spec.events[1].check.objects[0].sameAs: sameAs needs a path",
+        ),
+        (
+            "[{kind: Deployment, name: x, absent: true, in: helm}]",
+            "spec.events[1].check.objects[0].in: 'helm' is not one of ['cluster', 'manifest']",
         ),
     ],
 )
@@ -917,3 +921,59 @@ def test_a_bad_value_of_each_new_key_exits_2_from_the_loader_and_reproduce(
         )
         assert done.returncode == 2, (module, done.stdout + done.stderr)
         assert f"{bad}:{problem}" in done.stderr, (module, done.stderr)
+
+
+@pytest.mark.parametrize(
+    ("history", "problem"),
+    [
+        ("[]", "spec.events[1].check.history: [] should be non-empty"),
+        ("[{}]", "spec.events[1].check.history[0]: empty: say at least one thing"),
+        (
+            "[{revision: 0}]",
+            "spec.events[1].check.history[0].revision: 0 is less than the minimum of 1",
+        ),
+        (
+            "[{revision: 1.0}]",
+            "spec.events[1].check.history[0].revision: 1.0 is not of type 'integer'",
+        ),
+        ("[{status: done}]", "spec.events[1].check.history[0].status: 'done' is not one of"),
+        (
+            "[{description: ''}]",
+            "spec.events[1].check.history[0].description: '' should be non-empty",
+        ),
+        (
+            "[{revision: 1, chart: x}]",
+            "spec.events[1].check.history[0].chart: unknown key 'chart'; expected one of: "
+            "description, revision, status",
+        ),
+        ("{revision: 1}", "spec.events[1].check.history: {'revision': 1} is not of type 'array'"),
+    ],
+)
+def test_bad_history_assertions_are_refused_with_line_and_field(
+    tmp_path: Path, history: str, problem: str
+) -> None:
+    text = GOOD.replace("check: {serves: v2}", f"check: {{history: {history}}}")
+    problems = refusal(tmp_path, text)
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"23: {problem}"), problems
+    result = subprocess.run(
+        [sys.executable, "-m", "e2e.reproduce", "--check", str(tmp_path / "sample.scenario.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+
+
+def test_history_and_manifest_assertions_load(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "check: {serves: v2}",
+        "check: {history: [{revision: 1, status: superseded}, {status: deployed, "
+        "description: Upgrade complete}], objects: [{kind: Deployment, name: '{release}-x', "
+        "in: manifest, path: [spec, replicas], equals: 2}]}",
+    )
+    play = load(write(tmp_path, text))
+    (check,) = [s.args for s in play.steps if s.action == "check"]
+    assert check["history"][1] == {"status": "deployed", "description": "Upgrade complete"}
+    assert check["objects"][0]["in"] == "manifest"
