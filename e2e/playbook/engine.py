@@ -35,6 +35,7 @@ from e2e.playbook.checks import (
     object_key,
     value_at,
 )
+from e2e.playbook.collectors import collect
 from e2e.playbook.load import Play, Step, Work
 from e2e.stage import Stage, gate_gave_up, gate_opened
 from e2e.timeline import Operation
@@ -194,6 +195,7 @@ class Run:
             for row in rows:
                 if row.name == "helm":
                     row.figure = main.ended - main.started
+        self._collect(failed=not all(row.held for row in self.rows + rows))
         return Verdict(
             scenario=self.file.name,
             file=str(self.file.path),
@@ -203,6 +205,15 @@ class Run:
             notes=self.notes,
             fates=outcome.fates(),
         )
+
+    def _collect(self, failed: bool) -> None:
+        """The file's collectors: spec.catch where something failed, then spec.finally."""
+        collectors = (self.file.catch if failed else ()) + self.file.finally_
+        if not collectors:
+            return
+        directory = self.stage.artifacts / "collected"
+        written = collect(self.stage, collectors, self.resolve, directory)
+        self.notes.append(f"collected: {len(written)} file(s) in {directory}")
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0

@@ -122,6 +122,9 @@ class Play:
     steps: tuple[Step, ...]  # the main command first among steps of its time, in play order
     expect: dict[str, Any]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Collectors (spec.catch: when something failed; spec.finally: always), in file order.
+    catch: tuple[dict[str, Any], ...] = ()
+    finally_: tuple[dict[str, Any], ...] = ()
 
     @property
     def main(self) -> Step:
@@ -379,6 +382,9 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
         message = "a rollback takes no image or values: it returns to a revision"
     elif error.validator == "minProperties":
         message = "empty: say at least one thing"
+    elif error.validator == "maxProperties" and isinstance(instance, Mapping):
+        found = " and ".join(sorted(map(str, instance)))
+        message = f"one at a time: {', '.join(sorted(_properties(error)))} (found {found})"
     else:
         message = error.message
     yield Problem(line_of(document, path), dotted(path), message)
@@ -938,6 +944,8 @@ def _play(path: Path, raw: dict[str, Any], document: Any) -> Play:
         steps=tuple(steps),
         expect=dict(spec["expect"]),
         raw=raw,
+        catch=tuple(spec.get("catch", [])),
+        finally_=tuple(spec.get("finally", [])),
     )
 
 

@@ -4,7 +4,8 @@ The command runs as developers run it, in its own process, on the session's
 cluster (reused, kept), with a file from outside the repository: an idle
 upgrade that expects what did not happen (v1 served after an upgrade to v2,
 revision 5). Played twice (``--repeat 2``), it must exit 1, name exactly
-those expectations, and count their passes.
+those expectations, and count their passes; its collectors (``catch``, since it
+fails, and ``finally``) leave their files.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ spec:
     gatedPods: 1
     release: {status: deployed, revision: 5}
     serves: v1
+  catch:
+    - podLogs: {pods: all}
+    - describe: {kind: Deployment, name: "{release}-upgrade-gate"}
+    - helm: [history, "{release}", -n, "{namespace}"]
+  finally:
+    - command: [sh, -c, 'echo "$RELEASE in $NAMESPACE"']
 """
 
 
@@ -90,3 +97,17 @@ def test_a_wrong_expectation_fails_reproduce_and_names_it(
     counts = {line.split()[0]: line.split()[1] for line in summary}
     assert counts == {"helm": "2/2", "gatedPods": "2/2", "release": "0/2", "serves": "0/2"}
     assert len(list((tmp_path / "artifacts").glob("*/timeline.svg"))) == 2
+    for run in sorted((tmp_path / "artifacts").glob("*/collected")):
+        files = {path.name: path.read_text() for path in run.iterdir()}
+        assert sorted(files) == [
+            "01-podLogs.txt",
+            "02-describe.txt",
+            "03-helm.txt",
+            "04-command.txt",
+        ]
+        assert "== demo-upgrade-gate-" in files["01-podLogs.txt"]
+        assert "kind: Deployment" in files["02-describe.txt"]
+        assert "deployed" in files["03-helm.txt"]
+        assert files["03-helm.txt"].endswith("exit 0\n")
+        assert re.search(r"^demo in ug-wrong-expectation", files["04-command.txt"], re.M)
+    assert len(list((tmp_path / "artifacts").glob("*/collected"))) == 2

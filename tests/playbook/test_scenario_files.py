@@ -977,3 +977,59 @@ def test_history_and_manifest_assertions_load(tmp_path: Path) -> None:
     (check,) = [s.args for s in play.steps if s.action == "check"]
     assert check["history"][1] == {"status": "deployed", "description": "Upgrade complete"}
     assert check["objects"][0]["in"] == "manifest"
+
+
+@pytest.mark.parametrize(
+    ("collectors", "problem"),
+    [
+        ("catch: []", "spec.catch: [] should be non-empty"),
+        ("catch: [{}]", "spec.catch[0]: empty: say at least one thing"),
+        (
+            "finally: [{podLogs: {pods: all}, helm: [status]}]",
+            "spec.finally[0]: one at a time: command, describe, helm, podLogs (found helm and "
+            "podLogs)",
+        ),
+        ("catch: [{podLogs: {}}]", "spec.catch[0].podLogs: missing required key 'pods'"),
+        (
+            "catch: [{podLogs: {pods: all, previous: 1}}]",
+            "spec.catch[0].podLogs.previous: 1 is not of type 'boolean'",
+        ),
+        (
+            "catch: [{describe: {kind: Deployment}}]",
+            "spec.catch[0].describe: missing required key 'name'",
+        ),
+        (
+            "catch: [{describe: {kind: deployment, name: x}}]",
+            'spec.catch[0].describe.kind: "deployment" is not a kind (as Deployment)',
+        ),
+        ("catch: [{helm: []}]", "spec.catch[0].helm: [] should be non-empty"),
+        ("finally: [{command: [sh, '']}]", "spec.finally[0].command[1]: '' should be non-empty"),
+        (
+            "finally: [{command: echo hi}]",
+            "spec.finally[0].command: 'echo hi' is not of type 'array'",
+        ),
+        (
+            "finally: [{logs: {pods: all}}]",
+            "spec.finally[0].logs: unknown key 'logs'; expected one of: command, describe, helm, "
+            "podLogs",
+        ),
+    ],
+)
+def test_bad_collectors_are_refused_with_line_and_field(
+    tmp_path: Path, collectors: str, problem: str
+) -> None:
+    problems = refusal(tmp_path, GOOD + f"  {collectors}\n")
+    assert len(problems) == 1, problems
+    assert problems[0] == f"27: {problem}", problems
+
+
+def test_collectors_load_in_file_order(tmp_path: Path) -> None:
+    text = GOOD + (
+        "  catch:\n    - podLogs: {pods: all, previous: true}\n"
+        "    - describe: {kind: Deployment, name: '{release}-upgrade-gate'}\n"
+        "  finally:\n    - helm: [history, '{release}', -n, '{namespace}']\n"
+        "    - command: [kubectl, get, pods, -n, '{namespace}']\n"
+    )
+    play = load(write(tmp_path, text))
+    assert [next(iter(c)) for c in play.catch] == ["podLogs", "describe"]
+    assert [next(iter(c)) for c in play.finally_] == ["helm", "command"]
