@@ -235,9 +235,12 @@ class Waiter:
                 if listing_error is not None:
                     log.info("pods listed again, after: %s", listing_error)
                 listing_error = None
-            except (ForbiddenError, MisconfiguredError) as exc:
-                return Outcome(exit_for(exc), f"{exc}: {self._release_all()}")
             except SourceError as exc:
+                # A denial after this very wait listed the pods is not missing RBAC but an API
+                # server starting, which denies every request until its RBAC caches are filled.
+                denied_first = isinstance(exc, ForbiddenError) and first_listing
+                if denied_first or isinstance(exc, MisconfiguredError):
+                    return Outcome(exit_for(exc), f"{exc}: {self._release_all()}")
                 if listing_error != str(exc):
                     log.warning("%s; retrying", exc)
                 # "Every pod gone" needs empty listings in a row.

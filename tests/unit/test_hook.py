@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -443,3 +443,83 @@ def test_the_hook_says_when_the_pods_are_listed_again(tmp_path: Path, hooks: lis
     assert "listing pods failed: 503" in lines[0]
     assert "retrying" in lines[0]
     assert "pods listed again, after: listing pods failed: 503" in lines[1]
+
+
+class _ApiServerRestarting(BaseHTTPRequestHandler):
+    """An API server that lists one pod, then, restarting, denies the hook three times as a
+    kube-apiserver does until its RBAC caches are filled, then lists the pod again."""
+
+    pod: ClassVar[dict[str, Any]] = {}
+    calls = 0
+
+    def do_GET(self) -> None:
+        cls = type(self)
+        if "/pods" not in self.path:  # ReplicaSets: none
+            return self._answer(200, {"kind": "List", "items": []})
+        cls.calls += 1
+        if 2 <= cls.calls <= 4:
+            return self._answer(
+                403,
+                {
+                    "kind": "Status",
+                    "status": "Failure",
+                    "reason": "Forbidden",
+                    "message": 'pods is forbidden: User "system:serviceaccount:n:hook" cannot '
+                    'list resource "pods" in API group "" in the namespace "n"',
+                    "code": 403,
+                },
+            )
+        return self._answer(200, {"kind": "List", "items": [cls.pod]})
+
+    def _answer(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_denial_after_the_pods_were_listed_is_an_api_server_starting_not_rbac(
+    make_app: AppFactory, hooks: list[Hook], tmp_path: Path
+) -> None:
+    """A restarted kube-apiserver denies every request until its RBAC caches are filled
+    (seen on kind, API server restarted mid-wait). The hook took that for missing RBAC and
+    failed the upgrade at once, exit 3, saying a verb was missing that it had just used."""
+    app = make_app()
+    op_id = app.start_operation(3)
+    _ApiServerRestarting.calls = 0
+    _ApiServerRestarting.pod = {
+        "metadata": {"name": "p", "uid": "uid-p", "labels": {"app": "x"}},
+        "spec": {
+            "containers": [{"name": "app", "ports": [{"name": "http", "containerPort": app.port}]}]
+        },
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+    }
+    with serving(_ApiServerRestarting) as endpoint:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://{endpoint}")
+        hook = run_hook(
+            hooks, "--selector", "app=x", "--port", "http", "--kubeconfig", str(kubeconfig),
+            "--timeout", "60",
+        )  # fmt: skip
+        assert hook.wait() == Exit.OK, hook.output
+    assert app.operation(op_id)["state"] == "succeeded"
+    assert "forbidden" in hook.output
+    assert "retrying" in hook.output
+    assert "pods listed again" in hook.output
+
+
+def test_a_denial_of_the_first_listing_is_still_missing_rbac(
+    hooks: list[Hook], tmp_path: Path
+) -> None:
+    _ApiServerRestarting.calls = 1  # the next listing is denied
+    with serving(_ApiServerRestarting) as endpoint:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", f"http://{endpoint}")
+        hook = run_hook(
+            hooks, "--selector", "app=x", "--kubeconfig", str(kubeconfig), "--timeout", "60"
+        )
+        assert hook.wait() == Exit.FORBIDDEN, hook.output
+    assert "needs verb 'list' on resource 'pods'" in hook.output
