@@ -26,6 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -504,10 +505,12 @@ class KindProvider:
             self._kind("load", "image-archive", "--name", self.cluster_name, str(archive))
 
     def stop_api_server(self) -> None:
-        """The control plane's kube-apiserver stopped, as a crash or a maintenance stops it:
-        its static pod's manifest moved aside; returns once the API server does not answer."""
+        """The control plane's kube-apiserver stopped, as a crash or a maintenance stops it,
+        and with it the controller manager and the scheduler, which would otherwise lose their
+        leader lease and restart in a growing crash back-off: their static pods' manifests
+        moved aside. Returns once the API server does not answer."""
         docker = self._ensure_docker()
-        nodes.move_api_server_manifest(docker, self.cluster_name, away=True)
+        nodes.move_control_plane_manifests(docker, self.cluster_name, away=True)
         eventually(
             lambda: bool(nodes.api_nodes(docker, self.cluster_name).error),
             timeout=120,
@@ -515,14 +518,20 @@ class KindProvider:
         )
 
     def start_api_server(self) -> None:
-        """The manifest put back: the kubelet starts kube-apiserver again; returns once it
-        answers."""
+        """The manifests put back: the kubelet starts them again; returns once the API server
+        answers and the controller manager and the scheduler lead again."""
         docker = self._ensure_docker()
-        nodes.move_api_server_manifest(docker, self.cluster_name, away=False)
+        started = datetime.now(UTC)
+        nodes.move_control_plane_manifests(docker, self.cluster_name, away=False)
         eventually(
             lambda: not nodes.api_nodes(docker, self.cluster_name).error,
             timeout=180,
             what="the API server answering again",
+        )
+        eventually(
+            lambda: nodes.leaders_since(docker, self.cluster_name, started) == list(nodes.LEADERS),
+            timeout=120,
+            what="the controller manager and the scheduler leading again",
         )
 
     def export_logs(self, dest: Path) -> Path:

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass, field
+from datetime import datetime
 from subprocess import CompletedProcess
 from typing import Any
 
@@ -133,15 +134,57 @@ def unpause(docker: DockerClient, names: tuple[str, ...]) -> None:
 
 # The control plane's static pods: a manifest moved out of this folder stops its pod.
 MANIFESTS = "/etc/kubernetes/manifests"
-API_SERVER_MANIFEST = "kube-apiserver.yaml"
+# The API server, and the two that lose their leader lease when it goes: left running, they
+# exit and the kubelet restarts them in a crash back-off that doubles with each restart (past
+# two minutes by a scenario's fourth restart), and Jobs wait for the controller manager.
+CONTROL_PLANE_MANIFESTS = (
+    "kube-apiserver.yaml",
+    "kube-controller-manager.yaml",
+    "kube-scheduler.yaml",
+)
+LEADERS = ("kube-controller-manager", "kube-scheduler")
 
 
-def move_api_server_manifest(docker: DockerClient, cluster: str, *, away: bool) -> None:
-    """Move the API server's static pod manifest out of the kubelet's folder (the kubelet
-    stops the pod) or back into it (the kubelet starts it again)."""
-    inside, aside = f"{MANIFESTS}/{API_SERVER_MANIFEST}", f"/etc/kubernetes/{API_SERVER_MANIFEST}"
-    source, target = (inside, aside) if away else (aside, inside)
-    _docker(docker, "exec", control_plane(cluster), "mv", source, target)
+def move_control_plane_manifests(docker: DockerClient, cluster: str, *, away: bool) -> None:
+    """Move the control plane's static pod manifests out of the kubelet's folder (the
+    kubelet stops the pods) or back into it (the kubelet starts them again)."""
+    for manifest in CONTROL_PLANE_MANIFESTS:
+        inside, aside = f"{MANIFESTS}/{manifest}", f"/etc/kubernetes/{manifest}"
+        source, target = (inside, aside) if away else (aside, inside)
+        _docker(docker, "exec", control_plane(cluster), "mv", source, target)
+
+
+def leaders_since(docker: DockerClient, cluster: str, since: datetime) -> list[str]:
+    """Which of the controller manager and the scheduler have renewed their leader lease
+    after ``since``: they act again."""
+    argv = ["exec", control_plane(cluster), "kubectl", f"--kubeconfig={ADMIN_KUBECONFIG}"]
+    done = _run(
+        docker,
+        [
+            *argv,
+            "--request-timeout=10s",
+            "-n",
+            "kube-system",
+            "get",
+            "lease",
+            *LEADERS,
+            "-o",
+            "json",
+        ],
+        API_TIMEOUT,
+    )
+    if done is None or done.returncode != 0:
+        return []
+    try:
+        items = json.loads(done.stdout).get("items", [])
+    except ValueError:
+        return []
+    leading = []
+    for lease in items:
+        renewed = (lease.get("spec") or {}).get("renewTime")
+        if renewed and datetime.fromisoformat(renewed) >= since:
+            leading.append(str(lease["metadata"]["name"]))
+    return sorted(leading)
 
 
 def api_nodes(docker: DockerClient, cluster: str) -> ApiAnswer:
