@@ -64,6 +64,16 @@ class Helm:
         """The release's current revision (``.revision``, ``.status``)."""
         return asyncio.run(self.client.get_current_revision(release, namespace=namespace))
 
+    def current_values(self, release: str, namespace: str) -> tuple[Any, dict[str, Any]]:
+        """The release's current revision (``.revision``, ``.status``) and the chart values the
+        user gave it (``helm get values``: not the chart's defaults)."""
+
+        async def go() -> tuple[Any, dict[str, Any]]:
+            current = await self.client.get_current_revision(release, namespace=namespace)
+            return current, dict(await current.values())
+
+        return asyncio.run(go())
+
     def hooks(self, release: str, namespace: str) -> list[dict[str, Any]]:
         """The hook objects of the release's current revision, as rendered for it."""
 
