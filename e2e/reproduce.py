@@ -10,11 +10,16 @@ folder. Exit 0 only if every expectation held (2: a bad file).
     python -m e2e.reproduce e2e/scenarios/files/in-flight-upgrade.scenario.yaml
     python -m e2e.reproduce my.scenario.yaml --helm 4 --repeat 5
     python -m e2e.reproduce --schema > scenario.schema.json
+    python -m e2e.reproduce --from-release apps/demo --kubeconfig ~/.kube/config -o my.scenario.yaml
     python -m e2e.reproduce my.scenario.yaml --kind-bin ~/bin/kind --kind-kubectl-bin ~/bin/kubectl
     python -m e2e.reproduce my.scenario.yaml --cluster existing --kubeconfig ~/.kube/config \
         --registry localhost:5000
 
 The cluster is left running for the next run (``python -m e2e.cluster down`` removes it).
+
+``--from-release NAMESPACE/RELEASE`` plays nothing: it writes a starting scenario file from a
+running release (its values, its pods and the operations running on them), checked by the
+loader (e2e/playbook/from_release.py).
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -115,6 +122,20 @@ def main(argv: list[str] | None = None) -> int:
         help="print the scenario files' JSON schema, for editors and files kept elsewhere; no file",
     )
     parser.add_argument(
+        "--from-release",
+        metavar="NAMESPACE/RELEASE",
+        help="write a starting scenario file from a running release (its values, pods and "
+        "running operations) instead of playing one; no file (kubeconfig: --kubeconfig, else "
+        "$KUBECONFIG, else ~/.kube/config)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="with --from-release: where the file goes (default: stdout)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
         help="only check the file, as pytest would collect it; no cluster (exit 0 or 2)",
@@ -136,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-image", help="the app image's base (default: the provider's)")
     ClusterOptions.add_arguments(parser.add_argument)
     args = parser.parse_args(argv)
+    if args.from_release is not None and (args.file is not None or args.schema):
+        parser.error("--from-release takes no scenario file and no --schema")
+    if args.output is not None and args.from_release is None:
+        parser.error("-o/--output is for --from-release")
+    if args.from_release is not None:
+        return from_release(args)
     if args.schema:
         from e2e.playbook.load import SCHEMA_PATH
 
@@ -187,6 +214,84 @@ def main(argv: list[str] | None = None) -> int:
     reason = f"failed: {', '.join(failed)}" if failed else "no verdict: see the output above"
     print(f"\nVERDICT: FAIL: {reason}; artifacts in {artifacts}")
     return 1
+
+
+def from_release(args: argparse.Namespace) -> int:
+    """``--from-release``: read the release, make its starting file, check it with the loader,
+    write it. 2 with one line for a bad NAMESPACE/RELEASE, a kubeconfig that is not there or a
+    release that does not exist; 2 with the loader's problems for a file that does not load."""
+    import pyhelm3.errors
+    from kubernetes.config import ConfigException
+
+    from e2e.cluster import tools
+    from e2e.helm import Helm
+    from e2e.kube import Kube
+    from e2e.playbook import from_release as made
+    from e2e.playbook.load import BAD_FILE, ScenarioFileError
+
+    def refuse(reason: str) -> int:
+        print(
+            f"python -m e2e.reproduce: --from-release {args.from_release}: {reason}",
+            file=sys.stderr,
+        )
+        return BAD_FILE
+
+    try:
+        namespace, release = made.parse_target(args.from_release)
+    except ValueError as exc:
+        return refuse(str(exc))
+    kubeconfig = _kubeconfig(args.kubeconfig)
+    if not kubeconfig.is_file():
+        return refuse(f"no kubeconfig at {kubeconfig} (give --kubeconfig)")
+    # pyhelm3 logs each failed command as a warning: the reason is said once, below.
+    logging.getLogger("pyhelm3").setLevel(logging.ERROR)
+    # Any helm reads a release: the first --helm-bin, else the pinned one of --helm (3).
+    if args.helm_bin:
+        binary = tools.helm_binaries(args.helm_bin)[0]
+    else:
+        binary = tools.helm4() if args.helm == 4 else tools.helm3()
+    try:
+        kube = Kube(kubeconfig)
+        with tempfile.TemporaryDirectory(prefix="from-release-") as workdir:
+            helm = Helm(binary, kubeconfig, Path(workdir))
+            seen = made.read(kube, helm, namespace, release)
+    except ConfigException as exc:
+        return refuse(f"kubeconfig {kubeconfig}: {exc}")
+    except pyhelm3.errors.ReleaseNotFoundError:
+        return refuse(f"no release {release} in namespace {namespace} ({kubeconfig})")
+    except pyhelm3.errors.Error as exc:
+        said = (exc.args[2] if len(exc.args) > 2 else b"") or b""
+        lines = bytes(said).decode(errors="replace").strip().splitlines() or [str(exc)]
+        print(
+            f"python -m e2e.reproduce: helm could not read {namespace}/{release}: {lines[-1]}",
+            file=sys.stderr,
+        )
+        return 1
+    text = made.scenario(seen)
+    shown = args.output or Path(f"{namespace}-{release}.scenario.yaml")
+    try:
+        made.checked(text, shown)
+    except ScenarioFileError as exc:
+        print(f"the file made from {namespace}/{release} does not load:\n{exc}", file=sys.stderr)
+        return BAD_FILE
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(
+            f"{args.output}: {namespace}/{release} at revision {seen.revision} ({seen.status}), "
+            f"{len(seen.pods)} app pod(s)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _kubeconfig(given: str | None) -> Path:
+    """--kubeconfig, else the first file $KUBECONFIG names, else ~/.kube/config (kubectl's)."""
+    if given:
+        return Path(given).expanduser()
+    listed = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return Path(listed[0] if listed else "~/.kube/config").expanduser()
 
 
 def _play(

@@ -1,11 +1,14 @@
 """A starting scenario file from a release, made from plain data: it loads, and says what it should.
 
 No cluster here: e2e/playbook/from_release.py's pure part (what ``python -m e2e.reproduce
---from-release`` writes, from a release as read), loaded by the project's own loader.
+--from-release`` writes, from a release as read), loaded by the project's own loader; and the
+command's refusals of bad arguments, which it gives before it looks for a cluster.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from e2e.playbook.from_release import (
 from e2e.playbook.load import ScenarioFileError, load
 from e2e.stage import BASE_VALUES, merge
 
+ROOT = Path(__file__).resolve().parents[2]
 SEEN = datetime(2026, 12, 7, 15, 0, 0, tzinfo=UTC)
 # As the harness installs a release: its small test values, the image and the pod count, and
 # one value of the user's own.
@@ -261,3 +265,73 @@ def test_a_bad_target_is_refused(target: str) -> None:
 
 def test_a_good_target() -> None:
     assert parse_target("ug-apps/demo.v1") == ("ug-apps", "demo.v1")
+
+
+# -- the command, before any cluster ---------------------------------------------------------
+
+
+def reproduce(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "e2e.reproduce", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        ("demo", "'demo' is not NAMESPACE/RELEASE"),
+        ("Apps/demo", "'Apps' is not a namespace"),
+        ("apps/demo_1", "'demo_1' is not a release name"),
+    ],
+)
+def test_a_bad_release_argument_exits_2_in_one_line(
+    tmp_path: Path, target: str, reason: str
+) -> None:
+    result = reproduce("--from-release", target, "--kubeconfig", str(tmp_path / "none"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"python -m e2e.reproduce: --from-release {target}: {reason}"), line
+
+
+def test_a_missing_kubeconfig_exits_2_in_one_line(tmp_path: Path) -> None:
+    result = reproduce("--from-release", "apps/demo", "--kubeconfig", str(tmp_path / "none"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"python -m e2e.reproduce: --from-release apps/demo: no kubeconfig at {tmp_path / 'none'} "
+        "(give --kubeconfig)"
+    ]
+    assert not (ROOT / "apps-demo.scenario.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["some.scenario.yaml"], ["--schema"]],
+    ids=["with-a-file", "with-schema"],
+)
+def test_from_release_is_exclusive_with_a_file_and_schema(extra: list[str]) -> None:
+    result = reproduce("--from-release", "apps/demo", *extra)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1] == (
+        "python -m e2e.reproduce: error: --from-release takes no scenario file and no --schema"
+    )
+
+
+def test_output_is_for_from_release() -> None:
+    result = reproduce("--schema", "-o", "x.yaml")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        "python -m e2e.reproduce: error: -o/--output is for --from-release"
+    )
+
+
+def test_help_names_the_flag() -> None:
+    result = reproduce("--help")
+    assert result.returncode == 0
+    assert "--from-release NAMESPACE/RELEASE" in result.stdout
+    assert "-o FILE, --output FILE" in result.stdout
