@@ -142,8 +142,8 @@ def scenario(seen: ReleaseSeen) -> str:
         "duration",
         2,
         f"the run's bound (s): the gate's deadline ({deadline:g} s) or the longest operation "
-        f"({longest:g} s), + {SLACK_SECONDS} s for helm and the rollout; the run itself ends "
-        "once its helm command has",
+        f"({longest:g} s), + {SLACK_SECONDS} s for helm and the rollout; the run ends sooner, "
+        "once its helm commands and its work are done",
     )
 
     release = CommentedMap()
