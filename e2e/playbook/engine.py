@@ -700,8 +700,12 @@ def _restart_api_server(run: Run, step: Step, timeout: float) -> None:
     cluster.stop_api_server()
     run.say("API server stopped")
     time.sleep(down)
+    started = run.elapsed()
     cluster.start_api_server()
-    run.say(f"API server answering again (down {down:g}s after it stopped answering)")
+    run.say(
+        f"API server answering again, the control plane whole {run.elapsed() - started:.0f}s "
+        f"after its start (down {down:g}s once it stopped answering)"
+    )
 
 
 def _scale(run: Run, step: Step, timeout: float) -> None:

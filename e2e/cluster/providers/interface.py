@@ -55,10 +55,11 @@ class BreaksApiServer(Protocol):
     name: str
 
     def stop_api_server(self) -> None:
-        """Stop the API server; returns once it no longer answers."""
+        """Stop the API server (and what cannot run without it); returns once it no longer
+        answers."""
 
     def start_api_server(self) -> None:
-        """Start it again; returns once it answers."""
+        """Start it again; returns once it answers and the control plane acts again."""
 
 
 def require_all_present(refs: Sequence[str], present: Sequence[str]) -> None:
