@@ -62,6 +62,22 @@ class BreaksApiServer(Protocol):
         """Start it again; returns once it answers and the control plane acts again."""
 
 
+@runtime_checkable
+class StopsNodes(Protocol):
+    """A provider that can stop a worker node and start it again, as a host that fails or is
+    shut down for maintenance does (kind: the node's container). Never the control plane."""
+
+    name: str
+
+    def stop_node(self, node: str) -> None:
+        """Stop the node ``node`` (its Node name); returns once it has stopped. Refuses the
+        control-plane node and a node the cluster does not have (ClusterError)."""
+
+    def start_node(self, node: str, timeout: float = 180) -> None:
+        """Start it again; returns once its kubelet has reported it Ready since it started
+        (fails after ``timeout`` s)."""
+
+
 def require_all_present(refs: Sequence[str], present: Sequence[str]) -> None:
     missing = sorted(set(refs) - set(present))
     if missing:

@@ -534,6 +534,46 @@ class KindProvider:
             what="the controller manager and the scheduler leading again",
         )
 
+    def _worker_container(self, node: str) -> nodes.NodeContainer:
+        """The node container of worker ``node``; never the control plane's."""
+        if node == nodes.control_plane(self.cluster_name):
+            raise ClusterError(
+                f"{node} is the control-plane node: it is never stopped (it holds the cluster)"
+            )
+        held = nodes.containers(self._ensure_docker(), self.cluster_name)
+        if node not in held:
+            raise ClusterError(
+                f"kind cluster {self.cluster_name} has no node {node}: {', '.join(sorted(held))}"
+            )
+        return held[node]
+
+    def stop_node(self, node: str) -> None:
+        """A worker's container stopped, as a host that fails or is shut down: `docker stop`;
+        returns once it has exited. Its Node object stays, and goes NotReady once the
+        control plane stops hearing from its kubelet."""
+        self._worker_container(node)
+        nodes.stop(self._ensure_docker(), (node,))
+
+    def start_node(self, node: str, timeout: float = 180) -> None:
+        """The worker's container started again; its routes (the pod network without
+        kindnetd: `network`) put back, as a restart loses them and may change its address;
+        returns once its kubelet has reported it Ready since the start."""
+        docker = self._ensure_docker()
+        if self._worker_container(node).state != "running":
+            nodes.start(docker, (node,))
+        if self._record().get("routes"):
+            nets = network.node_networks(docker, self.cluster_name, self.nodes)
+            network.ensure_routed(docker, nets)
+            if self.own_docker:
+                network.route_host(nets)
+        since = {node: self._worker_container(node).started_at}
+        eventually(
+            lambda: node in nodes.ready(nodes.api_nodes(docker, self.cluster_name).items, since),
+            timeout=timeout,
+            interval=1,
+            what=f"node {node} Ready since it started",
+        )
+
     def export_logs(self, dest: Path) -> Path:
         """`kind export logs`: every node's journal, kubelet and container logs."""
         self._kind("export", "logs", str(dest), "--name", self.cluster_name, timeout=300)

@@ -128,6 +128,12 @@ def start(docker: DockerClient, names: tuple[str, ...]) -> None:
     _docker(docker, "start", *names)
 
 
+def stop(docker: DockerClient, names: tuple[str, ...]) -> None:
+    """`docker stop` the node containers named: their systemd is told to shut down, and
+    whatever still runs after Docker's grace period is killed."""
+    _docker(docker, "stop", *names)
+
+
 def unpause(docker: DockerClient, names: tuple[str, ...]) -> None:
     _docker(docker, "unpause", *names)
 
