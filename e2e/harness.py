@@ -29,7 +29,12 @@ from e2e.artifacts import collect
 from e2e.cluster.base import ClusterError, cache_root
 from e2e.cluster.host import locks
 from e2e.cluster.options import ClusterOptions
-from e2e.cluster.providers.interface import BreaksApiServer, ClusterProvider, ExportsLogs
+from e2e.cluster.providers.interface import (
+    BreaksApiServer,
+    ClusterProvider,
+    ExportsLogs,
+    StopsNodes,
+)
 from e2e.helm import Helm
 from e2e.images import AppImages, build_app_images
 from e2e.kube import Kube
@@ -134,9 +139,10 @@ class Harness:
         alone: bool = False,
     ) -> Stage:
         """A stage, once it has its turn on the cluster: shared with the scenarios beside it,
-        or the cluster to itself (``alone``) for a fault that every scenario on it would feel,
-        the API server stopped. A scenario alone waits for those running to end, and none
-        starts meanwhile (xdist workers, other sessions on this machine)."""
+        or the cluster to itself (``alone``) for a fault that every scenario on it would feel:
+        the API server stopped, a node drained or stopped. A scenario alone waits for those
+        running to end, and none starts meanwhile (xdist workers, other sessions on this
+        machine)."""
         turn = contextlib.ExitStack()
         waiting = (
             f"the scenarios on the cluster to end: {name} needs it to itself"
@@ -155,6 +161,8 @@ class Harness:
         stage.turn = turn
         if isinstance(self.provider, BreaksApiServer):
             stage.api_server = self.provider
+        if isinstance(self.provider, StopsNodes):
+            stage.node_power = self.provider
         return stage
 
     def close_stage(self, stage: Stage, failed: bool) -> None:

@@ -9,6 +9,7 @@ mechanics live here.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -21,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from e2e.cluster.providers.interface import BreaksApiServer
+from e2e.cluster.providers.interface import BreaksApiServer, StopsNodes
 from e2e.helm import CHART, BackgroundHelm, Helm
 from e2e.images import AppImages
 from e2e.kube import Kube, is_ready, wait_for
@@ -96,6 +98,8 @@ class Stage:
     background: list[BackgroundHelm] = field(default_factory=list)
     # The cluster, where it can take its API server away and back (kind), for fault actions.
     api_server: BreaksApiServer | None = None
+    # The cluster, where it can stop a worker node and start it again (kind), for fault actions.
+    node_power: StopsNodes | None = None
     # The stage's turn on the cluster (Harness.open_stage), given back when it closes.
     turn: contextlib.ExitStack[bool | None] = field(default_factory=contextlib.ExitStack)
 
@@ -256,6 +260,27 @@ class Stage:
         )
         self.mark(f"scaled to {replicas}")
 
+    def cordon(self, node: str, *, unschedulable: bool = True) -> None:
+        """``kubectl cordon`` the node (``uncordon`` with ``unschedulable=False``)."""
+        self.kube.core.patch_node(node, {"spec": {"unschedulable": unschedulable}})
+        self.mark(f"node {node} {'cordoned' if unschedulable else 'uncordoned'}")
+
+    def evict(self, pod: str) -> str | None:
+        """Evict an app pod through the Eviction API, as ``kubectl drain`` does: None once the
+        eviction is accepted (or the pod is gone), else why the API refused it for now (429: a
+        PodDisruptionBudget allows no disruption at the moment); other errors raise."""
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod, namespace=self.namespace))
+        try:
+            self.kube.core.create_namespaced_pod_eviction(pod, self.namespace, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if exc.status == 429:
+                return _api_message(exc)
+            raise
+        self.mark(f"pod {pod} evicted")
+        return None
+
     def running_hook_pod(self) -> str | None:
         """The name of a running hook pod that is not terminating, if any."""
         pods = self.kube.core.list_namespaced_pod(
@@ -323,6 +348,14 @@ class Stage:
     def stop_background(self) -> None:
         for command in self.background:
             command.stop()
+
+
+def _api_message(exc: ApiException) -> str:
+    """The API server's own message in an error (its Status), else the HTTP reason."""
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        return str(exc.reason)
 
 
 # Run in the app's container by kill_app: signal the children of PID 1 (gunicorn's
