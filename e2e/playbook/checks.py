@@ -63,7 +63,7 @@ class Outcome:
     release: tuple[str, int] | None  # (status, revision) at the end
     served: set[str] = field(default_factory=set)
     probes: set[str] = field(default_factory=set)  # ids of the operations acceptsWork started
-    deleted: set[str] = field(default_factory=set)  # pods the file's deletePod steps deleted
+    deleted: set[str] = field(default_factory=set)  # pods deletePod deleted, drainNode evicted
     gave_up: float | None = None  # when the hook said its deadline passed (fences released)
     arrivals: list[Arrival] = field(default_factory=list)  # of the file's work, in order
 

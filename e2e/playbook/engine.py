@@ -51,7 +51,12 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "scale": 30.0,
     "killHelm": 10.0,
     "restartApiServer": 300.0,
+    "drainNode": 60.0,  # evictions a PodDisruptionBudget refuses are retried until then
+    "uncordonNode": 10.0,
+    "startNode": 180.0,  # until the node is Ready again
 }
+EVICTION_RETRY = 5.0  # s between tries of an eviction a budget refused, as kubectl drain
+CONTROL_PLANE = "node-role.kubernetes.io/control-plane"  # the control-plane node's label
 PROBE_SECONDS = 0.1  # the operation acceptsWorkWithin starts on each pod
 SETTLE_SECONDS = 90.0  # after the run: terminating pods gone, operations over
 VERDICT_FILE = "verdict.json"
@@ -135,7 +140,9 @@ class Run:
         self.originals: dict[str, str] = {}  # uid -> name of the app pods at t0
         self.accepted: dict[str, str] = {}  # pod -> operation started by a refusesWork try
         self.probes: set[str] = set()  # operations started by checks, not by the file's work
-        self.deleted: set[str] = set()  # pods deleted by the file's deletePod steps
+        self.deleted: set[str] = set()  # pods deleted by the file's deletePod and drainNode steps
+        self.cordoned: set[str] = set()  # nodes cordoned by drainNode, not yet uncordoned
+        self.stopped: set[str] = set()  # nodes stopped by stopNode, not yet started again
         self.arrivals: list[Arrival] = []  # of the file's work, as they came
         self.named: dict[str, str] = {}  # work `as` -> the pod that accepted its first operation
         self._at_start: dict[tuple[Any, ...], Any] = {}  # object paths' values at the start
@@ -164,14 +171,19 @@ class Run:
             worker = threading.Thread(target=self._work, name="playbook-work", daemon=True)
             worker.start()
             try:
-                self._steps()
-            except Exception as exc:  # a step could not do its part: skip the rest, still judge
-                log.exception("step failed")
-                self.rows.append(Row("steps", "all done", f"{type(exc).__name__}: {exc}", False))
-            self._wait_for_commands()
-            self._finish_work(worker)
-            self._settle()
-            release, served = self._final_state()
+                try:
+                    self._steps()
+                except Exception as exc:  # a step could not do its part: skip the rest, judge
+                    log.exception("step failed")
+                    self.rows.append(
+                        Row("steps", "all done", f"{type(exc).__name__}: {exc}", False)
+                    )
+                self._wait_for_commands()
+                self._finish_work(worker)
+                self._settle()
+                release, served = self._final_state()
+            finally:
+                self._restore_nodes()
         main = self.main_command
         outcome = Outcome(
             timeline=self.stage.timeline(),
@@ -468,6 +480,30 @@ class Run:
             self.say(f"no pod plays {role} now: {len(names)} live app pod(s)")
         return found
 
+    def node(self, which: str | dict[str, Any]) -> str:
+        """The node a step names: a node's name, or its end after the cluster's name (worker2
+        for upgrade-gate-worker2), or ``{nodeOf: pod}``, the node that pod runs on now."""
+        if isinstance(which, dict):
+            pod = _pod(self, which["nodeOf"])
+            found = self.pod(pod)
+            node = found.spec.node_name if found is not None else None
+            assert node, f"pod {pod} runs on no node at +{self.elapsed():.1f}s"
+            return str(node)
+        names = [str(n.metadata.name) for n in self.stage.kube.core.list_node().items]
+        found_names = [n for n in names if n == which] or [
+            n for n in names if n.endswith(f"-{which}")
+        ]
+        assert len(found_names) == 1, (
+            f"no node {which!r}: the cluster's nodes are {', '.join(sorted(names))}"
+            if not found_names
+            else f"{which!r} names several nodes: {', '.join(found_names)}"
+        )
+        return found_names[0]
+
+    def is_control_plane(self, node: str) -> bool:
+        found = self.stage.kube.core.read_node(node)
+        return CONTROL_PLANE in (found.metadata.labels or {})
+
     def _replacement(self, index: int, names: list[str]) -> list[str]:
         """The pod made in place of the ``index``-th original pod: the k-th pod made since the
         run began for the k-th original to begin terminating."""
@@ -599,6 +635,41 @@ class Run:
         except AssertionError as exc:
             self.notes.append(f"not settled: {exc}")
 
+    def _restore_nodes(self) -> None:
+        """The cluster as the run found it, whatever happened: every node the file stopped
+        started again, every node it cordoned uncordoned (the scenarios after it place their
+        pods there). What had to be done is noted; what could not be fails the verdict."""
+        power = self.stage.node_power
+        for node in sorted(self.stopped):
+            try:
+                assert power is not None, "this cluster cannot start a node"
+                power.start_node(node, DEFAULT_TIMEOUTS["startNode"])
+                self.stopped.discard(node)
+                self.stage.mark(f"node {node} started")
+                self.say(f"node {node} started again: the file left it stopped")
+                self.notes.append(f"node {node} started again at the end of the run")
+            except Exception as exc:
+                log.exception("starting node %s at the end of the run", node)
+                self.rows.append(
+                    Row("nodes restored", "started", f"{node}: {type(exc).__name__}: {exc}", False)
+                )
+        for node in sorted(self.cordoned):
+            try:
+                self.stage.cordon(node, unschedulable=False)
+                self.cordoned.discard(node)
+                self.say(f"node {node} uncordoned: the file left it cordoned")
+                self.notes.append(f"node {node} uncordoned at the end of the run")
+            except Exception as exc:
+                log.exception("uncordoning node %s at the end of the run", node)
+                self.rows.append(
+                    Row(
+                        "nodes restored",
+                        "uncordoned",
+                        f"{node}: {type(exc).__name__}: {exc}",
+                        False,
+                    )
+                )
+
     def _final_state(self) -> tuple[tuple[str, int] | None, set[str]]:
         s = self.stage
         try:
@@ -708,6 +779,74 @@ def _restart_api_server(run: Run, step: Step, timeout: float) -> None:
     )
 
 
+def _drain_node(run: Run, step: Step, timeout: float) -> None:
+    """``kubectl drain --pod-selector`` of the release's app pods: the node cordoned, each
+    app pod on it evicted through the Eviction API (which honours PodDisruptionBudgets: a
+    refusal, 429, is tried again every 5 s until the step's timeout); the step ends once
+    each is terminating (drain would also wait for them to be gone)."""
+    s, started = run.stage, time.monotonic()
+    node = run.node(step.args["node"])
+    run.cordoned.add(node)
+    s.cordon(node)
+    pods = [p.metadata.name for p in s.app_pods() if p.spec.node_name == node]
+    run.say(f"node {node} cordoned; its app pods: {', '.join(pods) or 'none'}")
+    left, refused = list(pods), dict[str, str]()
+    while left:
+        for pod in list(left):
+            why = s.evict(pod)
+            if why is None:
+                left.remove(pod)
+                run.deleted.add(pod)
+                run.say(f"pod {pod} evicted")
+            elif refused.get(pod) != why:
+                refused[pod] = why
+                run.say(f"eviction of {pod} refused for now: {why}")
+        if left:
+            assert time.monotonic() - started < timeout, (
+                f"eviction still refused after {timeout:g}s: "
+                + "; ".join(f"{pod}: {refused[pod]}" for pod in left)
+            )
+            time.sleep(EVICTION_RETRY)
+    kube, ns = s.kube, s.namespace
+    wait_for(
+        lambda: all(
+            (pod := kube.pod(ns, name)) is None or pod.metadata.deletion_timestamp for name in pods
+        ),
+        timeout=max(1.0, timeout - (time.monotonic() - started)),
+        what=f"the app pods of {node} terminating",
+    )
+
+
+def _uncordon_node(run: Run, step: Step, timeout: float) -> None:
+    node = run.node(step.args["node"])
+    run.stage.cordon(node, unschedulable=False)
+    run.cordoned.discard(node)
+    run.say(f"node {node} uncordoned")
+
+
+def _stop_node(run: Run, step: Step, timeout: float) -> None:
+    power = run.stage.node_power
+    assert power is not None, f"{step.where}: this cluster cannot stop a node"
+    node = run.node(step.args["node"])
+    assert not run.is_control_plane(node), (
+        f"{step.where}: {node} is the control-plane node, which is never stopped"
+    )
+    run.stopped.add(node)
+    power.stop_node(node)
+    run.stage.mark(f"node {node} stopped")
+    run.say(f"node {node} stopped")
+
+
+def _start_node(run: Run, step: Step, timeout: float) -> None:
+    power = run.stage.node_power
+    assert power is not None, f"{step.where}: this cluster cannot start a node"
+    node = run.node(step.args["node"])
+    power.start_node(node, timeout)
+    run.stopped.discard(node)
+    run.stage.mark(f"node {node} started")
+    run.say(f"node {node} started and Ready")
+
+
 def _scale(run: Run, step: Step, timeout: float) -> None:
     run.stage.scale(int(step.args["replicas"]))
     run.say(f"scaled to {step.args['replicas']}")
@@ -741,6 +880,10 @@ STEPS: dict[str, Action] = {
     "deleteHookPod": _delete_hook_pod,
     "killHelm": _kill_helm,
     "restartApiServer": _restart_api_server,
+    "drainNode": _drain_node,
+    "uncordonNode": _uncordon_node,
+    "stopNode": _stop_node,
+    "startNode": _start_node,
     "scale": _scale,
     "check": _check,
 }

@@ -41,12 +41,24 @@ ACTIONS = (
     "deleteHookPod",
     "killHelm",
     "restartApiServer",
+    "drainNode",
+    "uncordonNode",
+    "stopNode",
+    "startNode",
     "scale",
     "check",
 )
 # Actions only some clusters can take (kind), refused elsewhere before anything runs; a file
 # with one has the cluster to itself (Play.alone).
-CLUSTER_FAULTS = ("restartApiServer",)
+CLUSTER_FAULTS = ("restartApiServer", "stopNode", "startNode")
+# Actions any cluster takes (the Kubernetes API) that the scenarios beside the file would feel
+# all the same: a cordoned node changes where their pods go. A file with one has the cluster to
+# itself too.
+SHARED_FAULTS = ("drainNode", "uncordonNode")
+# The actions that name a node (`node`: a name, or {nodeOf: pod}).
+NODE_ACTIONS = ("drainNode", "uncordonNode", "stopNode", "startNode")
+# What kind calls its control-plane node (CLUSTER-control-plane): never stopped.
+CONTROL_PLANE_NODE = "control-plane"
 HELM_ACTIONS = ("upgrade", "rollback")
 # A scenario file holds some hundreds of values; aliases may repeat a few of them.
 MAX_VALUES = 100_000
@@ -133,8 +145,8 @@ class Play:
     @property
     def alone(self) -> bool:
         """Whether the file needs the cluster to itself: a fault every scenario beside it
-        would feel (CLUSTER_FAULTS)."""
-        return any(s.action in CLUSTER_FAULTS for s in self.steps)
+        would feel (CLUSTER_FAULTS, SHARED_FAULTS)."""
+        return any(s.action in CLUSTER_FAULTS + SHARED_FAULTS for s in self.steps)
 
     def refused_on(self, cluster: str) -> str | None:
         """Why ``cluster`` (kind, existing) cannot play the file, in one line: an action only
@@ -352,6 +364,9 @@ def _explain(error: ValidationError, document: Any) -> Iterator[Problem]:
     if error.validator == "oneOf" and error.schema in (defs["pods"], defs["onePod"]):
         yield from _pod_problems(error, document)
         return
+    if error.validator == "oneOf" and error.schema == defs["node"]:
+        yield from _node_problems(error, document)
+        return
     if error.validator == "oneOf" and isinstance(instance, Mapping):
         actions = [a for a in ACTIONS if a in instance]
         if not actions:
@@ -440,6 +455,8 @@ def semantic_problems(raw: dict[str, Any], document: Any) -> Iterator[Problem]:
     yield from _object_problems(spec, document)
     # Pod roles: a name some work gives, an original pod that exists.
     yield from _role_problems(spec, document)
+    # Nodes stopped and started: never the control plane.
+    yield from _control_plane_problems(spec, document)
     # Counts whose least is more than their most; expectations for a Helm that never plays.
     yield from _count_problems(spec["expect"], document)
     for helm, expect in spec["expect"].get("byHelm", {}).items():
@@ -483,6 +500,35 @@ def _pod_problems(error: ValidationError, document: Any) -> Iterator[Problem]:
         elif role == "onNode" and inside and inside[0].validator == "pattern":
             reason = f"{_shown(instance[role])} is not a node name (a-z, 0-9, '-' and '.')"
         yield Problem(line_of(document, (*path, role)), dotted((*path, role)), reason)
+
+
+def _node_problems(error: ValidationError, document: Any) -> Iterator[Problem]:
+    """A node that is neither a node's name nor {nodeOf: pod}."""
+    path: Path_ = tuple(error.absolute_path)
+    instance = error.instance
+    if isinstance(instance, str):
+        message = f"{_shown(instance)} is not a node name (a-z, 0-9, '-' and '.')"
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
+    if not isinstance(instance, Mapping):
+        message = f"{_shown(instance)} is not a node: a node's name (worker2) or {{nodeOf: pod}}"
+        yield Problem(line_of(document, path), dotted(path), message)
+        return
+    unknown = [k for k in instance if k != "nodeOf"]
+    if unknown:
+        where = (*path, unknown[0])
+        message = f"unknown key {unknown[0]!r}; a node is a name or {{nodeOf: pod}}"
+        yield Problem(line_of(document, where), dotted(where), message)
+        return
+    if "nodeOf" not in instance:
+        yield Problem(
+            line_of(document, path), dotted(path), "empty: give a node's name or {nodeOf: pod}"
+        )
+        return
+    for inner in error.context:
+        if tuple(inner.absolute_path) == (*path, "nodeOf"):
+            yield from _explain(inner, document)
+            return
 
 
 def _problem(document: Any, path: Path_, message: str) -> Problem:
@@ -630,6 +676,11 @@ def _pod_uses(spec: dict[str, Any]) -> Iterator[tuple[Path_, Any, float | None]]
         for action in ("deletePod", "killApp"):
             if action in event:
                 yield ("spec", "events", i, action, "pod"), event[action]["pod"], event.get("at")
+        for action in NODE_ACTIONS:
+            node = event.get(action, {}).get("node")
+            if isinstance(node, dict):
+                where = ("spec", "events", i, action, "node", "nodeOf")
+                yield where, node["nodeOf"], event.get("at")
         for key, pods in event.get("check", {}).items():
             if key in ("fenced", "refusesWork", "notFenced", "acceptsWork"):
                 yield ("spec", "events", i, "check", key), pods, event.get("at")
@@ -701,6 +752,25 @@ def _role_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
                 f"pod {pods['replacementOf']} does not exist: the release has {originals} "
                 "pod(s) when the run starts",
             )
+
+
+def _control_plane_problems(spec: dict[str, Any], document: Any) -> Iterator[Problem]:
+    """stopNode or startNode naming the control-plane node: it holds the cluster (the API
+    server, etcd, the controllers), and every scenario on it would lose it; restartApiServer
+    is the fault of that node that the harness plays. (Named by nodeOf, it is refused when the
+    step runs.)"""
+    for i, event in enumerate(spec.get("events", [])):
+        for action in ("stopNode", "startNode"):
+            node = event.get(action, {}).get("node")
+            if isinstance(node, str) and (
+                node == CONTROL_PLANE_NODE or node.endswith(f"-{CONTROL_PLANE_NODE}")
+            ):
+                yield _problem(
+                    document,
+                    ("spec", "events", i, action, "node"),
+                    f"{node!r} is the control-plane node, which is never stopped (only "
+                    "workers are; restartApiServer stops its API server)",
+                )
 
 
 def _pods_at(changes: list[tuple[float, int]], moment: float | None) -> int:
