@@ -904,8 +904,26 @@ def test_pytest_refuses_a_fault_the_existing_cluster_cannot_take(tmp_path: Path)
             RESTART.replace("downSeconds: 5", "downSeconds: -1"),
             "21: spec.events[0].restartApiServer.downSeconds: -1 is less than the minimum of 0",
         ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "drainNode: {node: {nodeOf: 5}}"),
+            "21: spec.events[0].drainNode.node.nodeOf: pod 5 does not exist",
+        ),
+        (
+            GOOD.replace("deletePod: {pod: 1}", "stopNode: {node: control-plane}"),
+            "21: spec.events[0].stopNode.node: 'control-plane' is the control-plane node",
+        ),
     ],
-    ids=["pod-role", "work-as", "check-pods", "objects", "by-helm", "arrivals", "restart"],
+    ids=[
+        "pod-role",
+        "work-as",
+        "check-pods",
+        "objects",
+        "by-helm",
+        "arrivals",
+        "restart",
+        "node-of",
+        "control-plane",
+    ],
 )
 def test_a_bad_value_of_each_new_key_exits_2_from_the_loader_and_reproduce(
     tmp_path: Path, text: str, problem: str
@@ -1033,3 +1051,189 @@ def test_collectors_load_in_file_order(tmp_path: Path) -> None:
     play = load(write(tmp_path, text))
     assert [next(iter(c)) for c in play.catch] == ["podLogs", "describe"]
     assert [next(iter(c)) for c in play.finally_] == ["helm", "command"]
+
+
+# Node actions: drainNode and uncordonNode on any cluster, stopNode and startNode on kind only;
+# each file with one has the cluster to itself.
+DRAIN = GOOD.replace(
+    "    - at: 10\n      deletePod: {pod: 1}\n",
+    "    - at: 10\n      drainNode: {node: {nodeOf: 1}}\n"
+    "    - at: 12\n      uncordonNode: {node: worker2}\n",
+)
+STOP = GOOD.replace(
+    "    - at: 10\n      deletePod: {pod: 1}\n",
+    "    - at: 10\n      stopNode: {node: worker2}\n"
+    "    - at: 12\n      startNode: {node: worker2}\n",
+)
+
+
+def test_a_drain_loads_has_the_cluster_alone_and_plays_on_any_cluster(tmp_path: Path) -> None:
+    play = load(write(tmp_path, DRAIN))
+    assert [(s.action, s.args) for s in play.steps if s.action.endswith("Node")] == [
+        ("drainNode", {"node": {"nodeOf": 1}}),
+        ("uncordonNode", {"node": "worker2"}),
+    ]
+    assert play.alone
+    assert play.refused_on("existing") is None
+    assert not load(write(tmp_path, GOOD)).alone
+
+
+def test_a_stopped_node_loads_has_the_cluster_alone_and_plays_on_kind_only(
+    tmp_path: Path,
+) -> None:
+    play = load(write(tmp_path, STOP))
+    assert play.alone
+    assert play.refused_on("kind") is None
+    assert play.refused_on("existing") == (
+        f"{play.path}: spec.events[0].stopNode, spec.events[1].startNode: the existing cluster "
+        "cannot take that action (kind can)"
+    )
+
+
+NODE_NOT_A_NODE = "is not a node: a node's name (worker2) or {nodeOf: pod}"
+BAD_NODES = [
+    (
+        "drainNode: {node: Worker_2}",
+        "21: spec.events[0].drainNode.node: \"Worker_2\" is not a node name (a-z, 0-9, '-' and "
+        "'.')",
+    ),
+    (
+        "uncordonNode: {node: -worker}",
+        "21: spec.events[0].uncordonNode.node: \"-worker\" is not a node name (a-z, 0-9, '-' and "
+        "'.')",
+    ),
+    ("drainNode: {node: 5}", f"21: spec.events[0].drainNode.node: 5 {NODE_NOT_A_NODE}"),
+    (
+        "uncordonNode: {node: [worker2]}",
+        f'21: spec.events[0].uncordonNode.node: ["worker2"] {NODE_NOT_A_NODE}',
+    ),
+    (
+        "stopNode: {node: true}",
+        f"21: spec.events[0].stopNode.node: true {NODE_NOT_A_NODE}",
+    ),
+    (
+        "drainNode: {node: {}}",
+        "21: spec.events[0].drainNode.node: empty: give a node's name or {nodeOf: pod}",
+    ),
+    (
+        "drainNode: {node: {nodeof: 1}}",
+        "21: spec.events[0].drainNode.node.nodeof: unknown key 'nodeof'; a node is a name or "
+        "{nodeOf: pod}",
+    ),
+    (
+        "startNode: {node: {nodeOf: 0, name: w}}",
+        "21: spec.events[0].startNode.node.name: unknown key 'name'; a node is a name or "
+        "{nodeOf: pod}",
+    ),
+    (
+        "drainNode: {node: {nodeOf: 5}}",
+        "21: spec.events[0].drainNode.node.nodeOf: pod 5 does not exist: the release has 2 "
+        "pod(s) then (0 to 1)",
+    ),
+    (
+        "stopNode: {node: {nodeOf: 1.0}}",
+        "21: spec.events[0].stopNode.node.nodeOf: 1.0 is not a pod index or a pod role (named, "
+        "replacementOf, onNode, busiest)",
+    ),
+    (
+        "drainNode: {node: {nodeOf: all}}",
+        '21: spec.events[0].drainNode.node.nodeOf: "all" is not a pod index or a pod role '
+        "(named, replacementOf, onNode, busiest)",
+    ),
+    (
+        "drainNode: {node: {nodeOf: {named: nobody}}}",
+        "21: spec.events[0].drainNode.node.nodeOf.named: no work is named 'nobody' "
+        "(work `as`: none)",
+    ),
+    (
+        "stopNode: {node: {nodeOf: {busiest: false}}}",
+        "21: spec.events[0].stopNode.node.nodeOf.busiest: busiest: true is the only value",
+    ),
+    (
+        "drainNode: {node: {nodeOf: {replacementOf: 2}}}",
+        "21: spec.events[0].drainNode.node.nodeOf.replacementOf: pod 2 does not exist: the "
+        "release has 2 pod(s) when the run starts",
+    ),
+    ("drainNode: {}", "21: spec.events[0].drainNode: missing required key 'node'"),
+    ("startNode: {}", "21: spec.events[0].startNode: missing required key 'node'"),
+    (
+        "drainNode: {node: worker2, force: true}",
+        "21: spec.events[0].drainNode.force: unknown key 'force'; expected one of: node",
+    ),
+    ("drainNode: worker2", "21: spec.events[0].drainNode: 'worker2' is not of type 'object'"),
+    (
+        "stopNode: {node: control-plane}",
+        "21: spec.events[0].stopNode.node: 'control-plane' is the control-plane node, which is "
+        "never stopped (only workers are; restartApiServer stops its API server)",
+    ),
+    (
+        "startNode: {node: upgrade-gate-control-plane}",
+        "21: spec.events[0].startNode.node: 'upgrade-gate-control-plane' is the control-plane "
+        "node, which is never stopped (only workers are; restartApiServer stops its API server)",
+    ),
+    (
+        "stopNode: {node: worker2}\n      as: outage",
+        "22: spec.events[0].as: only upgrade and rollback are named, not stopNode",
+    ),
+    (
+        "drainNode: {node: worker2}\n      stopNode: {node: worker2}",
+        "20: spec.events[0]: one action per event, found drainNode and stopNode",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("action", "problem"),
+    BAD_NODES,
+    ids=[f"{i}-{a.split(':')[0]}" for i, (a, _) in enumerate(BAD_NODES)],
+)
+def test_bad_node_actions_are_refused_with_line_and_field_and_exit_2(
+    tmp_path: Path, action: str, problem: str
+) -> None:
+    text = GOOD.replace("deletePod: {pod: 1}", action)
+    assert refusal(tmp_path, text) == [problem]
+    result = reproduce("--check", str(write(tmp_path, text)))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == f"{tmp_path / 'sample.scenario.yaml'}:{problem}"
+
+
+def test_reproduce_refuses_a_stopped_node_on_the_existing_cluster(tmp_path: Path) -> None:
+    path, kubeconfig = write(tmp_path, STOP), tmp_path / "kubeconfig"
+    kubeconfig.write_text("")  # a file, never read: the refusal comes first
+    result = reproduce(str(path), "--cluster", "existing", "--kubeconfig", str(kubeconfig))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"{path}: spec.events[0].stopNode, spec.events[1].startNode: the existing cluster cannot "
+        "take that action (kind can)"
+    )
+
+
+def test_pytest_refuses_a_stopped_node_on_the_existing_cluster(tmp_path: Path) -> None:
+    path, kubeconfig = write(tmp_path, STOP), tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    result = collect(
+        tmp_path,
+        *("-p", "conftest"),  # the repository's: the cluster options
+        *("--cluster", "existing", "--kubeconfig", str(kubeconfig)),
+        str(path),
+    )
+    assert "ERROR collecting sample.scenario.yaml" in result.stdout, result.stdout
+    assert (
+        f"{path}: spec.events[0].stopNode, spec.events[1].startNode: the existing cluster cannot "
+        "take that action" in result.stdout
+    )
+
+
+def test_pytest_collects_a_drain_on_the_existing_cluster_as_a_test_alone(tmp_path: Path) -> None:
+    path, kubeconfig = write(tmp_path, DRAIN), tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    result = collect(
+        tmp_path,
+        *("-p", "conftest"),
+        *("--cluster", "existing", "--kubeconfig", str(kubeconfig)),
+        *("-m", "alone"),
+        str(path),
+    )
+    # 5, "no tests collected", had the file not been marked alone.
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 test collected" in result.stdout, result.stdout
