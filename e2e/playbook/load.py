@@ -148,6 +148,12 @@ class Play:
         would feel (CLUSTER_FAULTS, SHARED_FAULTS)."""
         return any(s.action in CLUSTER_FAULTS + SHARED_FAULTS for s in self.steps)
 
+    @property
+    def multinode(self) -> bool:
+        """Whether the file needs two workers (a three-node cluster): it drains or stops a
+        node, and the release's pods need another worker to go to."""
+        return any(s.action in NODE_ACTIONS for s in self.steps)
+
     def refused_on(self, cluster: str) -> str | None:
         """Why ``cluster`` (kind, existing) cannot play the file, in one line: an action only
         kind can take (CLUSTER_FAULTS), and where; None if it can."""

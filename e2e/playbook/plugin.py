@@ -71,6 +71,8 @@ class ScenarioFile(pytest.File):
                 item.add_marker(pytest.mark.e2e)
                 if play.alone:
                     item.add_marker(pytest.mark.alone)
+                if play.multinode:  # deselected where the cluster will have fewer nodes
+                    item.add_marker(pytest.mark.multinode)
                 yield item
 
 

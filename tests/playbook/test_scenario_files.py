@@ -1237,3 +1237,20 @@ def test_pytest_collects_a_drain_on_the_existing_cluster_as_a_test_alone(tmp_pat
     # 5, "no tests collected", had the file not been marked alone.
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 test collected" in result.stdout, result.stdout
+
+
+@pytest.mark.parametrize("text", [DRAIN, STOP], ids=["drain", "stop"])
+def test_a_file_with_node_actions_is_deselected_on_a_one_node_cluster(
+    tmp_path: Path, text: str
+) -> None:
+    """It needs a second worker for the pods to go to, as test_multinode.py's tests do."""
+    path = write(tmp_path, text)
+    assert load(path).multinode
+    result = collect(
+        tmp_path,
+        *("-p", "conftest", "-p", "e2e.scenarios.conftest"),
+        *("--kind-nodes", "1"),
+        str(path),
+    )
+    assert "multinode: 1 test(s) deselected" in result.stdout, result.stdout + result.stderr
+    assert not load(write(tmp_path, GOOD)).multinode
