@@ -96,6 +96,21 @@ def run_hook(hooks: list[Hook], *args: str, token: str | None = TOKEN) -> Hook:
 # -- what tests stand up besides apps --------------------------------------------------------
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """A stub server's handler that answers JSON, and logs nothing."""
+
+    def answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextmanager
 def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """A threaded HTTP server of ``handler`` on loopback, as ``127.0.0.1:PORT``, while the

@@ -19,7 +19,14 @@ from app.hook import Exit
 from e2e.cluster.base import free_port
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from tests.unit.conftest import AppFactory, Hook, run_hook, serving, write_kubeconfig
+from tests.unit.conftest import (
+    AppFactory,
+    Hook,
+    JsonHandler,
+    run_hook,
+    serving,
+    write_kubeconfig,
+)
 
 
 def endpoints(*apps: AppProcess) -> str:
@@ -407,7 +414,7 @@ def test_a_fence_lifted_from_a_watched_pod_is_placed_again_and_its_work_waited_f
     assert watched.status()["draining"]
 
 
-class _ApiServerBack(BaseHTTPRequestHandler):
+class _ApiServerBack(JsonHandler):
     """An API server that answers 503 to its first three listings, as one starting up does,
     then lists no pods."""
 
@@ -418,15 +425,7 @@ class _ApiServerBack(BaseHTTPRequestHandler):
         if type(self).calls <= 3:
             self.send_error(503, "starting")
             return
-        body = json.dumps({"kind": "List", "items": []}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(200, {"kind": "List", "items": []})
 
 
 def test_the_hook_says_when_the_pods_are_listed_again(tmp_path: Path, hooks: list[Hook]) -> None:
@@ -445,7 +444,7 @@ def test_the_hook_says_when_the_pods_are_listed_again(tmp_path: Path, hooks: lis
     assert "pods listed again, after: listing pods failed: 503" in lines[1]
 
 
-class _ApiServerRestarting(BaseHTTPRequestHandler):
+class _ApiServerRestarting(JsonHandler):
     """An API server that lists one pod, then, restarting, denies the hook three times as a
     kube-apiserver does until its RBAC caches are filled, then lists the pod again."""
 
@@ -455,10 +454,10 @@ class _ApiServerRestarting(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         cls = type(self)
         if "/pods" not in self.path:  # ReplicaSets: none
-            return self._answer(200, {"kind": "List", "items": []})
+            return self.answer(200, {"kind": "List", "items": []})
         cls.calls += 1
         if 2 <= cls.calls <= 4:
-            return self._answer(
+            return self.answer(
                 403,
                 {
                     "kind": "Status",
@@ -469,18 +468,7 @@ class _ApiServerRestarting(BaseHTTPRequestHandler):
                     "code": 403,
                 },
             )
-        return self._answer(200, {"kind": "List", "items": [cls.pod]})
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        return self.answer(200, {"kind": "List", "items": [cls.pod]})
 
 
 def test_a_denial_after_the_pods_were_listed_is_an_api_server_starting_not_rbac(

@@ -9,7 +9,6 @@ contract, for hooks of earlier releases.
 from __future__ import annotations
 
 import contextlib
-import json
 import resource
 import signal
 import socket
@@ -17,7 +16,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,7 +25,7 @@ import requests
 from app.hook import Exit
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess, _children
-from tests.unit.conftest import Hook, serving, write_kubeconfig
+from tests.unit.conftest import Hook, JsonHandler, serving, write_kubeconfig
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -149,7 +147,7 @@ def test_a_management_port_that_cannot_work_is_a_usage_error(
 # -- the hook finds each pod's port: the management port, else the app's ------------------
 
 
-class _PodList(BaseHTTPRequestHandler):
+class _PodList(JsonHandler):
     """An API server listing two running pods on loopback: one of this release, with a
     management port, and one of an earlier release, with only its app port."""
 
@@ -157,15 +155,7 @@ class _PodList(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         items = type(self).pods if "/pods" in self.path else []
-        body = json.dumps({"kind": "List", "items": items}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.answer(200, {"kind": "List", "items": items})
 
 
 def _pod(name: str, ports: dict[str, int]) -> dict[str, Any]:
