@@ -7,8 +7,6 @@ command's refusals of bad arguments, which it gives before it looks for a cluste
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from e2e.playbook.from_release import (
 )
 from e2e.playbook.load import ScenarioFileError, load
 from e2e.stage import BASE_VALUES, merge
+from tests.playbook.test_scenario_files import reproduce
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEN = datetime(2026, 12, 7, 15, 0, 0, tzinfo=UTC)
@@ -268,16 +267,6 @@ def test_a_good_target() -> None:
 
 
 # -- the command, before any cluster ---------------------------------------------------------
-
-
-def reproduce(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "e2e.reproduce", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
 
 
 @pytest.mark.parametrize(

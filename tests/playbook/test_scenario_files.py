@@ -974,13 +974,7 @@ def test_bad_history_assertions_are_refused_with_line_and_field(
     problems = refusal(tmp_path, text)
     assert len(problems) == 1, problems
     assert problems[0].startswith(f"23: {problem}"), problems
-    result = subprocess.run(
-        [sys.executable, "-m", "e2e.reproduce", "--check", str(tmp_path / "sample.scenario.yaml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    result = reproduce("--check", str(tmp_path / "sample.scenario.yaml"))
     assert result.returncode == 2, result.stdout + result.stderr
 
 
