@@ -2,7 +2,7 @@
 
 N real app processes (gunicorn, one per "pod") on loopback. Each trial starts
 an operation on every pod, with lengths spread so one pod is clearly last,
-runs ``python -m app wait --endpoints ...`` and waits until it has fenced every
+runs ``python -m upgrade_gate.hook wait --endpoints ...`` and waits until it has fenced every
 pod; the figure is the hook's exit moment minus the last ``finished_at``.
 If the pods were waited on one after another, the time would grow with N.
 
@@ -31,7 +31,7 @@ def trial(apps: list[AppProcess], pool: ThreadPoolExecutor) -> float:
         [
             sys.executable,
             "-m",
-            "app",
+            "upgrade_gate.hook",
             "wait",
             "--endpoints",
             ",".join(a.endpoint for a in apps),

@@ -1,7 +1,7 @@
 """A real app server with a route that holds a request thread: ``POST /hold?seconds=N``.
 
 ``python -m e2e.holding_app serve --port N ...`` takes the same arguments as
-``python -m app serve``. The sample app's own requests answer at once (its
+``python -m upgrade_gate_sample serve``. The sample app's own requests answer at once (its
 work runs in threads of its own); a test that must show the app's request
 threads all taken (and what still answers then) takes them with this.
 """
@@ -12,8 +12,8 @@ import time
 
 from flask import Flask, Response, jsonify, request
 
-from app.cli import build_parser
-from app.server import Listeners, Server
+from upgrade_gate_sample.cli import build_parser
+from upgrade_gate_sample.server import Listeners, Server
 
 
 def hold() -> Response:

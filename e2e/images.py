@@ -74,7 +74,7 @@ def build_app_images(
                 "--build-arg",
                 "PIP_ARGS=--no-index --find-links /src/.wheelhouse",
                 "--build-arg",
-                "PACKAGE=helm-upgrade-gate",
+                "PACKAGE=upgrade-gate-sample helm-upgrade-gate[hook]",
                 "--network",
                 "none",
                 "--tag",
@@ -142,9 +142,14 @@ def _python_tag(base: str, env: dict[str, str]) -> str:
 
 
 def _prepare_wheelhouse(python_tag: str) -> None:
-    """Wheels of the project and its dependencies for CPython ``python_tag`` on x86_64."""
+    """Wheels of the two projects under app/ (the library and the sample app) and of what
+    the images install from them, for CPython ``python_tag`` on x86_64."""
     stamp = WHEELHOUSE / f".cp{python_tag}"
-    project_files = [ROOT / "pyproject.toml", *sorted((ROOT / "app").rglob("*.py"))]
+    project_files = [
+        ROOT / "pyproject.toml",
+        ROOT / "app" / "sample" / "pyproject.toml",
+        *sorted((ROOT / "app").rglob("*.py")),
+    ]
     newest = max(f.stat().st_mtime for f in project_files)
     if stamp.exists() and stamp.stat().st_mtime >= newest:
         log.info("wheelhouse for cp%s is up to date", python_tag)
@@ -152,16 +157,25 @@ def _prepare_wheelhouse(python_tag: str) -> None:
     shutil.rmtree(WHEELHOUSE, ignore_errors=True)
     WHEELHOUSE.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    with tempfile.TemporaryDirectory() as build:
-        _run([*pip, "wheel", "--no-deps", "--wheel-dir", build, str(ROOT)], "build the app wheel")
-        (built,) = Path(build).glob("*.whl")
-        wheel = Path(shutil.copy(built, WHEELHOUSE))
+    wheels = []
+    for project in (ROOT, ROOT / "app" / "sample"):
+        with tempfile.TemporaryDirectory() as build:
+            _run(
+                [*pip, "wheel", "--no-deps", "--wheel-dir", build, str(project)],
+                f"build the wheel of {project.relative_to(ROOT.parent)}",
+            )
+            (built,) = Path(build).glob("*.whl")
+            wheels.append(Path(shutil.copy(built, WHEELHOUSE)))
+    library, sample = wheels
     platforms = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"]
     _run(
         [
             *pip,
             "download",
             "--dest",
+            str(WHEELHOUSE),
+            # The sample's own dependency on the library is the wheel just built.
+            "--find-links",
             str(WHEELHOUSE),
             "--only-binary=:all:",
             "--python-version",
@@ -171,7 +185,8 @@ def _prepare_wheelhouse(python_tag: str) -> None:
             "--abi",
             f"cp{python_tag}",
             *(arg for platform in platforms for arg in ("--platform", platform)),
-            str(wheel),
+            f"{library}[hook]",
+            str(sample),
         ],
         "download the dependencies' wheels",
     )

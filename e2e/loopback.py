@@ -3,7 +3,7 @@
 Part of the harness, not of the image: ``app/`` is what ships.
 
 ``AppProcess`` is what a pod is to the hook: an address that answers the gate
-contract, started with ``python -m app serve`` exactly as the image starts it.
+contract, started with ``python -m upgrade_gate_sample serve`` exactly as the image starts it.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ def _log_dir() -> Path:
 
 
 class AppProcess:
-    """One ``python -m app serve`` process; its log goes to a file for failures."""
+    """One ``python -m upgrade_gate_sample serve`` process; its log goes to a file for failures."""
 
     def __init__(
         self,
         env: Mapping[str, str] | None = None,
         threads: int = 32,
-        module: str = "app",
+        module: str = "upgrade_gate_sample",
         management: bool = False,
     ) -> None:
         self.port = free_port()

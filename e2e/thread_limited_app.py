@@ -1,7 +1,7 @@
 """A real app server under a thread limit, as a container's pids limit makes one.
 
 ``python -m e2e.thread_limited_app serve --port N ...`` takes the same
-arguments as ``python -m app serve``. In the worker process:
+arguments as ``python -m upgrade_gate_sample serve``. In the worker process:
 
 - with ``THREAD_LIMIT=N`` in the environment, a thread cannot start while N
   threads are alive, and ``start()`` raises the error CPython raises when the
@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from app.cli import build_parser
-from app.gate import Gate
-from app.server import Server
+from upgrade_gate import Gate
+from upgrade_gate_sample.cli import build_parser
+from upgrade_gate_sample.server import Server
 
 LIMIT_ENV = "THREAD_LIMIT"
 

@@ -207,7 +207,7 @@ start-up of the step before.
 {{/*
 SIGTERM comes after the preStop sleep; the app then waits up to
 shutdownTimeoutSeconds for work in flight, and gunicorn's master allows the
-worker 10 s more (app/server.py: graceful_timeout). Kubernetes' SIGKILL must
+worker 10 s more (app/sample/upgrade_gate_sample/server.py: graceful_timeout). Kubernetes' SIGKILL must
 come after all of it.
 */}}
 {{- define "upgrade-gate.terminationGracePeriodSeconds" -}}

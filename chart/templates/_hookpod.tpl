@@ -1,6 +1,6 @@
 {{/*
 The pod of a hook Job (the pre-upgrade gate, the post-rollback release): the
-new image running `python3 -m app` with .args, as the hook's ServiceAccount.
+new image running `python3 -m upgrade_gate.hook` with .args, as the hook's ServiceAccount.
 */}}
 {{- define "upgrade-gate.hookPodTemplate" -}}
 {{- $gate := .root.Values.gate -}}
@@ -45,7 +45,7 @@ containers:
   - name: gate
     image: {{ include "upgrade-gate.gateImage" $root | quote }}
     imagePullPolicy: {{ include "upgrade-gate.gatePullPolicy" $root }}
-    command: ["python3", "-m", "app"]
+    command: ["python3", "-m", "upgrade_gate.hook"]
     args:
       {{- toYaml .args | nindent 6 }}
     env:

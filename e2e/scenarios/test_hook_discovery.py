@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from app.hook.pods import KubernetesSource
 from e2e.kube import wait_for
 from e2e.stage import Stage
+from upgrade_gate.hook.pods import KubernetesSource
 
 pytestmark = pytest.mark.e2e
 
@@ -194,7 +194,7 @@ def _hook(
         [
             sys.executable,
             "-m",
-            "app",
+            "upgrade_gate.hook",
             "wait",
             "--selector",
             _selector("demo"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from app.hook.pods import TEMPLATE_HASH_ANNOTATION
+from upgrade_gate.hook.pods import TEMPLATE_HASH_ANNOTATION
 
 CHART = Path(__file__).resolve().parents[2] / "chart"
 RELEASE = "rel"
@@ -177,7 +177,7 @@ def hooks_on(docs: list[Manifest], event: str) -> list[Manifest]:
 
 
 def hooks_running(docs: list[Manifest], subcommand: str) -> list[Manifest]:
-    """The hook Jobs and Pods whose container runs ``python3 -m app <subcommand>``."""
+    """The hook Jobs and Pods whose container runs ``python3 -m upgrade_gate.hook <subcommand>``."""
     return [
         doc
         for doc in [*find(docs, "Job"), *find(docs, "Pod")]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from app.cli import build_parser
 from tests.chart.helm import (
     NAMESPACE,
     RELEASE,
@@ -35,6 +34,7 @@ from tests.chart.helm import (
     template_hash,
     token_secret,
 )
+from upgrade_gate.hook.cli import build_parser
 
 pytestmark = pytest.mark.chart
 
@@ -194,7 +194,7 @@ def test_hook_kind_auto_is_a_job_for_a_gate_that_a_rollback_may_run(helm: Helm) 
 
 def test_exact_hook_command(default_render: list[Manifest]) -> None:
     gate = container(gate_hook(default_render), "gate")
-    assert gate["command"] == ["python3", "-m", "app"]
+    assert gate["command"] == ["python3", "-m", "upgrade_gate.hook"]
     assert gate["args"] == [
         "wait",
         "--selector",

@@ -138,7 +138,8 @@ API_CALL = re.compile(
     r"(?:_status)?$"
 )
 GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps"}
-# The hook's own client (app/hook/kubeapi.py) names API paths: /api/v1/... or /apis/GROUP/V/...
+# The hook's own client (upgrade_gate/hook/kubeapi.py) names API paths: /api/v1/... or
+# /apis/GROUP/V/...
 API_PATH = re.compile(
     r"^/api(?:s/(?P<group>[a-z0-9.-]+))?/v[0-9a-z]+/namespaces/\{\}/(?P<resource>[a-z]+)$"
 )

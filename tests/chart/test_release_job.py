@@ -2,7 +2,7 @@
 
 The pre-upgrade gate leaves the pods it let go fenced for ``holdSeconds``; a
 rollback keeps them, and nothing else would lift those fences before the lease
-runs out. The Job runs ``python3 -m app release`` with the gate's identity and
+runs out. The Job runs ``python3 -m upgrade_gate.hook release`` with the gate's identity and
 pod, only where there can be fences to lift.
 """
 
@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from app.cli import build_parser
 from tests.chart.helm import (
     RELEASE,
     Helm,
@@ -28,6 +27,7 @@ from tests.chart.helm import (
     pod_template,
     template_hash,
 )
+from upgrade_gate.hook.cli import build_parser
 
 pytestmark = pytest.mark.chart
 
@@ -151,7 +151,7 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     docs = helm.template(values)
     (job,) = release_jobs(docs)
     release = container(job, "gate")
-    assert release["command"] == ["python3", "-m", "app"]
+    assert release["command"] == ["python3", "-m", "upgrade_gate.hook"]
     parsed = build_parser().parse_args(release["args"])
     assert parsed.command == "release"
     assert parsed.selector == flag(container(gate_hook(docs), "gate")["args"], "--selector")

@@ -194,7 +194,7 @@ def test_first_sentence_stops_at_the_first_full_stop_and_joins_lines() -> None:
 
 def test_a_heading_becomes_the_anchor_github_gives_it() -> None:
     cases = [
-        ("The hook: `python -m app wait`", "the-hook-python--m-app-wait"),
+        ("The hook: `upgrade-gate-hook wait`", "the-hook-upgrade-gate-hook-wait"),
         ("The HTTP contract (`upgrade-gate/v1`)", "the-http-contract-upgrade-gatev1"),
         ("The developer's loop", "the-developers-loop"),
         ("Timeouts: which `helm --timeout` to use", "timeouts-which-helm---timeout-to-use"),

@@ -2,8 +2,9 @@
 go red: each is broken here by one import added to a copy of the tree, and lint-imports must
 name that contract, and only it, as broken.
 
-The copy holds the four root packages' Python files and pyproject.toml, nothing else:
-lint-imports reads source, it imports nothing of ours.
+The copy holds the five root packages' Python files (the two projects under app/ at the top,
+where lint-imports finds them first) and pyproject.toml, nothing else: lint-imports reads
+source, it imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -16,14 +17,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "e2e", "bench", "tests")
+# Each root package, by where it lives in the repository.
+PACKAGES = {
+    "upgrade_gate": "app/upgrade_gate",
+    "upgrade_gate_sample": "app/sample/upgrade_gate_sample",
+    "e2e": "e2e",
+    "bench": "bench",
+    "tests": "tests",
+}
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
-PRODUCT = "the product imports nothing from the harness, the benchmarks or the tests"
+PRODUCT = (
+    "the library imports nothing from the sample app, the harness, the benchmarks or the tests"
+)
+SAMPLE = "the sample app uses the library as an adopter would, and nothing of the harness or tests"
+CORE = (
+    "the gate's core needs nothing outside the standard library (pip install with no extra; "
+    "the package's own __init__: tests/unit/test_wheel.py)"
+)
+ALONE = "each integration stands alone: its extra is all it needs"
 CLUSTER_ALONE = "the cluster package imports nothing above it: not the rest of e2e, not the product"
 CLUSTER_LAYERS = "the cluster package's layers point one way"
 NO_CYCLES = "no import cycles, between sibling modules at any depth"
-CONTRACTS = (PRODUCT, CLUSTER_ALONE, CLUSTER_LAYERS, NO_CYCLES)
+CONTRACTS = (PRODUCT, SAMPLE, CORE, ALONE, CLUSTER_ALONE, CLUSTER_LAYERS, NO_CYCLES)
 
 
 def _copy_tree(into: Path) -> Path:
@@ -34,8 +50,8 @@ def _copy_tree(into: Path) -> Path:
 
         return [name for name in names if not source(name)]
 
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, into / package, ignore=not_source)
+    for package, where in PACKAGES.items():
+        shutil.copytree(ROOT / where, into / package, ignore=not_source)
     shutil.copy(ROOT / "pyproject.toml", into / "pyproject.toml")
     return into
 
@@ -84,8 +100,28 @@ def test_every_contract_is_kept_on_the_tree_as_it_is(tmp_path: Path) -> None:
     ("module", "line", "broken"),
     [
         # Each import is chosen to break one contract only: none closes a cycle.
-        pytest.param("app.gate.core", "import e2e.timeline_svg", PRODUCT, id="product-imports-e2e"),
-        pytest.param("app.hook", "import tests.unit", PRODUCT, id="product-imports-tests"),
+        pytest.param(
+            "upgrade_gate.hook.release",
+            "import e2e.cluster.wait",
+            PRODUCT,
+            id="product-imports-e2e",
+        ),
+        pytest.param("upgrade_gate.hook", "import tests.unit", PRODUCT, id="product-imports-tests"),
+        pytest.param(
+            "upgrade_gate.core",
+            "import upgrade_gate_sample.worker",
+            PRODUCT,
+            id="library-imports-sample",
+        ),
+        pytest.param("upgrade_gate_sample.cli", "import e2e.kube", SAMPLE, id="sample-imports-e2e"),
+        pytest.param("upgrade_gate.core", "import flask", CORE, id="core-imports-flask"),
+        pytest.param("upgrade_gate.config", "import urllib3", CORE, id="config-imports-urllib3"),
+        pytest.param(
+            "upgrade_gate.hook.pods",
+            "import upgrade_gate.metrics",
+            ALONE,
+            id="hook-imports-metrics",
+        ),
         pytest.param(
             "e2e.cluster.base", "import e2e.timeline_svg", CLUSTER_ALONE, id="cluster-imports-e2e"
         ),

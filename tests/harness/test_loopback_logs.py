@@ -1,6 +1,6 @@
 """The harness's app logs last as long as the process that started the apps.
 
-A unit run starts hundreds of ``python -m app serve`` processes; each log used
+A unit run starts hundreds of ``python -m upgrade_gate_sample serve`` processes; each log used
 to stay in /tmp for good (658 files were found after a few runs).
 """
 

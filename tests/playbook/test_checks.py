@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from app.hook import Exit
 from e2e.loopback import AppProcess
 from e2e.playbook.checks import EXPECTATIONS, Arrival, Outcome
 from e2e.stage import gate_gave_up
 from e2e.timeline import Operation, PodLife, Timeline, epoch
 from tests.unit.conftest import AppFactory, Hook, hooks, make_app, run_hook
+from upgrade_gate.hook import Exit
 
 __all__ = ["hooks", "make_app"]  # fixtures, used by name
 

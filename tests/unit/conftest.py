@@ -21,7 +21,8 @@ AppFactory = Callable[..., AppProcess]
 
 @pytest.fixture
 def make_app(request: pytest.FixtureRequest) -> Iterator[AppFactory]:
-    """Start real ``python -m app serve`` processes; their logs join a failure report."""
+    """Start real ``python -m upgrade_gate_sample serve`` processes; their logs join a failure
+    report."""
     apps: list[AppProcess] = []
     request.node.app_processes = apps
 
@@ -51,14 +52,14 @@ def pytest_runtest_makereport(
     return report
 
 
-# -- the hook as a process: python -m app wait --------------------------------------------
+# -- the hook as a process: python -m upgrade_gate.hook wait ----------------------------------
 
 
 class Hook:
     def __init__(self, *args: str, token: str | None = TOKEN) -> None:
         env = {**os.environ, "UPGRADE_GATE_TOKEN": token or ""}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "wait", *args],
+            [sys.executable, "-m", "upgrade_gate.hook", "wait", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,6 +1,6 @@
 """Where a request ends, read from a buffer that grows as the client sends.
 
-The worker's poller uses :class:`app.worker.Framing` to hand a connection to a
+The worker's poller uses :class:`upgrade_gate_sample.worker.Framing` to hand a connection to a
 request thread only once a whole request is in. Whatever the pieces the
 request arrives in, the answer is the same as for the whole of it; anything
 it cannot frame is gunicorn's to refuse, from the bytes read so far.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.worker import MAX_CHUNKS, BodyTooLargeError, Framing, UnframeableError
+from upgrade_gate_sample.worker import MAX_CHUNKS, BodyTooLargeError, Framing, UnframeableError
 
 MAX_BODY = 1024
 MAX_HEAD = 4096

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from app.gate import Gate, State, WorkRefusedError
 from e2e.cluster.wait import eventually
 from e2e.thread_limited_app import UnstartableThread
+from upgrade_gate import Gate, State, WorkRefusedError
 
 
 def test_upgradeable_only_when_the_last_of_overlapping_operations_ends() -> None:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from app.hook import Exit
 from e2e.cluster.base import free_port
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
@@ -27,6 +26,7 @@ from tests.unit.conftest import (
     serving,
     write_kubeconfig,
 )
+from upgrade_gate.hook import Exit
 
 
 def endpoints(*apps: AppProcess) -> str:
@@ -196,7 +196,10 @@ def test_without_fencing_only_idleness_counts(make_app: AppFactory, hooks: list[
 )
 def test_bad_arguments_exit_2_with_a_reason(args: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "wait", *args], capture_output=True, text=True, timeout=30
+        [sys.executable, "-m", "upgrade_gate.hook", "wait", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == Exit.USAGE, result.stderr
     assert "error" in result.stderr.lower()
@@ -316,7 +319,7 @@ def test_an_endpoints_file_caught_mid_rewrite_is_not_taken_for_no_pods(
 
 def test_a_token_that_cannot_be_sent_is_a_usage_error() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "wait", "--endpoints", "a:1"],
+        [sys.executable, "-m", "upgrade_gate.hook", "wait", "--endpoints", "a:1"],
         env={**os.environ, "UPGRADE_GATE_TOKEN": "tökén✓"},
         capture_output=True,
         text=True,
@@ -331,7 +334,14 @@ def test_release_lifts_the_fences_of_the_pods_that_stay(make_app: AppFactory) ->
     staying, gone = make_app(), make_app()
     staying.drain(120)
     result = subprocess.run(
-        [sys.executable, "-m", "app", "release", "--endpoints", endpoints(staying, gone)],
+        [
+            sys.executable,
+            "-m",
+            "upgrade_gate.hook",
+            "release",
+            "--endpoints",
+            endpoints(staying, gone),
+        ],
         env={**os.environ, "UPGRADE_GATE_TOKEN": TOKEN},
         capture_output=True,
         text=True,
@@ -359,7 +369,7 @@ def test_release_does_not_fail_a_rollback_when_the_api_server_is_away(tmp_path: 
         [
             sys.executable,
             "-m",
-            "app",
+            "upgrade_gate.hook",
             "release",
             "--selector",
             "app=x",

@@ -1,5 +1,5 @@
 """The hook releases what it fenced whatever happens, and refuses input it cannot read before
-it fences anything: real ``python -m app wait`` processes against real app processes (and,
+it fences anything: real ``upgrade-gate-hook wait`` processes against real app processes (and,
 where an app cannot be made to misbehave, a small HTTP server) on loopback."""
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from typing import ClassVar
 
 import pytest
 
-from app.hook import Exit
-from app.hook.pods import parse_endpoint
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
 from tests.unit.conftest import AppFactory, Hook, run_hook, serving, write_kubeconfig
+from upgrade_gate.hook import Exit
+from upgrade_gate.hook.pods import parse_endpoint
 
 
 def wait_usage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", "wait", "--timeout", "20", *args],
+        [sys.executable, "-m", "upgrade_gate.hook", "wait", "--timeout", "20", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -359,7 +359,7 @@ def test_release_holds_its_timeout_while_the_api_server_trickles(
 ) -> None:
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "app", "release", "--selector", "app=x"),
+            *(sys.executable, "-m", "upgrade_gate.hook", "release", "--selector", "app=x"),
             *("--kubeconfig", str(trickling_kubeconfig), "--timeout", "2"),
         ],
         capture_output=True,

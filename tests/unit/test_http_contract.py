@@ -10,10 +10,10 @@ from datetime import datetime
 import pytest
 import requests
 
-from app.gate import CONTRACT
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
 from tests.unit.conftest import AppFactory, assert_refused_at_start
+from upgrade_gate import CONTRACT
 
 
 def _at(stamp: str) -> datetime:

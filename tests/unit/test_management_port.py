@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import pytest
 import requests
 
-from app.hook import Exit
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess, _children
 from tests.unit.conftest import Hook, JsonHandler, serving, write_kubeconfig
+from upgrade_gate.hook import Exit
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -134,7 +134,7 @@ def test_a_management_port_that_cannot_work_is_a_usage_error(
     args: list[str], complaint: str
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app", "serve", *args],
+        [sys.executable, "-m", "upgrade_gate_sample", "serve", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from app.hook import Exit
 from e2e.loopback import TOKEN, AppProcess
 from tests.unit.conftest import assert_refused_at_start
+from upgrade_gate.hook import Exit
 
 FILE_ENV = "UPGRADE_GATE_TOKEN_FILE"
 
@@ -26,7 +26,7 @@ FILE_ENV = "UPGRADE_GATE_TOKEN_FILE"
 def hook(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("UPGRADE_GATE_TOKEN")}
     return subprocess.run(
-        [sys.executable, "-m", "app", "wait", *args],
+        [sys.executable, "-m", "upgrade_gate.hook", "wait", *args],
         env={**clean, **env},
         capture_output=True,
         text=True,

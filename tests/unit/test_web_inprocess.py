@@ -16,11 +16,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from app.config import Settings
-from app.gate import CONTRACT, Gate, UpgradeGate
-from app.gate.web import LongPollLimits
-from app.sample import create_app
 from e2e.cluster.wait import eventually
+from upgrade_gate import CONTRACT, Gate
+from upgrade_gate.flask import LongPollLimits, UpgradeGate
+from upgrade_gate_sample import create_app
+from upgrade_gate_sample.settings import Settings
 
 TOKEN = "in-process-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,9 +11,9 @@ import time
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from app.config import Settings
-from app.gate import Operation, current_gate
-from app.gate.web import MISSING, json_error, json_object_body, number_in_range
+from upgrade_gate import Operation
+from upgrade_gate.flask import MISSING, current_gate, json_error, json_object_body, number_in_range
+from upgrade_gate_sample.settings import Settings
 
 bp = Blueprint("operations", __name__)
 

@@ -245,7 +245,7 @@ class KubernetesSource:
         template_hash: str | None = None,
         replicas: int | None = None,
     ) -> None:
-        from app.hook.kubeapi import ConfigError, KubeApi
+        from upgrade_gate.hook.kubeapi import ConfigError, KubeApi
 
         try:
             if kubeconfig is None and _in_cluster():
@@ -359,7 +359,7 @@ class KubernetesSource:
     def _list(self, resource: str, path: str) -> list[dict[str, Any]]:
         from urllib3.exceptions import HTTPError
 
-        from app.hook.kubeapi import ApiError, ConfigError
+        from upgrade_gate.hook.kubeapi import ApiError, ConfigError
 
         try:
             return self.api.list(path, self.selector, self.request_timeout)

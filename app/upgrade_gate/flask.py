@@ -26,9 +26,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app.gate.core import Gate, Status, WorkRefusedError
+from upgrade_gate.core import CONTRACT, Gate, Status, WorkRefusedError
 
-CONTRACT = "upgrade-gate/v1"
 MAX_WAIT_SECONDS = 60.0
 MAX_LEASE_SECONDS = 3600.0
 DEFAULT_LEASE_SECONDS = 30.0
@@ -254,7 +253,7 @@ class UpgradeGate:
     ) -> None:
         self.gate = gate
         # Space around a token is not the token's (a Secret made with --from-file keeps the
-        # file's last newline), as for app.config.read_token and the hook.
+        # file's last newline), as for upgrade_gate.config.read_token and the hook.
         self.token = (token or "").strip() or None
         self.long_polls = long_polls or LongPollLimits()
         self._anonymous_slots = threading.BoundedSemaphore(self.long_polls.anonymous)

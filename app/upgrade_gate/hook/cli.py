@@ -1,5 +1,5 @@
-"""``python -m app``: ``serve`` runs the sample app, ``wait`` is the pre-upgrade hook,
-``release`` lifts the fences on the pods an upgrade or rollback left running.
+"""``python -m upgrade_gate.hook`` (or ``upgrade-gate-hook``): ``wait`` is the pre-upgrade
+hook, ``release`` lifts the fences on the pods an upgrade or rollback left running.
 
 Exit codes of ``wait``: 0 every pod idle (or none exist), 1 not idle by the
 deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 4 something the
@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
-from app import logs
-from app.config import TOKEN_ENV, ConfigError, read_token
+from upgrade_gate import logs
+from upgrade_gate.config import TOKEN_ENV, ConfigError, read_token
 
 if TYPE_CHECKING:
-    from app.hook.pods import PodSource
+    from upgrade_gate.hook.pods import PodSource
 
 log = logging.getLogger("upgrade_gate.cli")
 MIN_POLL, MAX_POLL = 0.5, 60.0
@@ -72,28 +72,8 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="upgrade-gate-hook", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve the sample app with gunicorn")
-    serve.add_argument("--host", default="0.0.0.0")
-    serve.add_argument("--port", type=_port, default=8080)
-    serve.add_argument(
-        "--threads", type=int, default=32, help="request threads (long-polls hold one each)"
-    )
-    serve.add_argument(
-        "--management-port",
-        type=_port,
-        help="also serve the control endpoints (probes, /upgradeable, /drain, /metrics) on this "
-        "port, with threads of their own that the app's traffic cannot take",
-    )
-    serve.add_argument(
-        "--management-threads",
-        type=_count,
-        default=4,
-        help="the management port's request threads (default 4; long-polls hold one each)",
-    )
-    serve.add_argument("--access-log", action="store_true")
 
     wait = sub.add_parser(
         "wait",
@@ -193,23 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(os.environ.get("LOG_LEVEL", "INFO").upper())
     try:
-        if args.command == "serve":
-            from app.server import Server
-
-            if args.management_port is not None and args.management_port in (0, args.port):
-                return _usage(args, "--management-port must be a port of its own, not 0")
-            if args.management_threads < 2:
-                return _usage(args, "--management-threads must be at least 2")
-            Server.from_args(args).run()
-            return 0
         return _wait(args) if args.command == "wait" else _release(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
+def run(argv: list[str] | None = None) -> NoReturn:
+    """``main``, then exit at once: what ``python -m`` and the console script run."""
+    code = main(argv)
+    # The pod threads may still sit in long-polls; interpreter teardown would
+    # cost ~40 ms of Helm's time for nothing, as nothing is left to clean.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _usage(args: argparse.Namespace, message: str) -> int:
-    print(f"python -m app {args.command}: error: {message}", file=sys.stderr)
+    print(f"upgrade-gate-hook {args.command}: error: {message}", file=sys.stderr)
     return 2  # Exit.USAGE, without importing the hook for it
 
 
@@ -220,7 +202,7 @@ def _token(args: argparse.Namespace) -> str | None:
 
 def _source(args: argparse.Namespace) -> PodSource:
     """The pod source the arguments name; ValueError or SourceError if they cannot work."""
-    from app.hook.pods import FileSource, KubernetesSource, StaticSource, parse_endpoint
+    from upgrade_gate.hook.pods import FileSource, KubernetesSource, StaticSource, parse_endpoint
 
     if args.endpoints is not None:
         pods = [parse_endpoint(e) for e in args.endpoints.split(",") if e.strip()]
@@ -242,9 +224,9 @@ def _source(args: argparse.Namespace) -> PodSource:
 
 
 def _wait(args: argparse.Namespace) -> int:
-    from app.hook import Exit, Options, Waiter
-    from app.hook.pods import SourceError
-    from app.hook.wait import exit_for
+    from upgrade_gate.hook import Exit, Options, Waiter
+    from upgrade_gate.hook.pods import SourceError
+    from upgrade_gate.hook.wait import exit_for
 
     if args.fence and args.lease <= args.poll / 2:
         return _usage(args, f"--lease ({args.lease:g}s) must exceed half of --poll")
@@ -287,8 +269,8 @@ def _wait(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from app.hook import Exit
-    from app.hook.pods import (
+    from upgrade_gate.hook import Exit
+    from upgrade_gate.hook.pods import (
         ForbiddenError,
         KubernetesSource,
         MisconfiguredError,
@@ -296,8 +278,8 @@ def _release(args: argparse.Namespace) -> int:
         SourceError,
         list_within,
     )
-    from app.hook.release import release_fences
-    from app.hook.wait import exit_for
+    from upgrade_gate.hook.release import release_fences
+    from upgrade_gate.hook.wait import exit_for
 
     try:
         token = _token(args)

@@ -1,5 +1,5 @@
 """The pre-upgrade hook: hold the upgrade until every pod of the release is idle."""
 
-from app.hook.wait import Exit, Options, Outcome, Waiter
+from upgrade_gate.hook.wait import Exit, Options, Outcome, Waiter
 
 __all__ = ["Exit", "Options", "Outcome", "Waiter"]

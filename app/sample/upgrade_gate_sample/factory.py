@@ -8,11 +8,11 @@ from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from app.config import Settings
-from app.gate import Gate, UpgradeGate, current_gate
-from app.gate.metrics import registry_for
-from app.gate.web import LongPollLimits, json_error
-from app.sample.operations import bp as operations_bp
+from upgrade_gate import Gate
+from upgrade_gate.flask import LongPollLimits, UpgradeGate, current_gate, json_error
+from upgrade_gate.metrics import registry_for
+from upgrade_gate_sample.operations import bp as operations_bp
+from upgrade_gate_sample.settings import Settings
 
 log = logging.getLogger(__name__)
 

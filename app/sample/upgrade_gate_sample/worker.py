@@ -340,7 +340,7 @@ class Worker(ThreadWorker):  # type: ignore[misc]
         super().load_wsgi()
         config = getattr(self.wsgi, "config", {})
         self.max_body = config.get("MAX_CONTENT_LENGTH") or DEFAULT_MAX_BODY
-        # app.server.Listeners: the management port's requests get threads of their own.
+        # server.Listeners: the management port's requests get threads of their own.
         self.management_port = getattr(self.wsgi, "management_port", None)
         if self.management_port is not None:
             threads = self.wsgi.management_threads

@@ -1,6 +1,6 @@
 """Hold an upgrade until every pod of the release is idle, or fail safe.
 
-The rule (what counts is the pod source's: see ``app/hook/pods.py``):
+The rule (what counts is the pod source's: see ``app/upgrade_gate/hook/pods.py``):
 
 - **Who counts.** Every pod the source lists, keyed by its UID. A pod with no
   address yet is *not yet gated*: it is never idle until it has an address,
@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TypeVar
 
-from app.hook.client import Answer, PodClient
-from app.hook.pods import (
+from upgrade_gate.hook.client import Answer, PodClient
+from upgrade_gate.hook.pods import (
     ForbiddenError,
     MisconfiguredError,
     Pod,
@@ -57,7 +57,7 @@ T = TypeVar("T")
 # A busy answer that comes back sooner than this (a pod shutting down, an app
 # that ignores ?wait, a 429) is not asked again before it has passed.
 MIN_POLL_INTERVAL = 0.5
-# The longest lease the gate contract accepts (app.gate.web.MAX_LEASE_SECONDS).
+# The longest lease the gate contract accepts (upgrade_gate.flask.MAX_LEASE_SECONDS).
 MAX_LEASE = 3600.0
 # A renewal due sooner than this is waited for, not watched.
 MIN_WATCH = 0.05

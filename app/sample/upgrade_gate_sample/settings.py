@@ -1,4 +1,4 @@
-"""Settings read from the environment, checked once at start-up."""
+"""The sample app's settings, read from the environment, checked once at start-up."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the hook imports this module too, and needs no Flask
-    from app.gate.web import LongPollLimits
-
-
-class ConfigError(ValueError):
-    """A setting that cannot be used; the message names the variable."""
+from upgrade_gate.config import ConfigError, read_token
+from upgrade_gate.flask import LongPollLimits
 
 
 def package_version() -> str:
@@ -24,7 +18,7 @@ def package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("helm-upgrade-gate")
+        return version("upgrade-gate-sample")
     except PackageNotFoundError:
         return "0.0.0+unknown"
 
@@ -52,8 +46,6 @@ def _whole(env: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _long_polls(env: Mapping[str, str], threads: int) -> LongPollLimits:
-    from app.gate.web import LongPollLimits
-
     name = "LONG_POLL_LIMIT"
     raw = env.get(name) or None
     if raw is not None and not re.fullmatch(r"[0-9]+", raw.strip()):
@@ -66,44 +58,6 @@ def _long_polls(env: Mapping[str, str], threads: int) -> LongPollLimits:
 
 # Operations running at once, each in a thread of its own; one more is a 503 cannot_start.
 DEFAULT_OPERATION_LIMIT = 256
-TOKEN_ENV = "UPGRADE_GATE_TOKEN"  # noqa: S105 (a variable's name, not a token)
-
-
-def read_token(
-    env: Mapping[str, str], name: str = TOKEN_ENV, missing_ok: bool = False
-) -> str | None:
-    """The drain token: from the file ``$<name>_FILE`` names, else from ``$<name>``.
-
-    A file (a mounted Secret) keeps the token out of the environment, which
-    crash dumps, ``/proc/*/environ`` and child processes see. Space around it
-    is not the token's: a Secret made with ``--from-file`` keeps the file's
-    last newline. A token must travel in an HTTP header as it is: printable
-    ASCII, no spaces. ``missing_ok``: a file that is not there means no token
-    (the hook's Secret is optional), rather than an error.
-    """
-    file_name = f"{name}_FILE"
-    path = env.get(file_name)
-    if path:
-        try:
-            raw = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            if missing_ok:
-                return None
-            raise ConfigError(f"{file_name}: no such file: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(f"{file_name}: cannot read {path}: {reason}") from None
-        source = f"the file ${file_name} names"
-    else:
-        raw = env.get(name) or ""
-        source = f"${name}"
-    token = raw.strip() or None
-    if token is not None and not (token.isascii() and token.isprintable() and " " not in token):
-        raise ConfigError(
-            f"{source} holds characters that cannot travel in an HTTP header "
-            "(use printable ASCII without spaces)"
-        )
-    return token
 
 
 @dataclass(frozen=True)

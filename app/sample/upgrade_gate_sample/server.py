@@ -9,8 +9,8 @@ every operation has finished (or ``shutdown_timeout`` passed) does the worker
 begin gunicorn's own graceful stop.
 
 Long-polls hold a request thread each, so they are capped below ``threads``
-(see :class:`app.gate.web.LongPollLimits`); the worker class
-(:mod:`app.worker`) keeps silent or surplus connections from holding threads
+(see :class:`upgrade_gate.flask.LongPollLimits`); the worker class
+(:mod:`upgrade_gate_sample.worker`) keeps silent or surplus connections from holding threads
 or the accept loop, and answers gunicorn's own errors in JSON.
 """
 
@@ -28,19 +28,18 @@ from typing import Any, Self
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from app import logs
-from app.config import Settings
-from app.gate import Gate
-from app.gate.web import EXTENSION_KEY
-from app.sample import create_app, create_management_app
+from upgrade_gate import Gate, logs
+from upgrade_gate.flask import EXTENSION_KEY
+from upgrade_gate_sample import create_app, create_management_app
+from upgrade_gate_sample.settings import Settings
 
-log = logging.getLogger("app.server")
+log = logging.getLogger("upgrade_gate_sample.server")
 
 
 class Listeners:
     """The WSGI app of each listening port: the management port serves its own app
     (the control endpoints), every other port the main one. The worker gives
-    the management port's requests threads of their own (:mod:`app.worker`)."""
+    the management port's requests threads of their own (:mod:`upgrade_gate_sample.worker`)."""
 
     def __init__(self, main: Flask, management: Flask, management_port: int, threads: int) -> None:
         self.main = main
@@ -136,10 +135,10 @@ class Server(BaseApplication):  # type: ignore[misc]
         self.options: dict[str, Any] = {
             "bind": [f"[{host}]:{p}" if ":" in host else f"{host}:{p}" for p in ports],
             "workers": 1,
-            "worker_class": "app.worker.Worker",  # gthread, see app/worker.py
+            "worker_class": "upgrade_gate_sample.worker.Worker",  # gthread, see worker.py
             "threads": threads,
             # gunicorn's default, said out loud: connections open at once,
-            # idle ones included; app.worker closes the longest-idle one
+            # idle ones included; upgrade_gate_sample.worker closes the longest-idle one
             # rather than stop accepting at this limit.
             "worker_connections": 1000,
             # The master must outwait the worker's drain, or it would SIGKILL
@@ -161,7 +160,7 @@ class Server(BaseApplication):  # type: ignore[misc]
 
     @classmethod
     def from_args(cls, args: Any, gate_factory: Callable[[], Gate] | None = None) -> Self:
-        """The server ``python -m app serve``'s arguments (``app.cli``) describe."""
+        """The server ``python -m upgrade_gate_sample serve``'s arguments (``cli.py``) describe."""
         return cls(
             args.host,
             args.port,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from app.hook.client import PodClient
-from app.hook.pods import Pod
+from upgrade_gate.hook.client import PodClient
+from upgrade_gate.hook.pods import Pod
 
 log = logging.getLogger("upgrade_gate.hook")
 

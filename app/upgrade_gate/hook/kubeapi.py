@@ -75,8 +75,14 @@ class KubeApi:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None) -> KubeApi:
-        import yaml
-        from kubernetes import client, config
+        try:
+            import yaml
+            from kubernetes import client, config
+        except ImportError:
+            raise ConfigError(
+                "reading a kubeconfig needs the kubernetes client: "
+                "pip install 'helm-upgrade-gate[hook,kubeconfig]' (in a pod, none is read)"
+            ) from None
 
         configuration = client.Configuration()
         where = path or "~/.kube/config"

@@ -23,6 +23,8 @@ from typing import Any, Protocol
 
 log = logging.getLogger("upgrade_gate")
 
+CONTRACT = "upgrade-gate/v1"  # the HTTP contract's name and version (docs/http-contract.md)
+
 
 class State(StrEnum):
     RUNNING = "running"

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from app.gate.core import Gate
+from upgrade_gate.core import Gate
 
 
 class GateCollector(Collector):

@@ -1,1 +1,0 @@
-"""Upgrade synchronization for Helm releases: the gate, the sample app and the hook."""

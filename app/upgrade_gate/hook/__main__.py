@@ -1,0 +1,3 @@
+from upgrade_gate.hook.cli import run
+
+run()
