@@ -13,8 +13,13 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+try:
+    from flask import Blueprint, Flask, Response, current_app, jsonify, request
+    from werkzeug.exceptions import HTTPException
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f"upgrade_gate.flask needs Flask ({exc}): pip install 'helm-upgrade-gate[flask]'"
+    ) from exc
 
 from upgrade_gate.contract import (
     MISSING,

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+try:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.registry import Collector
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f"upgrade_gate.metrics needs prometheus-client ({exc}): "
+        "pip install 'helm-upgrade-gate[metrics]'"
+    ) from exc
 
 from upgrade_gate.core import Gate
 
