@@ -117,6 +117,9 @@ def test_every_contract_is_kept_on_the_tree_as_it_is(tmp_path: Path) -> None:
         pytest.param("upgrade_gate.core", "import flask", CORE, id="core-imports-flask"),
         pytest.param("upgrade_gate.config", "import urllib3", CORE, id="config-imports-urllib3"),
         pytest.param(
+            "upgrade_gate.conformance", "import requests", CORE, id="conformance-imports-requests"
+        ),
+        pytest.param(
             "upgrade_gate.hook.pods",
             "import upgrade_gate.metrics",
             ALONE,
