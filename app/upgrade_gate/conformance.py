@@ -324,11 +324,14 @@ class Run:
         """The earliest moment the work can end: the server began it after we asked."""
         return started.sent + self.options.work_seconds
 
+    @property
+    def fence_ttl(self) -> float:
+        """A lease that outlasts any check, and runs out soon after one."""
+        return self.options.long_poll + 2 * self.options.timeout
+
     def fenced(self, ttl: float | None = None) -> Reply:
-        """Fence the pod with the token, or fail saying why it would not be fenced. The
-        lease outlasts any check, and a fence left by a DELETE that does not lift runs out
-        soon after."""
-        reply = self.fence(ttl or self.options.long_poll + 2 * self.options.timeout)
+        """Fence the pod with the token, or fail saying why it would not be fenced."""
+        reply = self.fence(ttl or self.fence_ttl)
         if reply.error is None and reply.status == 200 and reply.body is not None:
             return reply
         raise Fails(f"the fence was not taken: {reply.brief()}", hint=_fence_hint(reply))
@@ -608,7 +611,6 @@ class _HeldWatch:
         self.head = threading.Event()
         self.head_status = 0
         self.head_headers: Mapping[str, str] = {}
-        self.head_at = 0.0
         self.reply: Reply | None = None
         self.seconds = seconds
         self._thread = threading.Thread(target=self._watch, args=(run,), daemon=True)
@@ -617,7 +619,6 @@ class _HeldWatch:
     def _watch(self, run: Run) -> None:
         def on_head(status: int, headers: Mapping[str, str]) -> None:
             self.head_status, self.head_headers = status, headers
-            self.head_at = time.monotonic()
             self.head.set()
 
         try:
@@ -674,10 +675,15 @@ def _watch_lifted(run: Run) -> None:
     _holding_head(watch, instance)
     if body.get("watched") is not True:
         raise Fails(f'no "watched": true: {reply.brief()}', hint=NO_WATCH)
-    if body.get("draining") is not False or reply.done < lifted.sent:
+    if reply.done < lifted.sent:
         raise Fails(f"the body came before the fence was lifted: not held: {reply.brief()}")
     if reply.took >= seconds:
         raise Fails(f"held its whole {seconds:g} s, not ended by the lift: {reply.brief()}")
+    if body.get("draining") is not False:
+        raise Fails(
+            f"'draining' is {shown(body, 'draining')} in the body that came after DELETE "
+            f"/drain: not held, or not lifted: {reply.brief()}"
+        )
 
 
 @check("watch.deadline", "?watch=S, fenced and idle: held S s, then the status", ["token"])
@@ -701,10 +707,14 @@ def _watch_lease(run: Run) -> None:
     body = json_object(reply, 200)
     if body.get("watched") is not True:
         raise Fails(f'no "watched": true: {reply.brief()}', hint=NO_WATCH)
-    if reply.done < fenced.sent + SHORT_LEASE or body.get("draining") is not False:
+    if reply.done < fenced.sent + SHORT_LEASE:
         raise Fails(f"the body came before the {SHORT_LEASE:g} s lease ran out: {reply.brief()}")
     if reply.took >= seconds:
         raise Fails(f"held its whole {seconds:g} s, not ended by the lease: {reply.brief()}")
+    if body.get("draining") is not False:
+        raise Fails(
+            f"'draining' is {shown(body, 'draining')} once the lease ran out: {reply.brief()}"
+        )
 
 
 @check("watch.bad", "?watch= a bad number, or with ?wait: 400 JSON 'error'")
@@ -720,7 +730,7 @@ def _watch_bad(run: Run) -> None:
 )
 def _fence_holds(run: Run) -> None:
     before = json_object(run.status())
-    reply = run.fence(MAX_WAIT)
+    reply = run.fence(run.fence_ttl)
     hint = {403: FENCE_FORBIDDEN, 401: FENCE_UNAUTHORIZED}.get(reply.status, _fence_hint(reply))
     answered(reply)
     if reply.status != 200:
@@ -739,7 +749,9 @@ def _fence_holds(run: Run) -> None:
 
 
 @check(
-    "fence.refuses", "fenced: new work answers 503 'draining' with Retry-After", ["token", "work"]
+    "fence.refuses",
+    "fenced: new work answers 503 'draining', Retry-After, the status fields",
+    ["token", "work"],
 )
 def _fence_refuses(run: Run) -> None:
     run.fenced()
@@ -749,6 +761,13 @@ def _fence_refuses(run: Run) -> None:
         raise Fails(f"the refusal's 'error' is not \"draining\": {reply.brief()}")
     if reply.header("Retry-After") is None:
         raise Fails(f"no Retry-After header: {reply.brief()}")
+    body = reply.body or {}
+    missing = [n for n in STATUS_FIELDS if n != "contract" and n not in body]
+    if missing or "contract" in body or body.get("draining") is not True:
+        raise Fails(
+            f"the refusal must carry the status fields, 'draining': true, and no 'contract' "
+            f"(only a status answer has it): {reply.brief()}"
+        )
     status = json_object(run.status())
     if status.get("active") != 0:
         raise Fails(f"the refused work runs: {json.dumps(status)[:160]}")
@@ -804,8 +823,8 @@ def _lease_expires(run: Run) -> None:
         time.sleep(0.1)  # the lease's end shows only in the answers
     if reply.done < fenced.sent + SHORT_LEASE:
         raise Fails(
-            f"the fence ended {reply.done - fenced.sent:.2f} s after a {SHORT_LEASE:g} s lease "
-            f"began: {reply.brief()}"
+            f"not fenced {reply.done - fenced.sent:.2f} s into a {SHORT_LEASE:g} s lease: "
+            f"{reply.brief()}"
         )
     if run.work is not None:
         taken = run.start_work(SHORT_WAIT)
@@ -816,7 +835,7 @@ def _lease_expires(run: Run) -> None:
 @check("lease.renew", "POST /drain again, before the lease ends: renewed", ["token"])
 def _lease_renew(run: Run) -> None:
     first = run.fenced(SHORT_LEASE)
-    renewal = run.fence(MAX_WAIT)
+    renewal = run.fence(run.fence_ttl)
     json_object(renewal, 200)
     if renewal.done >= first.sent + SHORT_LEASE:
         raise NotRun(f"the renewal came after the first lease could have ended: {renewal.brief()}")

@@ -309,7 +309,9 @@ class ContractStandIn(JsonHandler):
         if not isinstance(seconds, int | float) or not 0 < seconds <= 600:
             self.fail(400, "bad seconds")
         elif pod.draining() and "work-while-fenced" not in pod.breaks:
-            self.send(503, {"error": "draining", **pod.status()}, {"Retry-After": "2"})
+            fields = {} if "refusal-bare" in pod.breaks else pod.status()
+            fields.pop("contract", None)  # only a status answer has it
+            self.send(503, {"error": "draining", **fields}, {"Retry-After": "2"})
         else:
             work_id = uuid.uuid4().hex[:12]
             with pod.cond:
@@ -395,6 +397,7 @@ BROKEN: list[tuple[str, set[str]]] = [
     ("watch-with-wait", {"watch.bad"}),
     ("drain-no-fence", {"fence.holds", "fence.refuses", "fence.running"}),
     ("work-while-fenced", {"fence.refuses"}),
+    ("refusal-bare", {"fence.refuses"}),
     ("fence-cuts-work", {"fence.running"}),
     ("delete-ignored", {"fence.lift"}),
     ("lease-forever", {"lease.expires"}),
