@@ -38,7 +38,12 @@ from upgrade_gate.core import CONTRACT
 PROG = "python -m upgrade_gate.conformance"
 HOLDER = "upgrade-gate-conformance"
 MAX_WAIT = 60.0  # the contract's longest ?wait and ?watch
+# The contract's numbers and names, as docs/http-contract.md states them: kept here, not read
+# from upgrade_gate.contract, so that the check does not follow the reference's mistakes.
+MAX_LEASE = 3600.0
 DEFAULT_LEASE = 30.0  # POST /drain without a ttl
+WATCH_HEADER = "Upgrade-Gate-Watch"
+INSTANCE_HEADER = "Upgrade-Gate-Instance"
 SHORT_LEASE = 2.0  # the leases that must run out while a check looks
 SHORT_WAIT = 1.0  # the ?wait and ?watch that must last their whole length
 MAX_BODY = 1024 * 1024
@@ -575,7 +580,7 @@ def _wait_deadline(run: Run) -> None:
     raise Fails(f"expected 503 while the work ran: {reply.brief()}")
 
 
-BAD_SECONDS = ("abc", "0", "-1", "61", "nan", "inf", "")
+BAD_SECONDS = ("abc", "0", "-1", f"{MAX_WAIT + 1:g}", "nan", "inf", "")
 
 
 def _bad_long_polls(run: Run, name: str) -> list[tuple[str, Callable[[], Reply]]]:
@@ -597,7 +602,7 @@ def _watch_unfenced(run: Run) -> None:
     body = json_object(reply, 200)
     if body.get("watched") is not True:
         raise Fails(f'no "watched": true: {reply.brief()}', hint=NO_WATCH)
-    if reply.header("Upgrade-Gate-Watch") is not None:
+    if reply.header(WATCH_HEADER) is not None:
         raise Fails(f"Upgrade-Gate-Watch on a pod not fenced: {reply.brief()}")
     if reply.took >= seconds:
         raise Fails(f"held its whole {seconds:g} s though not fenced: {reply.brief()}")
@@ -642,13 +647,10 @@ def _holding_head(watch: _HeldWatch, instance: object) -> None:
     problems = []
     if watch.head_status != 200:
         problems.append(f"its code is {watch.head_status}, not 200")
-    if headers.get("upgrade-gate-watch") != "holding":
-        problems.append("no 'Upgrade-Gate-Watch: holding'")
-    if headers.get("upgrade-gate-instance") != instance:
-        problems.append(
-            f"'Upgrade-Gate-Instance' is {headers.get('upgrade-gate-instance')!r}, "
-            f"not the pod's {instance!r}"
-        )
+    if headers.get(WATCH_HEADER.lower()) != "holding":
+        problems.append(f"no '{WATCH_HEADER}: holding'")
+    if (given := headers.get(INSTANCE_HEADER.lower())) != instance:
+        problems.append(f"'{INSTANCE_HEADER}' is {given!r}, not the pod's {instance!r}")
     if problems:
         raise Fails(f"the head of ?watch on a fenced idle pod: {'; '.join(problems)}")
 
@@ -844,7 +846,7 @@ def _lease_renew(run: Run) -> None:
 
 
 BAD_BODIES = (b"{not json", b"[30]", b'"fence"', b"\xff\xfe{}")
-BAD_TTLS = ('"30"', "0", "-1", "3601", "true", "1e999")
+BAD_TTLS = ('"30"', "0", "-1", f"{MAX_LEASE + 1:g}", "true", "1e999")
 
 
 def _refused_bodies(run: Run, bodies: Sequence[bytes]) -> None:

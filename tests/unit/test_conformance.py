@@ -29,7 +29,7 @@ import pytest
 from e2e.cluster.base import free_port
 from e2e.loopback import TOKEN, AppProcess
 from tests.unit.conftest import JsonHandler, serving
-from upgrade_gate import CONTRACT, conformance
+from upgrade_gate import CONTRACT, conformance, contract
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = 'POST /operations {"seconds": {seconds}}'
@@ -117,6 +117,16 @@ def test_without_work_or_token_their_checks_are_not_run_never_held(served: Serve
     assert code == 0
     assert "no --work given" in report["summary"]
     assert "no drain token" in report["summary"]
+
+
+def test_the_check_and_the_reference_state_the_same_numbers_and_names() -> None:
+    """The check keeps its own copy of what docs/http-contract.md states (one that read them
+    from the implementation it checks would follow its mistakes): the two must agree."""
+    assert conformance.MAX_WAIT == contract.MAX_WAIT_SECONDS
+    assert conformance.MAX_LEASE == contract.MAX_LEASE_SECONDS
+    assert conformance.DEFAULT_LEASE == contract.DEFAULT_LEASE_SECONDS
+    assert conformance.WATCH_HEADER == contract.WATCH_HEADER
+    assert conformance.INSTANCE_HEADER == contract.INSTANCE_HEADER
 
 
 # -- a stand-in of the contract, in http.server: broken one rule at a time -------------------
