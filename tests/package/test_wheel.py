@@ -32,7 +32,13 @@ PROJECT = "helm-upgrade-gate"
 
 # What each extra lets an adopter import.
 PROMISES = {
-    "": ["upgrade_gate", "upgrade_gate.core", "upgrade_gate.contract", "upgrade_gate.config"],
+    "": [
+        "upgrade_gate",
+        "upgrade_gate.core",
+        "upgrade_gate.contract",
+        "upgrade_gate.config",
+        "upgrade_gate.conformance",
+    ],
     "flask": ["upgrade_gate.flask"],
     "metrics": ["upgrade_gate.metrics"],
     "hook": ["upgrade_gate.hook", "upgrade_gate.hook.cli"],
