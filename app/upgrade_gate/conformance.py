@@ -928,25 +928,44 @@ class Result:
     hint: str | None = None
 
 
-def select(only: Sequence[str], skip: Sequence[str]) -> tuple[list[Check], dict[str, str]]:
-    """The checks to run, and those skipped by name (``--only``/``--skip``: ids or groups)."""
+# Endpoints the sample app serves beside the contract, which the hook never asks: an app may
+# serve its probes and metrics elsewhere. Checked when named (--with, or --only).
+BESIDE_THE_CONTRACT = ("probes", "info")
+
+
+def select(
+    only: Sequence[str], skip: Sequence[str], with_: Sequence[str] = ()
+) -> tuple[list[Check], dict[str, str]]:
+    """The checks to run, and those skipped by name (``--only``/``--skip``: ids or groups;
+    ``--with``: the groups beside the contract)."""
     known = {c.id for c in CHECKS} | {c.group for c in CHECKS}
     for name in (*only, *skip):
         if name not in known:
             raise UsageError(f"no check or group {name!r} (see --list)")
+    for name in with_:
+        if name not in BESIDE_THE_CONTRACT:
+            raise UsageError(f"--with takes {' or '.join(BESIDE_THE_CONTRACT)}, not {name!r}")
 
     def named(c: Check, names: Sequence[str]) -> bool:
         return c.id in names or c.group in names
 
-    skipped = {c.id: "skipped (--skip)" for c in CHECKS if named(c, skip)}
+    skipped = {
+        c.id: f"beside the contract: the hook never asks it (--with {c.group})"
+        for c in CHECKS
+        if c.group in BESIDE_THE_CONTRACT and not named(c, (*with_, *only))
+    }
+    skipped.update({c.id: "skipped (--skip)" for c in CHECKS if named(c, skip)})
     skipped.update({c.id: "skipped (--only)" for c in CHECKS if only and not named(c, only)})
     return list(CHECKS), skipped
 
 
 def run_checks(
-    options: Options, only: Sequence[str] = (), skip: Sequence[str] = ()
+    options: Options,
+    only: Sequence[str] = (),
+    skip: Sequence[str] = (),
+    with_: Sequence[str] = (),
 ) -> list[Result]:
-    checks, skipped = select(only, skip)
+    checks, skipped = select(only, skip, with_)
     run = Run(options)
     results: list[Result] = []
     unreachable: str | None = None
@@ -1031,6 +1050,7 @@ def report_json(options: Options, results: Sequence[Result], out: TextIO) -> Non
         "checks": [
             {
                 "id": r.check.id,
+                "group": r.check.group,
                 "title": r.check.title,
                 "result": r.outcome,
                 "detail": r.detail,
@@ -1111,6 +1131,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--only", action="append", default=[], help="a check or group to run")
     parser.add_argument("--skip", action="append", default=[], help="a check or group to skip")
+    parser.add_argument(
+        "--with",
+        dest="with_",
+        action="append",
+        default=[],
+        choices=BESIDE_THE_CONTRACT,
+        help="also check what the sample app serves beside the contract: probes "
+        "(/healthz, /readyz), info (/version, /metrics)",
+    )
     parser.add_argument("--json", action="store_true", help="the report as JSON, for CI")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
     return parser
@@ -1163,12 +1192,12 @@ def main(
         return 0
     try:
         options = options_from(args, os.environ if env is None else env)
-        select(args.only, args.skip)
+        select(args.only, args.skip, args.with_)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        results = run_checks(options, args.only, args.skip)
+        results = run_checks(options, args.only, args.skip, args.with_)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

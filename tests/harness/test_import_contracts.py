@@ -33,7 +33,7 @@ PRODUCT = (
 SAMPLE = "the sample app uses the library as an adopter would, and nothing of the harness or tests"
 CORE = (
     "the gate's core needs nothing outside the standard library (pip install with no extra; "
-    "the package's own __init__: tests/unit/test_wheel.py)"
+    "the package's own __init__: tests/package/test_wheel.py)"
 )
 ALONE = "each integration stands alone: its extra is all it needs"
 CLUSTER_ALONE = "the cluster package imports nothing above it: not the rest of e2e, not the product"

@@ -70,10 +70,15 @@ class Served:
     url: str
     management_url: str | None = None
     work: str = WORK
+    # What it serves beside the contract (the sample app: its probes, /version, /metrics).
+    beside: tuple[str, ...] = conformance.BESIDE_THE_CONTRACT
+
+    def where(self) -> list[str]:
+        management = ["--management-url", self.management_url] if self.management_url else []
+        return [*management, *(arg for group in self.beside for arg in ("--with", group))]
 
     def args(self, token_file: Path) -> list[str]:
-        where = ["--management-url", self.management_url] if self.management_url else []
-        return [self.url, *where, "--token-file", str(token_file), "--work", self.work]
+        return [self.url, *self.where(), "--token-file", str(token_file), "--work", self.work]
 
 
 def _flask_sample(request: pytest.FixtureRequest) -> Iterator[Served]:
@@ -109,8 +114,7 @@ def test_every_gate_of_this_project_keeps_every_rule(served: Served, token_file:
 
 
 def test_without_work_or_token_their_checks_are_not_run_never_held(served: Served) -> None:
-    where = ["--management-url", served.management_url] if served.management_url else []
-    code, report = conform(served.url, *where)
+    code, report = conform(served.url, *served.where())
     results = outcomes(report)
     for c in conformance.CHECKS:
         assert results[c.id] == ("not run" if c.needs else "holds"), (c.id, report)
@@ -376,7 +380,26 @@ def stand_in(*breaks: str) -> type[ContractStandIn]:
 def standin_args(address: str, token_file: Path, *only: str) -> list[str]:
     selection = [arg for name in only for arg in ("--only", name)]
     url = f"http://{address}"
-    return [url, "--token-file", str(token_file), "--work", WORK, *QUICK, *selection]
+    beside = [arg for group in conformance.BESIDE_THE_CONTRACT for arg in ("--with", group)]
+    return [url, "--token-file", str(token_file), "--work", WORK, *QUICK, *beside, *selection]
+
+
+def test_what_the_sample_serves_beside_the_contract_is_checked_only_when_asked(
+    token_file: Path,
+) -> None:
+    """Probes, /version and /metrics are the sample app's, not the contract's: an app that
+    serves them elsewhere, or not at all, keeps the contract."""
+    with serving(stand_in()) as address:
+        argv = [f"http://{address}", "--token-file", str(token_file), "--work", WORK, *QUICK]
+        code, report = conform(*argv)
+    beside = [c for c in report["checks"] if c["group"] in conformance.BESIDE_THE_CONTRACT]
+    assert beside
+    for check in beside:
+        assert check["result"] == "not run", check
+        assert "beside the contract" in check["detail"], check
+    rest = [c["result"] for c in report["checks"] if c not in beside]
+    assert set(rest) == {"holds"}, report
+    assert code == 0
 
 
 def test_the_stand_in_keeps_every_rule(token_file: Path) -> None:
