@@ -2,7 +2,8 @@
 hook, ``release`` lifts the fences on the pods an upgrade or rollback left running.
 
 Exit codes of ``wait``: 0 every pod idle (or none exist), 1 not idle by the
-deadline (fences released), 2 bad usage, 3 forbidden by RBAC, 4 something the
+deadline, or at once a pod's app lacking ``/drain`` or ``/upgradeable`` (404/405;
+fences released), 2 bad usage, 3 forbidden by RBAC, 4 something the
 hook did not foresee (fences released; a Job may retry), 143 terminated by
 SIGTERM or SIGINT (fences released; a Job may retry). ``release`` exits 0
 even when a pod cannot be reached or the pods cannot be listed within its

@@ -45,6 +45,13 @@ class Answer:
         return self.reachable and isinstance(value, bool)
 
     @property
+    def not_served(self) -> bool:
+        """The answer of a router that has no such endpoint (404) or no such method on it
+        (405), whatever its body: the original demo's gin answers in plain text. Who
+        answered (the app, or something in its place) is for the caller to find out."""
+        return self.status in (404, 405)
+
+    @property
     def running(self) -> list[str]:
         running = self.body.get("running")
         return [str(r) for r in running] if isinstance(running, list) else []

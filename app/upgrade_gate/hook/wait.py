@@ -23,6 +23,22 @@ The rule (what counts is the pod source's: see ``app/upgrade_gate/hook/pods.py``
   would be on its way. Then one more listing must show the same pods. Only
   then does the hook exit 0. Every pod gone is confirmed by a second listing
   before it counts as "nothing to wait for".
+- **An app that lacks a part.** A ``404`` or ``405`` to ``POST /drain`` or
+  ``GET /upgradeable`` is not a busy pod: the app may have no such endpoint
+  (the original demo has no ``/drain``), and waiting cannot give it one. The
+  body cannot tell (gin answers its 404 in plain text), so the hook finds out
+  who answers. Only when that endpoint answers ``404``/``405`` on every ask for
+  ``MISSING_FOR`` seconds does it ask ``GET /upgradeable`` (no query): the app's
+  own answer there (the contract, or the original demo's) says the app has no
+  fence; a ``404``/``405`` there too says it has no gate at all. Any other
+  answer (unreachable, a proxy's 502/503, no JSON) is something in the app's
+  place, as while a container restarts: the pod is asked again, as before. An
+  endpoint that answered as the app once during this wait is served: a later
+  ``404`` is transient. A pod found lacking ends the wait, exit 1, at the first
+  listing made after that still names it at that address (a pod replaced in the
+  meantime drops out of the listing instead); its fences released as on every
+  exit. An app that ignores ``?wait`` or ``?watch`` answers at once, so it is
+  not one of these: it is polled.
 - **Failing safe.** On the deadline, or SIGTERM, every fence this hook placed
   is released (the summary names any pod where that failed) and the hook
   fails: Helm then changes nothing. If the hook itself dies, the leases run
@@ -61,11 +77,17 @@ MIN_POLL_INTERVAL = 0.5
 MAX_LEASE = 3600.0
 # A renewal due sooner than this is waited for, not watched.
 MIN_WATCH = 0.05
+# An endpoint answering 404 or 405 on every ask for this long is looked into: does the app
+# lack it? (The module's docstring: "An app that lacks a part".)
+MISSING_FOR = 2.0
+DRAIN, UPGRADEABLE = "POST /drain", "GET /upgradeable"
 
 
 class Exit(IntEnum):
     OK = 0
-    NOT_IDLE = 1  # the deadline passed: the upgrade must not proceed
+    # The deadline passed, or a pod's app lacks a part of the contract (then at once):
+    # the upgrade must not proceed.
+    NOT_IDLE = 1
     USAGE = 2
     FORBIDDEN = 3
     # Something the hook did not foresee (a bug, or input it could not read): fences released,
@@ -146,6 +168,14 @@ class _PodState:
     last: Answer | None = None
     fence_refusal: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)
+    # The requests that answered as the app during this wait (DRAIN, UPGRADEABLE): the app
+    # serves them, and a 404 from them later is not the app's.
+    served: set[str] = field(default_factory=set)
+    # A run of 404/405 answers to one request: (the request, when the run began).
+    not_served: tuple[str, float] | None = None
+    # What the pod's app lacks, once found out, and when (the pod thread then stops).
+    lacks: str | None = None
+    lacks_at: float = 0.0
 
     def pause(self, seconds: float) -> None:
         """Sleep until ``seconds`` pass, the pod is woken, or its gating stops."""
@@ -158,6 +188,8 @@ class _PodState:
 
     def describe_busy(self) -> str:
         pod = self.pod.name
+        if self.lacks:
+            return f"{pod} ({self.lacks})"
         if not self.pod.addressable:
             return f"{pod} (not yet gated: {self.pod.waiting or 'no address'})"
         if self.fence_refusal:
@@ -230,6 +262,7 @@ class Waiter:
         next_round_at = 0.0
         while True:
             pods, attempted, deferred = None, False, None
+            listed_at = self.clock()
             try:
                 pods = self._list()
                 if listing_error is not None:
@@ -247,6 +280,11 @@ class Waiter:
                 listing_error, empty_since = str(exc), None
             if pods is not None:
                 self._reconcile(pods)
+                if lacking := self._lacking(listed_at):
+                    released = self._release_all()
+                    return Outcome(
+                        Exit.NOT_IDLE, f"{lacking}; {released}, the upgrade must not proceed"
+                    )
                 if not pods and first_listing:
                     return Outcome(Exit.OK, self._no_pods_summary(first_listing))
                 first_listing = False
@@ -421,6 +459,23 @@ class Waiter:
             f"upgrade may proceed (waited per pod: {waited})",
         )
 
+    def _lacking(self, listed_at: float) -> str | None:
+        """What the pods' apps lack, as one line, for pods found lacking before a listing that
+        began at ``listed_at`` still named them at that address; None if none were."""
+        with self._cond:
+            found = sorted(
+                (s for s in self._pods.values() if s.lacks and s.lacks_at < listed_at),
+                key=lambda s: s.pod.name,
+            )
+        if not found:
+            return None
+        first, pod = found[0], found[0].pod
+        where = "" if pod.where == pod.name else f" ({pod.where})"
+        line = f"pod {pod.name}{where}: {first.lacks}"
+        if others := [s.pod.name for s in found[1:]]:
+            line += f"; {len(others)} more pod(s) lack a part too: {', '.join(others)}"
+        return line
+
     def _no_pods_summary(self, first_listing: bool) -> str:
         if first_listing:
             return f"no pods found ({self.source.description}): nothing to wait for"
@@ -457,8 +512,12 @@ class Waiter:
                 if not (answer.status == 200 and answer.understood):
                     refusal = answer.describe() if answer.reachable else None
                     self._record_failure(state, answer, refusal)
+                    if self._lacks(state, DRAIN, answer):
+                        return
                     state.pause(max(answer.retry_after or 0.0, backoff.next()))
                     continue
+                # The fence's answer is the pod's status: /upgradeable is served too.
+                state.served.update((DRAIN, UPGRADEABLE))
                 renew_at = self.clock() + options.lease / 3
                 backoff.reset()
                 # /drain answers with the pod's status as of the fence: fresh.
@@ -478,8 +537,11 @@ class Waiter:
                 return
             if not answer.understood:
                 self._record_failure(state, answer, None)
+                if self._lacks(state, UPGRADEABLE, answer):
+                    return
                 state.pause(max(answer.retry_after or 0.0, backoff.next()))
                 continue
+            state.served.add(UPGRADEABLE)
             backoff.reset()
             self._observe(state, answer, lease=state.lease, fenced=False)
             if state.idle and not options.fence:
@@ -531,6 +593,45 @@ class Waiter:
         elif state.idle:
             # A watch that ended at once with nothing changed: not asked again at once.
             state.pause(min(MIN_POLL_INTERVAL - (self.clock() - asked), until_renewal))
+
+    def _lacks(self, state: _PodState, asked: str, answer: Answer) -> bool:
+        """Whether ``answer`` to ``asked`` shows the pod's app lacks a part of the contract
+        (then ``state.lacks`` says which): the rule is the module's, "An app that lacks a
+        part". False for every answer that does not end a long enough run of 404/405."""
+        if not answer.not_served or asked in state.served:
+            state.not_served = None
+            return False
+        now = self.clock()
+        if state.not_served is None or state.not_served[0] != asked:
+            state.not_served = (asked, now)
+            return False
+        if now - state.not_served[1] < MISSING_FOR:
+            return False
+        state.not_served = None
+        assert state.client is not None
+        # Who answers at the pod's address? Without ?wait, which an older router might not take.
+        probe = state.client.upgradeable()
+        if state.stop.is_set():
+            return False
+        if probe.not_served and UPGRADEABLE not in state.served:
+            lacks = (
+                f"GET /upgradeable answers {probe.status}: the app serves no upgrade gate at "
+                "/upgradeable; give it the upgrade gate's /upgradeable and /drain, or do not "
+                "gate this release (chart: gate.enabled=false)"
+            )
+        elif asked == DRAIN and probe.understood:
+            lacks = (
+                f"POST /drain answers {answer.status}: the app serves no fence; give it the "
+                "upgrade gate's /drain, or run the hook without fencing "
+                "(chart: gate.fence=false; CLI: --no-fence)"
+            )
+        else:
+            return False  # not the app answering (yet), or an app that has it after all
+        with self._cond:
+            state.lacks, state.lacks_at, state.idle = lacks, self.clock(), False
+            log.warning("pod %s: %s", state.pod.name, lacks)
+            self._cond.notify_all()
+        return True
 
     @staticmethod
     def _fence(state: _PodState, ttl: float) -> Answer | None:
@@ -622,6 +723,8 @@ class Waiter:
             # counted, and none can be sent once this has looked.
             with state.lock:
                 if not (state.fenced or state.fence_sent) or not state.pod.addressable:
+                    return False, None
+                if state.lacks:  # found to have no /drain: no fence of ours is on it
                     return False, None
                 answer = (state.control or self._client(state.pod)).release()
             if answer.status == 200:
