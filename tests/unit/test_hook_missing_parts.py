@@ -9,6 +9,9 @@ the verdict, not the deadline, is what ends a wait: the last line says which.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import ClassVar
 import pytest
 
 from e2e.cluster.wait import eventually
+from e2e.loopback import TOKEN
 from tests.unit.conftest import AppFactory, Hook, JsonHandler, run_hook, serving
 from upgrade_gate.hook import Exit
 
@@ -240,3 +244,31 @@ def test_a_404_from_an_address_the_pod_left_is_no_verdict(
     _Demo.go.set()
     assert hook.wait(timeout=180) == Exit.OK, hook.output
     assert "all 1 pod(s) idle" in hook.last_line, hook.last_line
+
+
+# -- release, the post-rollback hook -----------------------------------------------------
+
+
+def test_release_says_an_app_without_drain_has_no_fence_to_lift(
+    demo: str, make_app: AppFactory
+) -> None:
+    fenced = make_app()
+    fenced.drain(120)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "upgrade_gate.hook", "release"),
+            *("--endpoints", f"{demo},{fenced.endpoint}"),
+        ],
+        env={**os.environ, "UPGRADE_GATE_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # A rollback is never failed for it: such an app holds no fence, so none is left on it.
+    assert done.returncode == Exit.OK, done.stderr
+    assert f"pod {demo}: DELETE /drain answers 404: no fence is served there" in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "fences lifted on 1 of 2 pod(s) that stay" in last, last
+    assert "1 serve no fence, none to lift" in last, last
+    assert fenced.status()["draining"] is False

@@ -5,7 +5,10 @@ to cover the rollout that replaces them. When a rollback keeps them instead
 (Helm 3 ``--atomic``, Helm 4 ``--rollback-on-failure``, or ``helm rollback``),
 nothing will replace them: their fences are lifted here at once rather than
 when the lease runs out. A pod that cannot be reached is only logged: its
-lease runs out on its own, and a rollback must not fail for it.
+lease runs out on its own, and a rollback must not fail for it. A pod that
+answers ``404`` or ``405`` (an app without ``/drain``, such as the original
+demo, whose wait already failed saying so) holds no fence: nothing to lift,
+and said so.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ def release_fences(pods: list[Pod], token: str | None, holder: str) -> str:
     if not pods:
         return "no pod stays: no fence to lift"
 
-    def release(pod: Pod) -> str | None:
+    def release(pod: Pod) -> tuple[str, str | None]:
+        """("lifted" | "none" | "kept", what to say of the pod in the summary)."""
         client = PodClient(pod.base_url, token, holder)
         try:
             answer = client.release()
@@ -32,15 +36,27 @@ def release_fences(pods: list[Pod], token: str | None, holder: str) -> str:
             client.close()
         if answer.status == 200:
             log.info("pod %s: fence lifted, taking work again", pod.name)
-            return None
+            return "lifted", None
+        if answer.not_served:
+            log.info(
+                "pod %s: DELETE /drain answers %d: no fence is served there, none to lift",
+                pod.name,
+                answer.status,
+            )
+            return "none", f"{pod.name} (HTTP {answer.status})"
         log.warning("pod %s: could not lift the fence (%s)", pod.name, answer.describe())
-        return f"{pod.name} ({answer.describe()})"
+        return "kept", f"{pod.name} ({answer.describe()})"
 
     with ThreadPoolExecutor(max_workers=min(64, len(pods))) as pool:
-        failed = [f for f in pool.map(release, pods) if f]
-    if not failed:
+        results = list(pool.map(release, pods))
+    none = [why for how, why in results if how == "none" and why]
+    kept = [why for how, why in results if how == "kept" and why]
+    lifted = len(pods) - len(none) - len(kept)
+    summary = f"fences lifted on {lifted} of {len(pods)} pod(s) that stay"
+    if not none and not kept:
         return f"fences lifted on {len(pods)} pod(s) that stay"
-    return (
-        f"fences lifted on {len(pods) - len(failed)} of {len(pods)} pod(s) that stay; "
-        f"the others keep theirs until the lease runs out: {'; '.join(failed)}"
-    )
+    if none:
+        summary += f"; {len(none)} serve no fence, none to lift: {'; '.join(none)}"
+    if kept:
+        summary += f"; {len(kept)} keep theirs until the lease runs out: {'; '.join(kept)}"
+    return summary
