@@ -1,11 +1,12 @@
 """checkov on the chart as Helm 3 and Helm 4 render it; each check it skips has its reason.
 
-The chart is rendered with its defaults and with every optional object on, by
-the pinned helm binaries (e2e.cluster.tools), and checkov's Kubernetes checks run on
-the result. ``chart/checkov-skips.yaml`` lists the checks the chart does not
-pass, each with the reason beside it. Exit 1 when a check fails that is not
-listed there, or when a listed one passes everywhere now (the list must not
-go stale); 2 when checkov or helm cannot run.
+The chart is rendered with its defaults and with every optional object on, and the
+dependency chart in its charts/ alone, by the pinned helm binaries
+(e2e.cluster.tools), and checkov's Kubernetes checks run on the result.
+``chart/checkov-skips.yaml`` lists the checks the chart does not pass, each with
+the reason beside it. Exit 1 when a check fails that is not listed there, or when
+a listed one passes everywhere now (the list must not go stale); 2 when checkov or
+helm cannot run.
 
     python -m tests.chart.checkov
 """
@@ -26,9 +27,18 @@ from e2e.cluster import tools
 from tests.chart.helm import CHART, NAMESPACE, RELEASE, Helm, _values_file
 
 SKIPS = CHART / "checkov-skips.yaml"
-RENDERS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "everything": {"podDisruptionBudget": {"enabled": True}, "gate": {"preRollback": True}},
+DEPENDENCY = CHART / "charts" / "upgrade-gate-hook"
+RENDERS: dict[str, tuple[Path, dict[str, Any]]] = {
+    "defaults": (CHART, {}),
+    "everything": (
+        CHART,
+        {"podDisruptionBudget": {"enabled": True}, "gate": {"preRollback": True}},
+    ),
+    # The gate alone, as other charts depend on it: the same objects, the same skips.
+    "dependency": (
+        DEPENDENCY,
+        {"selector": {"matchLabels": {"app": "any"}}, "preRollback": True, "hookKind": "Pod"},
+    ),
 }
 
 
@@ -37,9 +47,9 @@ def render(target: Path) -> list[str]:
     written = []
     for helm_name in ("helm3", "helm4"):
         helm = Helm(helm_name, tools.path(helm_name))
-        for label, values in RENDERS.items():
+        for label, (chart, values) in RENDERS.items():
             with _values_file(values or None) as file:
-                args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE]
+                args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
                 if file is not None:
                     args += ["--values", str(file)]
                 text = helm.run(*args).stdout

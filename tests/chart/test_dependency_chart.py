@@ -1,0 +1,311 @@
+"""The dependency chart (chart/charts/upgrade-gate-hook) and a chart that is not ours using it.
+
+The dependency renders the gate's objects for any chart: rendered alone with a selector,
+it must give the hook, its identity and RBAC, the token Secret and the rollback Job as
+the upgrade-gate chart does, refuse what cannot work with a schema error or one line, and
+leave the sample chart's render as it was. ``examples/batch-worker`` is rendered after a
+real ``helm dependency build`` on a copy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.chart.helm import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    Helm,
+    Manifest,
+    annotations_of,
+    container,
+    find,
+    flag,
+    gate_hook,
+    hook_events,
+    hook_identity,
+    hooks_on,
+    identity,
+    labels_of,
+    one,
+    pod_template,
+    release_job,
+    token_secret,
+)
+from tests.chart.test_schema import required_gaps
+
+pytestmark = pytest.mark.chart
+
+ROOT = CHART.parent
+DEPENDENCY = CHART / "charts" / "upgrade-gate-hook"
+EXAMPLE = ROOT / "examples" / "batch-worker"
+SELECT = {
+    "selector": {
+        "matchLabels": {"app": "worker", "app.kubernetes.io/instance": "{{ .Release.Name }}"}
+    }
+}
+HOOK_LABEL = "app.kubernetes.io/component"
+
+
+def render(helm: Helm, values: dict[str, Any] | None = None) -> list[Manifest]:
+    return helm.template({**SELECT, **(values or {})}, chart=DEPENDENCY)
+
+
+def refusal(helm: Helm, values: dict[str, Any]) -> str:
+    return helm.template_error(values, chart=DEPENDENCY)
+
+
+def matches(selector: str, labels: dict[str, str]) -> bool:
+    """A label selector of ``k=v`` and ``k!=v`` terms, as the API server reads it."""
+    for term in selector.split(","):
+        if "!=" in term:
+            key, value = term.split("!=")
+            if labels.get(key) == value:
+                return False
+        else:
+            key, value = term.split("=")
+            if labels.get(key) != value:
+                return False
+    return True
+
+
+# -- alone: the gate's objects --------------------------------------------------------
+
+
+def test_it_renders_the_gate_for_the_pods_the_selector_names(helm: Helm) -> None:
+    docs = render(helm, {"port": "web"})
+    hook = gate_hook(docs)
+    # auto: a bare Pod under Helm 4, a Job under Helm 3 (the upgrade-gate chart's rule).
+    assert hook["kind"] == ("Pod" if helm.name == "helm4" else "Job")
+    assert hook["metadata"]["name"] == f"{RELEASE}-upgrade-gate-hook"
+    args = container(hook, "gate")["args"]
+    assert args[0] == "wait"
+    assert flag(args, "--selector") == (
+        f"app.kubernetes.io/component!=upgrade-gate,app.kubernetes.io/instance={RELEASE},app=worker"
+    )
+    assert flag(args, "--port") == "web"
+    assert [flag(args, f) for f in ("--timeout", "--lease", "--hold", "--poll")] == [
+        "180",
+        "30",
+        "120",
+        "10",
+    ]
+    # Not the upgrade-gate chart's template hash: this chart cannot see the parent's pods.
+    assert "--template-hash" not in args
+    assert "--replicas" not in args
+    assert hook_events(hook) == {"pre-upgrade"}
+    assert annotations_of(hook)["upgrade-gate/helm-timeout"] == "300s"
+    assert container(hook, "gate")["command"] == ["python3", "-m", "upgrade_gate.hook"]
+    assert token_secret(hook, "gate") == {
+        "secretName": f"{RELEASE}-upgrade-gate-token",
+        "key": "token",
+        "optional": True,
+    }
+    secret = one(docs, "Secret", f"{RELEASE}-upgrade-gate-token")
+    assert len(secret["data"]["token"]) > 40
+    job = release_job(docs)
+    assert hook_events(job) == {"post-rollback"}
+    assert flag(container(job, "gate")["args"], "--selector") == flag(args, "--selector")
+    assert one(docs, "NetworkPolicy", f"{RELEASE}-upgrade-gate-hook")
+
+
+def test_the_hook_never_selects_its_own_pods(helm: Helm) -> None:
+    # A selector of the release alone would match the hook's pods too (they carry it).
+    docs = render(
+        helm, {"selector": {"matchLabels": {"app.kubernetes.io/instance": "{{ .Release.Name }}"}}}
+    )
+    hook = gate_hook(docs)
+    selector = flag(container(hook, "gate")["args"], "--selector")
+    for doc in [hook, release_job(docs)]:
+        assert labels_of(pod_template(doc))[HOOK_LABEL] == "upgrade-gate"
+        assert not matches(selector, labels_of(pod_template(doc)))
+    assert matches(selector, {"app.kubernetes.io/instance": RELEASE, "app": "anything"})
+
+
+@pytest.mark.parametrize(("port", "arg"), [(8081, "8081"), ("management,http", "management,http")])
+def test_the_port_is_a_name_or_a_number(helm: Helm, port: Any, arg: str) -> None:
+    docs = render(helm, {"port": port})
+    assert flag(container(gate_hook(docs), "gate")["args"], "--port") == arg
+    assert flag(container(release_job(docs), "gate")["args"], "--port") == arg
+
+
+def test_the_hook_image_has_the_shape_of_the_main_charts(helm: Helm) -> None:
+    image = {"repository": "registry.example/hook", "tag": "2.0.0", "pullPolicy": "Always"}
+    gate = container(gate_hook(render(helm, {"image": image})), "gate")
+    assert gate["image"] == "registry.example/hook:2.0.0"
+    assert gate["imagePullPolicy"] == "Always"
+    digest = "sha256:" + "a" * 64
+    gate = container(gate_hook(render(helm, {"image": {**image, "digest": digest}})), "gate")
+    assert gate["image"] == f"registry.example/hook:2.0.0@{digest}"
+    default = container(gate_hook(render(helm)), "gate")
+    chart = yaml.safe_load((DEPENDENCY / "Chart.yaml").read_text())
+    assert default["image"] == f"upgrade-gate-app:{chart['appVersion']}"
+
+
+def test_the_identity_is_the_upgrade_gate_charts(helm: Helm) -> None:
+    docs = render(helm)
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        assert identity(docs, kind)["metadata"]["name"] == f"{RELEASE}-upgrade-gate-gate"
+        # helm template looks nothing up: the hook brings its own, as hooks.
+        made = hook_identity(docs, kind)
+        assert made["metadata"]["name"] == f"{RELEASE}-upgrade-gate-hook"
+        assert hook_events(made) == {"pre-upgrade", "post-rollback"}
+    rules = identity(docs, "Role")["rules"]
+    assert rules == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+    ]
+    weights = {
+        doc["kind"]: int(annotations_of(doc)["helm.sh/hook-weight"])
+        for doc in hooks_on(docs, "pre-upgrade")
+    }
+    hook_kind = gate_hook(docs)["kind"]
+    assert weights["ServiceAccount"] < weights["Role"] < weights["RoleBinding"] < weights[hook_kind]
+
+
+def test_the_same_safety_options_as_the_upgrade_gate_chart(helm: Helm) -> None:
+    docs = render(
+        helm,
+        {
+            "timeoutSeconds": 600,
+            "leaseSeconds": 20,
+            "holdSeconds": 60,
+            "pollSeconds": 30,
+            "fence": False,
+            "preRollback": True,
+            "hookKind": "Pod",
+            "drainToken": {"existingSecret": "ops-token", "key": "drain"},
+        },
+    )
+    hook = gate_hook(docs)
+    args = container(hook, "gate")["args"]
+    assert [flag(args, f) for f in ("--timeout", "--lease", "--hold", "--poll")] == [
+        "600",
+        "20",
+        "60",
+        "30",
+    ]
+    assert "--no-fence" in args
+    assert hook["kind"] == "Pod"
+    assert hook["spec"]["activeDeadlineSeconds"] == 660
+    assert hook_events(hook) == {"pre-upgrade", "pre-rollback"}
+    assert token_secret(hook, "gate")["secretName"] == "ops-token"
+    assert not find(docs, "Secret")
+    # No fence, no fences to lift after a rollback.
+    assert not [d for d in find(docs, "Job") if container(d, "gate")["args"][0] == "release"]
+
+
+def test_enabled_false_renders_nothing(helm: Helm) -> None:
+    assert helm.template({"enabled": False}, chart=DEPENDENCY) == []
+
+
+# -- refusals ------------------------------------------------------------------------------
+
+FAILS: list[tuple[dict[str, Any], str]] = [
+    ({}, "selector.matchLabels is empty: set the labels of the pods to gate"),
+    (
+        {"selector": {"matchLabels": {HOOK_LABEL: "upgrade-gate"}}},
+        "selects app.kubernetes.io/component=upgrade-gate, the hook's own pods",
+    ),
+    (
+        {"selector": {"matchLabels": {"app": "{{ .Release.Name }} x"}}},
+        'selector.matchLabels.app renders "rel x", which is not a label value',
+    ),
+    ({**SELECT, "leaseSeconds": 5, "pollSeconds": 10}, "leaseSeconds (5) must exceed half"),
+    (
+        {**SELECT, "timeoutSeconds": 300, "activeDeadlineSeconds": 300},
+        "activeDeadlineSeconds (300) must be longer than timeoutSeconds (300)",
+    ),
+    (
+        {**SELECT, "helmTimeoutSeconds": 200},
+        "helmTimeoutSeconds (200) must be longer than the hook's activeDeadlineSeconds (240)",
+    ),
+    (
+        {**SELECT, "drainToken": {"value": "x" * 20, "existingSecret": "mine"}},
+        "drainToken.value and drainToken.existingSecret are both set",
+    ),
+]
+
+
+@pytest.mark.parametrize(("values", "message"), FAILS, ids=[m[:40] for _, m in FAILS])
+def test_what_cannot_work_is_refused_in_one_line(
+    helm: Helm, values: dict[str, Any], message: str
+) -> None:
+    stderr = refusal(helm, values)
+    lines = [line for line in stderr.splitlines() if message in line]
+    assert lines, stderr
+    assert "upgrade-gate-hook: " in lines[0]
+
+
+SCHEMA: list[tuple[dict[str, Any], str]] = [
+    ({"port": 0}, "/port"),
+    ({"port": "Not A Name"}, "/port"),
+    ({"port": "a-name-longer-than-15"}, "/port"),
+    ({"selector": {"matchLabels": {"app": 1}}}, "/selector/matchLabels/app"),
+    ({"selector": {"matchLabels": {"not a key": "x"}}}, "invalid propertyName 'not a key'"),
+    ({"selector": {"matchExpressions": []}}, "matchExpressions"),
+    ({"hookKind": "Deployment"}, "/hookKind"),
+    ({"timeoutSeconds": 0}, "/timeoutSeconds"),
+    ({"timeoutSeconds": "3m"}, "/timeoutSeconds"),
+    ({"pollSeconds": 61}, "/pollSeconds"),
+    ({"fence": "false"}, "/fence"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
+    ({"image": {"digest": "sha256:short"}}, "/image/digest"),
+    ({"drainToken": {"value": "short"}}, "/drainToken/value"),
+    ({"outputLogPolicy": ["always"]}, "/outputLogPolicy"),
+    ({"enabled": None}, "enabled"),
+    ({"timeout": 60}, "timeout"),
+]
+
+
+@pytest.mark.parametrize(("values", "field"), SCHEMA, ids=[f"{f}={v}" for v, f in SCHEMA])
+def test_the_schema_refuses(helm: Helm, values: dict[str, Any], field: str) -> None:
+    message = refusal(helm, {**SELECT, **values})
+    assert "schema" in message
+    assert field in message
+
+
+def test_every_value_with_a_default_is_required() -> None:
+    schema = json.loads((DEPENDENCY / "values.schema.json").read_text())
+    defaults = yaml.safe_load((DEPENDENCY / "values.yaml").read_text())
+    assert required_gaps(schema, defaults) == []
+
+
+def test_lint_strict_is_clean(helm: Helm) -> None:
+    for values in (SELECT, {**SELECT, "preRollback": True, "hookKind": "Job"}):
+        result = helm.lint(values, chart=DEPENDENCY)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[WARNING]" not in result.stdout
+        assert "[ERROR]" not in result.stdout
+
+
+def test_it_is_versioned_with_the_main_chart() -> None:
+    main = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    dependency = yaml.safe_load((DEPENDENCY / "Chart.yaml").read_text())
+    assert dependency["type"] == "application"
+    assert (dependency["version"], dependency["appVersion"]) == (
+        main["version"],
+        main["appVersion"],
+    )
+    (entry,) = main["dependencies"]
+    assert (entry["name"], entry["version"]) == (dependency["name"], dependency["version"])
+
+
+# -- the sample chart, with the dependency under its charts/ ---------------------------
+
+
+def test_the_sample_chart_renders_nothing_of_it(helm: Helm) -> None:
+    for values in ([], ["--set", "gate.preRollback=true"]):
+        out = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values).stdout
+        assert "charts/upgrade-gate-hook" not in out
+        assert "upgrade-gate-hook." not in out
+
+
+def test_the_sample_chart_refuses_to_turn_it_on(helm: Helm) -> None:
+    # Both would make the same objects: the sample chart renders the gate itself.
+    message = helm.template_error({"upgrade-gate-hook": {"enabled": True}})
+    assert "/upgrade-gate-hook/enabled" in message
