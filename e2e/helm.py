@@ -20,7 +20,11 @@ from typing import Any
 
 import pyhelm3
 
-CHART = Path(__file__).resolve().parent.parent / "chart"
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "chart"
+# The gate as a dependency of other charts, and an example of such a chart.
+DEPENDENCY_CHART = CHART / "charts" / "upgrade-gate-hook"
+EXAMPLES = ROOT / "examples"
 
 
 class Helm:
@@ -59,6 +63,20 @@ class Helm:
             )
 
         return asyncio.run(go())
+
+    def dependency_build(self, chart_dir: Path) -> None:
+        """``helm dependency build``: the chart's ``dependencies:`` into its ``charts/``."""
+        result = subprocess.run(
+            [str(self.binary), "dependency", "build", str(chart_dir)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"helm dependency build {chart_dir} exited {result.returncode}:\n"
+                + (result.stdout + result.stderr)[-2000:]
+            )
 
     def current(self, release: str, namespace: str) -> Any:
         """The release's current revision (``.revision``, ``.status``)."""

@@ -10,6 +10,12 @@ real ``helm dependency build`` on a copy.
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +29,7 @@ from tests.chart.helm import (
     Manifest,
     annotations_of,
     container,
+    env,
     find,
     flag,
     gate_hook,
@@ -309,3 +316,101 @@ def test_the_sample_chart_refuses_to_turn_it_on(helm: Helm) -> None:
     # Both would make the same objects: the sample chart renders the gate itself.
     message = helm.template_error({"upgrade-gate-hook": {"enabled": True}})
     assert "/upgrade-gate-hook/enabled" in message
+
+
+# -- a chart that is not ours --------------------------------------------------------------
+
+
+@contextmanager
+def example(helm: Helm, edit: Any = None) -> Iterator[Path]:
+    """examples/batch-worker and the dependency copied as they lie in the repository (the
+    file:// path is relative), ``edit`` applied, and ``helm dependency build`` run."""
+    with tempfile.TemporaryDirectory(prefix="example-") as tmp:
+        chart = Path(tmp) / EXAMPLE.relative_to(ROOT)
+        shutil.copytree(EXAMPLE, chart, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+        shutil.copytree(DEPENDENCY, Path(tmp) / DEPENDENCY.relative_to(ROOT))
+        if edit is not None:
+            edit(chart)
+        result = helm.run("dependency", "build", str(chart))
+        assert (chart / "charts" / "upgrade-gate-hook-0.1.0.tgz").is_file(), result.stdout
+        yield chart
+
+
+def test_the_example_is_gated_through_the_dependency(helm: Helm) -> None:
+    with example(helm) as chart:
+        docs = helm.template(chart=chart)
+        lint = helm.lint(chart=chart)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    workload = one(docs, "StatefulSet")
+    pod_labels = labels_of(pod_template(workload))
+    hook = gate_hook(docs)
+    args = container(hook, "gate")["args"]
+    # The hook gates the example's pods by its labels and its port name, and not itself.
+    assert matches(flag(args, "--selector"), pod_labels)
+    assert not matches(flag(args, "--selector"), labels_of(pod_template(hook)))
+    assert flag(args, "--port") == "api"
+    ports = {p["name"] for p in container(workload, "worker")["ports"]}
+    assert ports == {"api"}
+    # The worker reads the token from the Secret the dependency renders, as the hook does.
+    secret = one(docs, "Secret")["metadata"]["name"]
+    assert token_secret(workload, "worker") == {
+        "secretName": secret,
+        "key": "token",
+        "optional": False,
+    }
+    assert token_secret(hook, "gate")["secretName"] == secret
+    assert re.fullmatch(
+        "[0-9a-f]{64}", annotations_of(pod_template(workload))["checksum/upgrade-gate-token"]
+    )
+    for kind in ("ServiceAccount", "Role", "RoleBinding"):
+        assert identity(docs, kind)
+    assert release_job(docs)
+
+
+def test_the_token_checksum_follows_the_token_settings(helm: Helm) -> None:
+    def checksum(values: dict[str, Any]) -> str:
+        docs = helm.template(values, chart=chart)
+        return annotations_of(pod_template(one(docs, "StatefulSet")))["checksum/upgrade-gate-token"]
+
+    with example(helm) as chart:
+        plain = checksum({})
+        assert checksum({}) == plain  # a generated token is kept, not rolled
+        assert checksum({"upgrade-gate-hook": {"drainToken": {"value": "t" * 20}}}) != plain
+
+
+def test_the_example_without_the_gate_has_no_trace_of_it(helm: Helm) -> None:
+    with example(helm) as chart:
+        docs = helm.template({"upgrade-gate-hook": {"enabled": False}}, chart=chart)
+    assert {doc["kind"] for doc in docs} == {"Service", "StatefulSet"}
+    workload = one(docs, "StatefulSet")
+    assert "UPGRADE_GATE_TOKEN_FILE" not in env(container(workload, "worker"))
+    assert "checksum/upgrade-gate-token" not in annotations_of(pod_template(workload))
+
+
+def test_the_named_templates_find_the_dependency_under_an_alias(helm: Helm) -> None:
+    def alias(chart: Path) -> None:
+        meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+        meta["dependencies"][0]["alias"] = "gate"
+        (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+        values = yaml.safe_load((chart / "values.yaml").read_text())
+        values["gate"] = values.pop("upgrade-gate-hook")
+        (chart / "values.yaml").write_text(yaml.safe_dump(values))
+
+    with example(helm, alias) as chart:
+        docs = helm.template({"gate": {"drainToken": {"existingSecret": "mine"}}}, chart=chart)
+    assert token_secret(one(docs, "StatefulSet"), "worker")["secretName"] == "mine"
+    assert token_secret(gate_hook(docs), "gate")["secretName"] == "mine"
+
+
+def test_the_parent_notes_say_which_helm_timeout_to_use(helm: Helm) -> None:
+    def notes_as_configmap(chart: Path) -> None:
+        (chart / "templates" / "notes.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\n"
+            'data:\n  notes: {{ include "upgrade-gate-hook.notes" . | toJson }}\n'
+        )
+
+    with example(helm, notes_as_configmap) as chart:
+        docs = helm.template(chart=chart)
+    notes = one(docs, "ConfigMap", "notes")["data"]["notes"]
+    assert f"helm upgrade {RELEASE} <chart> --namespace {NAMESPACE} --timeout 300s" in notes
+    assert "app.kubernetes.io/name=batch-worker" in notes
