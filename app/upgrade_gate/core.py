@@ -113,6 +113,10 @@ class Startable(Protocol):
 ThreadFactory = Callable[..., Startable]
 
 
+def _is_set(event: threading.Event | None) -> bool:
+    return event is not None and event.is_set()
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -294,13 +298,17 @@ class Gate:
         with self._cond:
             return self._records.get(op_id)
 
-    def wait_upgradeable(self, timeout: float) -> Status:
-        """Block until nothing runs (or shutdown begins), at most ``timeout`` s."""
+    def wait_upgradeable(self, timeout: float, gone: threading.Event | None = None) -> Status:
+        """Block until nothing runs (or shutdown begins), at most ``timeout`` s.
+
+        ``gone``: set through :meth:`release` when the caller's client went
+        away, which ends the wait at once.
+        """
         deadline = self._clock() + timeout
         with self._cond:
             self._long_polls += 1
             try:
-                while self._running and not self._shutting_down:
+                while self._running and not self._shutting_down and not _is_set(gone):
                     remaining = deadline - self._clock()
                     if remaining <= 0:
                         break
@@ -310,7 +318,7 @@ class Gate:
             self._expire_lease_locked()
             return self._status_locked()
 
-    def watch_fence(self, timeout: float) -> Status:
+    def watch_fence(self, timeout: float, gone: threading.Event | None = None) -> Status:
         """Block while the gate is fenced and idle, at most ``timeout`` s.
 
         The long-poll of a hook that found this pod ready (fenced, nothing
@@ -318,6 +326,7 @@ class Gate:
         or run out, shutdown begun), so the hook knows the pod is still ready
         for as long as the call is open, without asking again. A restarted
         process breaks the connection instead, which the hook sees as well.
+        ``gone`` ends it early, as for :meth:`wait_upgradeable`.
         """
         deadline = self._clock() + timeout
         with self._cond:
@@ -328,12 +337,25 @@ class Gate:
                     now = self._clock()
                     if self._lease is None or self._running or self._shutting_down:
                         break
+                    if _is_set(gone):
+                        break
                     if now >= deadline:
                         break
                     self._cond.wait(min(deadline, self._lease.expires_monotonic) - now)
             finally:
                 self._long_polls -= 1
             return self._status_locked()
+
+    def release(self, gone: threading.Event) -> None:
+        """End the long-poll waiting with ``gone``: its client went away.
+
+        A server that sees a client leave (an ASGI app, while the wait runs in
+        a worker thread) gives the long-poll's thread back at once, rather
+        than when the wait would have ended.
+        """
+        with self._cond:
+            gone.set()
+            self._cond.notify_all()
 
     # -- fencing ------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import pytest
 
 from e2e.cluster.wait import eventually
 from e2e.thread_limited_app import UnstartableThread
-from upgrade_gate import Gate, State, WorkRefusedError
+from upgrade_gate import Gate, State, Status, WorkRefusedError
 
 
 def test_upgradeable_only_when_the_last_of_overlapping_operations_ends() -> None:
@@ -207,3 +207,25 @@ def test_a_fence_is_the_reason_given_even_at_the_bound() -> None:
         gate.run_in_background("b", lambda _op: None)
     assert refused.value.reason == "draining"
     release.set()
+
+
+@pytest.mark.parametrize("kind", ["wait", "watch"])
+def test_a_long_poll_whose_client_went_away_ends_at_once(kind: str) -> None:
+    """An ASGI server sees its client leave while the long-poll waits in a worker thread:
+    ``release`` gives the thread (and the long-poll's count) back, not the wait's end."""
+    gate = Gate()
+    if kind == "wait":
+        gate.begin("busy")
+    else:
+        gate.drain(ttl=600)
+    gone = threading.Event()
+    answers: list[Status] = []
+    wait = gate.wait_upgradeable if kind == "wait" else gate.watch_fence
+    waiter = threading.Thread(target=lambda: answers.append(wait(600, gone)))
+    waiter.start()
+    eventually(lambda: gate.long_polls == 1, what="the long-poll waiting")
+    gate.release(gone)
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert gate.long_polls == 0
+    assert (answers[0].active, answers[0].draining) == ((1, False) if kind == "wait" else (0, True))
