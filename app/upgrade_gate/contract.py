@@ -56,7 +56,13 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self) -> bytes:
-        return json.dumps(self.body).encode()
+        """The body as every integration sends it: compact JSON and a newline, the
+        fields in their order (what Flask's ``jsonify`` sends, keys unsorted)."""
+        return json.dumps(self.body, separators=(",", ":")).encode() + b"\n"
+
+    def header_list(self) -> list[tuple[str, str]]:
+        """The headers with the body's ``Content-Type`` first."""
+        return [("Content-Type", "application/json"), *self.headers.items()]
 
 
 def error_reply(status: int, error: str, **extra: Any) -> Reply:
@@ -170,6 +176,11 @@ def status_reply(status: Status, watched: bool = False) -> Reply:
     if not status.upgradeable:
         headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return Reply(200 if status.upgradeable else 503, body, headers)
+
+
+def watch_end(status: Status) -> bytes:
+    """The end of a held ``?watch``'s body, after the space sent with its head."""
+    return json.dumps({**status_body(status), "watched": True}).encode()
 
 
 def watch_headers(status: Status) -> dict[str, str]:

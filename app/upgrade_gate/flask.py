@@ -8,7 +8,6 @@ answer says is :mod:`upgrade_gate.contract`'s, shared by every integration.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -31,9 +30,9 @@ from upgrade_gate.contract import (
     json_object,
     number_in_range,
     refused_reply,
-    status_body,
     status_reply,
     too_many_long_polls,
+    watch_end,
     watch_headers,
     would_wait,
 )
@@ -86,7 +85,7 @@ class _HeldWatch:
         yield b" "  # the head and this go out now: the watch holds
         status = self.gate.watch_fence(self.seconds)
         self.slot.close()
-        yield json.dumps({**status_body(status), "watched": True}).encode()
+        yield watch_end(status)
 
     def close(self) -> None:
         self.slot.close()

@@ -32,8 +32,8 @@ PRODUCT = (
 )
 SAMPLE = "the sample app uses the library as an adopter would, and nothing of the harness or tests"
 CORE = (
-    "the gate's core needs nothing outside the standard library (pip install with no extra; "
-    "the package's own __init__: tests/package/test_wheel.py)"
+    "the gate's core and its WSGI gate need nothing outside the standard library (pip install "
+    "with no extra; the package's own __init__: tests/package/test_wheel.py)"
 )
 ALONE = "each integration stands alone: its extra is all it needs"
 CLUSTER_ALONE = "the cluster package imports nothing above it: not the rest of e2e, not the product"
@@ -116,6 +116,13 @@ def test_every_contract_is_kept_on_the_tree_as_it_is(tmp_path: Path) -> None:
         pytest.param("upgrade_gate_sample.cli", "import e2e.kube", SAMPLE, id="sample-imports-e2e"),
         pytest.param("upgrade_gate.core", "import flask", CORE, id="core-imports-flask"),
         pytest.param("upgrade_gate.config", "import urllib3", CORE, id="config-imports-urllib3"),
+        pytest.param("upgrade_gate.wsgi", "import werkzeug", CORE, id="wsgi-imports-werkzeug"),
+        pytest.param(
+            "upgrade_gate.asgi", "import upgrade_gate.flask", ALONE, id="asgi-imports-flask-gate"
+        ),
+        pytest.param(
+            "upgrade_gate.wsgi", "import upgrade_gate.asgi", ALONE, id="wsgi-imports-asgi-gate"
+        ),
         pytest.param(
             "upgrade_gate.conformance", "import requests", CORE, id="conformance-imports-requests"
         ),
