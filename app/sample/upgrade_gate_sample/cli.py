@@ -1,4 +1,4 @@
-"""``python -m upgrade_gate_sample serve``: the sample app under gunicorn."""
+"""``python -m upgrade_gate_sample serve``: the sample app under gunicorn (or uvicorn)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="serve the sample app with gunicorn")
+    serve = sub.add_parser("serve", help="serve the sample app with gunicorn (or uvicorn)")
+    serve.add_argument(
+        "--server",
+        choices=["gunicorn", "uvicorn"],
+        default="gunicorn",
+        help="gunicorn: the Flask app, one process with threads (the default); uvicorn: the "
+        "Starlette app (pip install 'upgrade-gate-sample[asgi]')",
+    )
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--port", type=_port, default=8080)
     serve.add_argument(
@@ -59,10 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         return _usage("--management-port must be a port of its own, not 0")
     if args.management_threads < 2:
         return _usage("--management-threads must be at least 2")
-    from upgrade_gate_sample.server import Server
-
     try:
-        Server.from_args(args).run()
+        if args.server == "uvicorn":
+            from upgrade_gate_sample.asgi_server import AsgiServer
+
+            AsgiServer.from_args(args).run()
+        else:
+            from upgrade_gate_sample.server import Server
+
+            Server.from_args(args).run()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import signal
-import threading
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, Self
@@ -32,6 +30,7 @@ from upgrade_gate import Gate, logs
 from upgrade_gate.flask import EXTENSION_KEY
 from upgrade_gate_sample import create_app, create_management_app
 from upgrade_gate_sample.settings import Settings
+from upgrade_gate_sample.shutdown import drain_when_asked
 
 log = logging.getLogger("upgrade_gate_sample.server")
 
@@ -72,30 +71,7 @@ def _install_drain_on_sigterm(worker: Any) -> None:
     flask_app: Flask = _main_app(worker)
     gate = _gate(worker)
     bound: float = flask_app.config["SETTINGS"].shutdown_timeout
-    asked = threading.Event()
-
-    def finish() -> None:
-        asked.wait()
-        started = time.monotonic()
-        running = gate.status().running
-        if running:
-            log.info(
-                "SIGTERM: waiting up to %gs for %d operation(s): %s",
-                bound,
-                len(running),
-                ", ".join(running),
-            )
-        idle = gate.wait_idle(bound)
-        log.info(
-            "SIGTERM: %s after %.1fs, stopping the server",
-            "all operations finished" if idle else "shutdown bound reached",
-            time.monotonic() - started,
-        )
-        worker.handle_exit(signal.SIGTERM, None)
-
-    # Started now, not on SIGTERM: under a thread limit a thread started then
-    # could be refused, and the worker would never stop gracefully.
-    threading.Thread(target=finish, name="shutdown", daemon=True).start()
+    asked = drain_when_asked(gate, bound, lambda: worker.handle_exit(signal.SIGTERM, None))
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         if asked.is_set():

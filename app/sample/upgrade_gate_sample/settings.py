@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from upgrade_gate.config import ConfigError, read_token
-from upgrade_gate.flask import LongPollLimits
+from upgrade_gate.contract import LongPollLimits
 
 
 def package_version() -> str:
