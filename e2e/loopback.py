@@ -1,4 +1,5 @@
-"""Run the sample app as a real gunicorn process on loopback, for tests and benchmarks.
+"""Run the sample app as a real process on loopback (gunicorn or uvicorn), for tests and
+benchmarks.
 
 Part of the harness, not of the image: ``app/`` is what ships.
 
@@ -52,6 +53,7 @@ class AppProcess:
         threads: int = 32,
         module: str = "upgrade_gate_sample",
         management: bool = False,
+        server: str = "gunicorn",
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -68,6 +70,8 @@ class AppProcess:
         self.env = {**os.environ, "UPGRADE_GATE_TOKEN": TOKEN, **(env or {})}
         self.threads = threads
         self.module = module  # another entry point taking `serve`'s arguments (test servers)
+        # `serve --server`: gunicorn (the Flask app, the default) or uvicorn (the ASGI app).
+        self.server = server
         self.proc: subprocess.Popen[bytes] | None = None
         self.session = requests.Session()
 
@@ -78,6 +82,7 @@ class AppProcess:
                 "-m",
                 self.module,
                 "serve",
+                *(["--server", self.server] if self.server != "gunicorn" else []),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -152,8 +157,13 @@ class AppProcess:
 
     def kill_worker(self) -> None:
         """SIGKILL the worker only: gunicorn's master starts a new one on the same
-        address, as a container restart keeps the pod's name and IP."""
+        address, as a container restart keeps the pod's name and IP. uvicorn has no master:
+        its process is killed and started again on the same address."""
         assert self.proc is not None
+        if self.server != "gunicorn":
+            self.kill()
+            self.start()
+            return
         for pid in _children(self.proc.pid):
             os.kill(pid, signal.SIGKILL)
 

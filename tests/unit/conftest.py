@@ -18,16 +18,29 @@ from e2e.loopback import TOKEN, AppProcess
 
 AppFactory = Callable[..., AppProcess]
 
+# What `serve --server` runs: the Flask app under gunicorn, the Starlette app under uvicorn.
+SERVERS = ("gunicorn", "uvicorn")
+# A test (or a module, as `pytestmark`) run against both: what `make_app` and `app` start.
+BOTH_SERVERS = pytest.mark.parametrize("app_server", SERVERS, indirect=True)
+
 
 @pytest.fixture
-def make_app(request: pytest.FixtureRequest) -> Iterator[AppFactory]:
+def app_server(request: pytest.FixtureRequest) -> str:
+    """The server ``make_app`` starts: gunicorn, unless the test is run with ``BOTH_SERVERS``
+    (a test about gunicorn's worker itself stays on gunicorn)."""
+    server: str = getattr(request, "param", "gunicorn")
+    return server
+
+
+@pytest.fixture
+def make_app(request: pytest.FixtureRequest, app_server: str) -> Iterator[AppFactory]:
     """Start real ``python -m upgrade_gate_sample serve`` processes; their logs join a failure
     report."""
     apps: list[AppProcess] = []
     request.node.app_processes = apps
 
     def start(**env: Any) -> AppProcess:
-        app = AppProcess({k: str(v) for k, v in env.items()})
+        app = AppProcess({k: str(v) for k, v in env.items()}, server=app_server)
         apps.append(app)
         return app.start()
 
@@ -160,9 +173,9 @@ def write_kubeconfig(path: Path, server: str, namespace: str = "n") -> Path:
     return path
 
 
-def assert_refused_at_start(env: dict[str, str], complaint: str) -> None:
+def assert_refused_at_start(env: dict[str, str], complaint: str, server: str = "gunicorn") -> None:
     """An app started with ``env`` stops at start-up, and its output matches ``complaint``."""
-    app = AppProcess(env)
+    app = AppProcess(env, server=server)
     try:
         with pytest.raises(RuntimeError, match=complaint):
             app.start()

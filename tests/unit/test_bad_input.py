@@ -2,7 +2,7 @@
 
 One server for the whole module: every test here must leave it exactly as it
 found it (idle, unfenced, no operation ever started), which the autouse
-fixture checks after each one.
+fixture checks after each one. Under gunicorn and under uvicorn alike.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import pytest
 import requests
 
 from e2e.loopback import TOKEN, AppProcess
+from tests.unit.conftest import SERVERS
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[AppProcess]:
-    with AppProcess() as app:
+@pytest.fixture(scope="module", params=SERVERS)
+def server(request: pytest.FixtureRequest) -> Iterator[AppProcess]:
+    with AppProcess(server=request.param) as app:
         yield app
 
 

@@ -1,4 +1,5 @@
-"""The HTTP contract, against a real gunicorn process on loopback."""
+"""The HTTP contract, against real processes on loopback: gunicorn (the Flask app) and uvicorn
+(the Starlette app) alike."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ import requests
 
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from tests.unit.conftest import AppFactory, assert_refused_at_start
+from tests.unit.conftest import BOTH_SERVERS, AppFactory, assert_refused_at_start
 from upgrade_gate import CONTRACT
+
+pytestmark = BOTH_SERVERS
 
 
 def _at(stamp: str) -> datetime:
@@ -278,9 +281,9 @@ def test_metrics_follow_the_gate(app: AppProcess) -> None:
     assert metric("upgrade_gate_active_operations") == 0
 
 
-def test_bad_configuration_stops_the_server_with_a_clear_message() -> None:
+def test_bad_configuration_stops_the_server_with_a_clear_message(app_server: str) -> None:
     assert_refused_at_start(
-        {"OPERATION_MAX_SECONDS": "soon"}, "OPERATION_MAX_SECONDS must be a number"
+        {"OPERATION_MAX_SECONDS": "soon"}, "OPERATION_MAX_SECONDS must be a number", app_server
     )
 
 

@@ -21,7 +21,9 @@ import requests
 
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess
-from tests.unit.conftest import AppFactory, assert_refused_at_start
+from tests.unit.conftest import BOTH_SERVERS, AppFactory, assert_refused_at_start
+
+pytestmark = BOTH_SERVERS
 
 PROBE_TIMEOUT = 2.0  # the chart's readinessProbe.timeoutSeconds
 
@@ -29,7 +31,7 @@ PROBE_TIMEOUT = 2.0  # the chart's readinessProbe.timeoutSeconds
 @dataclass
 class Answer:
     status: int
-    headers: dict[str, str]
+    headers: http.client.HTTPMessage  # names in any case: uvicorn sends them in lower case
     body: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +55,7 @@ class Flood:
             with self._lock:
                 self.sent += 1
             response = conn.getresponse()
-            return Answer(response.status, dict(response.headers), json.loads(response.read()))
+            return Answer(response.status, response.headers, json.loads(response.read()))
         finally:
             conn.close()
 
@@ -138,5 +140,7 @@ def test_the_hooks_token_has_its_own_allowance(make_app: AppFactory) -> None:
         ("21", "must be at most 20"),
     ],
 )
-def test_a_limit_that_leaves_no_thread_free_stops_the_server(limit: str, complaint: str) -> None:
-    assert_refused_at_start({"LONG_POLL_LIMIT": limit}, f"LONG_POLL_LIMIT {complaint}")
+def test_a_limit_that_leaves_no_thread_free_stops_the_server(
+    limit: str, complaint: str, app_server: str
+) -> None:
+    assert_refused_at_start({"LONG_POLL_LIMIT": limit}, f"LONG_POLL_LIMIT {complaint}", app_server)

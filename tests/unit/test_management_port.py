@@ -3,7 +3,9 @@
 ``serve --management-port`` serves the probes, ``/upgradeable``, ``/drain``,
 ``/metrics`` and ``/version`` on a second listener whose requests run in a
 small pool the app's traffic cannot take; the app's port keeps the whole
-contract, for hooks of earlier releases.
+contract, for hooks of earlier releases. The same under uvicorn (a second uvicorn server on
+the same event loop); the tests that take every thread or connection of the app port are
+about gunicorn's worker (upgrade_gate_sample/worker.py), and run under gunicorn only.
 """
 
 from __future__ import annotations
@@ -24,15 +26,19 @@ import requests
 
 from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN, AppProcess, _children
-from tests.unit.conftest import Hook, JsonHandler, serving, write_kubeconfig
+from tests.unit.conftest import BOTH_SERVERS, Hook, JsonHandler, serving, write_kubeconfig
 from upgrade_gate.hook import Exit
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def app(request: pytest.FixtureRequest) -> Iterator[AppProcess]:
-    with AppProcess(module="e2e.holding_app", threads=4, management=True) as app:
+def app(request: pytest.FixtureRequest, app_server: str) -> Iterator[AppProcess]:
+    """Under gunicorn, the sample app with a route that holds a request thread (the tests
+    that take every thread of the app port are gunicorn's: its worker gives the management
+    port threads of its own); under uvicorn, the sample app itself."""
+    module = "e2e.holding_app" if app_server == "gunicorn" else "upgrade_gate_sample"
+    with AppProcess(module=module, threads=4, management=True, server=app_server) as app:
         request.node.app_processes = [app]
         yield app
 
@@ -42,6 +48,7 @@ def management(app: AppProcess) -> str:
     return app.management_url
 
 
+@BOTH_SERVERS
 def test_the_management_port_serves_the_control_endpoints_only(app: AppProcess) -> None:
     url = management(app)
     for path in ("/healthz", "/readyz", "/version", "/metrics", "/upgradeable"):
@@ -107,6 +114,7 @@ def threads_held(app: AppProcess) -> Iterator[None]:
             thread.join(timeout=30)
 
 
+@BOTH_SERVERS
 def test_the_hook_gates_through_the_management_port(app: AppProcess) -> None:
     op_id = app.start_operation(1)
     hook = Hook("--endpoints", f"127.0.0.1:{app.management_port}", "--timeout", "60")
@@ -115,6 +123,7 @@ def test_the_hook_gates_through_the_management_port(app: AppProcess) -> None:
     assert app.status()["lease"]["holder"].startswith("hook/")
 
 
+@BOTH_SERVERS
 def test_sigterm_still_waits_for_the_work(app: AppProcess) -> None:
     op_id = app.start_operation(2)
     app.signal(signal.SIGTERM)
@@ -130,11 +139,12 @@ def test_sigterm_still_waits_for_the_work(app: AppProcess) -> None:
         (["--management-port", "9", "--management-threads", "1"], "at least 2"),
     ],
 )
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
 def test_a_management_port_that_cannot_work_is_a_usage_error(
-    args: list[str], complaint: str
+    args: list[str], complaint: str, server: str
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "upgrade_gate_sample", "serve", *args],
+        [sys.executable, "-m", "upgrade_gate_sample", "serve", "--server", server, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -173,6 +183,7 @@ def _pod(name: str, ports: dict[str, int]) -> dict[str, Any]:
     }
 
 
+@BOTH_SERVERS
 def test_the_hook_uses_each_pods_management_port_else_its_app_port(
     app: AppProcess, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""SIGTERM: refuse new work, let running work finish (up to a bound), exit 0."""
+"""SIGTERM: refuse new work, let running work finish (up to a bound), exit 0: under gunicorn
+and under uvicorn alike."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import threading
 import requests
 
 from e2e.cluster.wait import eventually
-from tests.unit.conftest import AppFactory
+from tests.unit.conftest import BOTH_SERVERS, AppFactory
 
 
+@BOTH_SERVERS
 def test_sigterm_waits_for_the_running_operation_then_exits_0(make_app: AppFactory) -> None:
     app = make_app()
     op_id = app.start_operation(1.5)
@@ -31,6 +33,7 @@ def test_sigterm_waits_for_the_running_operation_then_exits_0(make_app: AppFacto
     assert log.index(f"operation succeeded id={op_id}") < log.index("stopping the server")
 
 
+@BOTH_SERVERS
 def test_sigterm_on_an_idle_pod_exits_at_once(make_app: AppFactory) -> None:
     app = make_app()
     app.signal(signal.SIGTERM)
@@ -38,6 +41,7 @@ def test_sigterm_on_an_idle_pod_exits_at_once(make_app: AppFactory) -> None:
     assert "all operations finished" in app.log()
 
 
+@BOTH_SERVERS
 def test_shutdown_bound_is_respected(make_app: AppFactory) -> None:
     app = make_app(SHUTDOWN_TIMEOUT_SECONDS=0.5)
     op_id = app.start_operation(600)
@@ -48,6 +52,7 @@ def test_shutdown_bound_is_respected(make_app: AppFactory) -> None:
     assert op_id in log
 
 
+@BOTH_SERVERS
 def test_long_polls_are_released_by_shutdown(make_app: AppFactory) -> None:
     app = make_app(SHUTDOWN_TIMEOUT_SECONDS=2)
     app.start_operation(600)
@@ -58,8 +63,9 @@ def test_long_polls_are_released_by_shutdown(make_app: AppFactory) -> None:
     assert response.json()["shutting_down"] is True
 
 
+@BOTH_SERVERS
 def test_a_quick_stop_does_not_wait_for_long_polls(make_app: AppFactory) -> None:
-    """SIGINT (gunicorn's quick stop) must not sit out a pending ``?wait=60``."""
+    """SIGINT (the quick stop) must not sit out a pending ``?wait=60``."""
     app = make_app()
     app.start_operation(600)
     answers: list[int | str] = []
@@ -82,7 +88,8 @@ def test_a_quick_stop_does_not_wait_for_long_polls(make_app: AppFactory) -> None
 def test_a_slow_client_does_not_hold_the_exit(make_app: AppFactory) -> None:
     """A request that never finishes arriving, held across SIGTERM: the app exits once its
     work is done, not when the client gives up (gunicorn waited for it until its graceful
-    timeout, the shutdown bound plus 10 s)."""
+    timeout, the shutdown bound plus 10 s). gunicorn only: the 408 is its worker's
+    (upgrade_gate_sample/worker.py)."""
     app = make_app(SHUTDOWN_TIMEOUT_SECONDS=120)
     op_id = app.start_operation(1)
     with socket.create_connection(("127.0.0.1", app.port), timeout=30) as slow:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from e2e.loopback import TOKEN, AppProcess
-from tests.unit.conftest import assert_refused_at_start
+from tests.unit.conftest import SERVERS, assert_refused_at_start
 from upgrade_gate.hook import Exit
 
 FILE_ENV = "UPGRADE_GATE_TOKEN_FILE"
@@ -34,12 +34,13 @@ def hook(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("server", SERVERS)
 def test_the_app_and_the_hook_read_the_token_from_its_file(
-    tmp_path: Path, request: pytest.FixtureRequest
+    tmp_path: Path, request: pytest.FixtureRequest, server: str
 ) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")  # a Secret made with --from-file
-    app = AppProcess({"UPGRADE_GATE_TOKEN": "", FILE_ENV: str(token_file)})
+    app = AppProcess({"UPGRADE_GATE_TOKEN": "", FILE_ENV: str(token_file)}, server=server)
     request.node.app_processes = [app]
     with app:
         assert app.drain(1, token="not-it").status_code == 401
@@ -49,8 +50,11 @@ def test_the_app_and_the_hook_read_the_token_from_its_file(
         assert holder.startswith("hook/"), "the hook's hold lease is in place"
 
 
-def test_an_app_whose_token_file_is_missing_does_not_start(tmp_path: Path) -> None:
-    assert_refused_at_start({FILE_ENV: str(tmp_path / "absent")}, f"{FILE_ENV}: no such file")
+@pytest.mark.parametrize("server", SERVERS)
+def test_an_app_whose_token_file_is_missing_does_not_start(tmp_path: Path, server: str) -> None:
+    assert_refused_at_start(
+        {FILE_ENV: str(tmp_path / "absent")}, f"{FILE_ENV}: no such file", server
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,8 +78,11 @@ def test_a_token_the_hook_would_refuse_stops_the_app_too(
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-def test_a_token_in_the_environment_the_hook_would_refuse_stops_the_app() -> None:
-    assert_refused_at_start({"UPGRADE_GATE_TOKEN": "two words"}, "cannot travel in an HTTP header")
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_token_in_the_environment_the_hook_would_refuse_stops_the_app(server: str) -> None:
+    assert_refused_at_start(
+        {"UPGRADE_GATE_TOKEN": "two words"}, "cannot travel in an HTTP header", server
+    )
 
 
 def test_a_token_file_that_is_a_directory_is_a_usage_error(tmp_path: Path) -> None:
