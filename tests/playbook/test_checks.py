@@ -14,10 +14,10 @@ from e2e.loopback import AppProcess
 from e2e.playbook.checks import EXPECTATIONS, Arrival, Outcome
 from e2e.stage import gate_gave_up
 from e2e.timeline import Operation, PodLife, Timeline, epoch
-from tests.unit.conftest import AppFactory, Hook, hooks, make_app, run_hook
+from tests.unit.conftest import AppFactory, Hook, app_server, hooks, make_app, run_hook
 from upgrade_gate.hook import Exit
 
-__all__ = ["hooks", "make_app"]  # fixtures, used by name
+__all__ = ["app_server", "hooks", "make_app"]  # fixtures, used by name
 
 
 def _operation(app: AppProcess, op_id: str, seconds: float) -> Operation:
