@@ -22,13 +22,18 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from typing import Any
 
-import anyio
-import anyio.to_thread
-from starlette.applications import Starlette
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+try:
+    import anyio
+    import anyio.to_thread
+    from starlette.applications import Starlette
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute, Route
+    from starlette.types import Receive, Scope, Send
+except ModuleNotFoundError as exc:
+    raise ModuleNotFoundError(
+        f"upgrade_gate.asgi needs Starlette ({exc}): pip install 'helm-upgrade-gate[asgi]'"
+    ) from exc
 
 from upgrade_gate.contract import (
     MISSING,

@@ -38,14 +38,19 @@ PROMISES = {
         "upgrade_gate.contract",
         "upgrade_gate.config",
         "upgrade_gate.conformance",
+        "upgrade_gate.wsgi",
     ],
     "flask": ["upgrade_gate.flask"],
+    "asgi": ["upgrade_gate.asgi"],
     "metrics": ["upgrade_gate.metrics"],
     "hook": ["upgrade_gate.hook", "upgrade_gate.hook.cli"],
     "kubeconfig": [],
 }
 # Distributions an extra must not bring: those of the integrations it is not.
-FOREIGN = {"flask", "werkzeug", "prometheus-client", "urllib3", "kubernetes", "gunicorn"}
+FOREIGN = {
+    *("flask", "werkzeug", "prometheus-client", "urllib3", "kubernetes", "gunicorn"),
+    *("starlette", "anyio", "uvicorn"),
+}
 # Foreign names an extra brings through its own dependencies.
 THROUGH = {"flask": {"werkzeug"}, "kubeconfig": {"urllib3"}}
 # The whole set for the extras whose dependencies have none of their own, or a fixed few.
@@ -149,6 +154,7 @@ def test_each_extra_alone_installs_what_it_says(
     [
         ("upgrade_gate.flask", "flask"),
         ("upgrade_gate.metrics", "metrics"),
+        ("upgrade_gate.asgi", "asgi"),
         ("upgrade_gate.hook", "hook"),
     ],
 )
