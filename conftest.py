@@ -266,8 +266,14 @@ def app_images(
         "app-images",
         "images: build v1 and v2, load",
         harness.build_images,
-        lambda images: {"repository": images.repository, "tags": list(images.tags)},
-        lambda stored: AppImages(stored["repository"], tuple(stored["tags"])),
+        lambda images: {
+            "repository": images.repository,
+            "tags": list(images.tags),
+            "hook_repository": images.hook_repository,
+        },
+        lambda stored: AppImages(
+            stored["repository"], tuple(stored["tags"]), stored["hook_repository"]
+        ),
     )
     return harness.images
 

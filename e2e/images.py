@@ -1,12 +1,20 @@
-"""Build the app image (two tags, v1 and v2) and hand it to the cluster.
+"""Build the app image and the hook image (tags v1 and v2 each) and hand them to the cluster.
 
 The build never needs the network from inside a container: the Python
 dependencies are fetched on the host, as wheels for the base image's Python,
-into ``.wheelhouse/`` (ignored by git), and the Dockerfile installs from
+into ``.wheelhouse/`` (ignored by git), and the Dockerfiles install from
 there with ``--no-index``. The same path works on a laptop, on a GitHub
 runner and on a machine that reaches only a package index.
 
-    python -m e2e.images                      # build v1 and v2, load them into kind
+The app image (``app/Dockerfile``) is built once per tag (its ``APP_VERSION``
+is the tag); the hook image (``app/hook.Dockerfile``) once, tagged with each
+of the same tags, so that an upgrade to v2 runs ``upgrade-gate-hook:v2`` as a
+release's chart does with both images at its appVersion. Each image is
+started once after its build (``--help``, read-only, as user 10001, no
+network): an image that cannot start its program fails here, not in a
+scenario.
+
+    python -m e2e.images                      # build both, v1 and v2, load them into kind
     python -m e2e.images --cluster existing --kubeconfig K --registry HOST:PORT  # push them
 """
 
@@ -21,6 +29,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from e2e.cluster.providers.interface import ClusterProvider
 
@@ -29,7 +38,18 @@ log = logging.getLogger("e2e.images")
 ROOT = Path(__file__).resolve().parent.parent
 WHEELHOUSE = ROOT / ".wheelhouse"
 REPOSITORY = "upgrade-gate-app"
+HOOK_REPOSITORY = "upgrade-gate-hook"
 TAGS = ("v1", "v2")
+APP_DOCKERFILE = ROOT / "app" / "Dockerfile"
+HOOK_DOCKERFILE = ROOT / "app" / "hook.Dockerfile"
+# What each image installs from the wheelhouse.
+APP_PACKAGE = "upgrade-gate-sample helm-upgrade-gate[hook]"
+HOOK_PACKAGE = "helm-upgrade-gate[hook]"
+# Every module the hook imports, some only once it runs (the API client, urllib3 and ssl).
+HOOK_IMPORTS = (
+    "ssl, urllib3, upgrade_gate.hook.cli, upgrade_gate.hook.wait, upgrade_gate.hook.pods, "
+    "upgrade_gate.hook.kubeapi, upgrade_gate.hook.release"
+)
 
 
 class ImageError(RuntimeError):
@@ -38,15 +58,29 @@ class ImageError(RuntimeError):
 
 @dataclass(frozen=True)
 class AppImages:
+    """The app image and the hook image, both under each of ``tags``."""
+
     repository: str
     tags: tuple[str, ...]
+    hook_repository: str = HOOK_REPOSITORY
 
     def ref(self, tag: str) -> str:
         return f"{self.repository}:{tag}"
 
+    def hook_ref(self, tag: str) -> str:
+        return f"{self.hook_repository}:{tag}"
+
     @property
     def refs(self) -> list[str]:
-        return [self.ref(tag) for tag in self.tags]
+        """Every reference: the app's, then the hook's."""
+        return [self.ref(tag) for tag in self.tags] + [self.hook_ref(tag) for tag in self.tags]
+
+    def values(self, tag: str) -> dict[str, Any]:
+        """The chart's values that run ``tag`` of both: the app, and the hook."""
+        return {
+            "image": {"repository": self.repository, "tag": tag},
+            "gate": {"image": {"repository": self.hook_repository, "tag": tag}},
+        }
 
 
 def build_app_images(
@@ -55,44 +89,97 @@ def build_app_images(
     repository: str = REPOSITORY,
     push_to: str | None = None,
     base_image: str | None = None,
+    hook_repository: str = HOOK_REPOSITORY,
 ) -> AppImages:
-    """Build ``repository:tag`` for each tag (APP_VERSION = tag), then load or push them."""
+    """Build ``repository:tag`` (APP_VERSION = tag) and ``hook_repository:tag`` for each tag,
+    then load or push them."""
     env = _docker_env(provider)
     base = base_image or provider.base_image or _dockerfile_default_base()
     python_tag = _python_tag(base, env)
     _prepare_wheelhouse(python_tag)
     for tag in tags:
-        _docker(
-            [
-                "build",
-                "--file",
-                str(ROOT / "app" / "Dockerfile"),
-                "--build-arg",
-                f"BASE_IMAGE={base}",
-                "--build-arg",
-                f"APP_VERSION={tag}",
-                "--build-arg",
-                "PIP_ARGS=--no-index --find-links /src/.wheelhouse",
-                "--build-arg",
-                "PACKAGE=upgrade-gate-sample helm-upgrade-gate[hook]",
-                "--network",
-                "none",
-                "--tag",
-                f"{repository}:{tag}",
-                str(ROOT),
-            ],
-            env,
-            what=f"build {repository}:{tag}",
-        )
-        log.info("built %s:%s on %s", repository, tag, base)
-    images = AppImages(repository if not push_to else f"{push_to}/{repository}", tuple(tags))
-    if push_to:
-        for tag in tags:
-            _docker(["tag", f"{repository}:{tag}", images.ref(tag)], env, what="tag")
-            _docker(["push", images.ref(tag)], env, what=f"push {images.ref(tag)}")
-    else:
-        provider.load_images(images.refs)
+        build_image(env, APP_DOCKERFILE, f"{repository}:{tag}", base, APP_PACKAGE, tag)
+    build_image(env, HOOK_DOCKERFILE, f"{hook_repository}:{tags[0]}", base, HOOK_PACKAGE)
+    for tag in tags[1:]:
+        _docker(["tag", f"{hook_repository}:{tags[0]}", f"{hook_repository}:{tag}"], env, "tag")
+    check_app_image(env, f"{repository}:{tags[0]}")
+    check_hook_image(env, f"{hook_repository}:{tags[0]}")
+    local = AppImages(repository, tuple(tags), hook_repository)
+    if not push_to:
+        provider.load_images(local.refs)
+        return local
+    images = AppImages(f"{push_to}/{repository}", tuple(tags), f"{push_to}/{hook_repository}")
+    for here, there in zip(local.refs, images.refs, strict=True):
+        _docker(["tag", here, there], env, what="tag")
+        _docker(["push", there], env, what=f"push {there}")
     return images
+
+
+def build_image(
+    env: dict[str, str],
+    dockerfile: Path,
+    ref: str,
+    base: str,
+    package: str,
+    app_version: str | None = None,
+) -> None:
+    """``docker build`` of ``dockerfile`` into ``ref``, installing ``package`` from the
+    wheelhouse (which ``_prepare_wheelhouse`` filled), with no network."""
+    version = ["--build-arg", f"APP_VERSION={app_version}"] if app_version else []
+    _docker(
+        [
+            "build",
+            "--file",
+            str(dockerfile),
+            "--build-arg",
+            f"BASE_IMAGE={base}",
+            *version,
+            "--build-arg",
+            "PIP_ARGS=--no-index --find-links /src/.wheelhouse",
+            "--build-arg",
+            f"PACKAGE={package}",
+            "--network",
+            "none",
+            "--tag",
+            ref,
+            str(ROOT),
+        ],
+        env,
+        what=f"build {ref}",
+    )
+    log.info("built %s on %s", ref, base)
+
+
+def _run_image(env: dict[str, str], what: str, *args: str) -> str:
+    """``docker run`` as the chart runs a pod: read-only, user 10001, and no network."""
+    return _docker(
+        ["run", "--rm", "--network", "none", "--read-only", "--user", "10001:10001", *args],
+        env,
+        what=what,
+    )
+
+
+def check_app_image(env: dict[str, str], ref: str) -> None:
+    """The app image starts its own program (its default command's first word, ``serve``)."""
+    _run_image(env, f"start {ref} serve --help", ref, "serve", "--help")
+
+
+def check_hook_image(env: dict[str, str], ref: str, entrypoint: bool = True) -> None:
+    """The image runs the hook as the chart does (``python3 -m upgrade_gate.hook``), and every
+    module the hook imports loads; with ``entrypoint``, the image's own starts the hook too."""
+    if entrypoint:
+        _run_image(env, f"start {ref} wait --help", ref, "wait", "--help")
+    hook = ("--entrypoint", "python3", ref, "-m", "upgrade_gate.hook", "release", "--help")
+    _run_image(env, f"start python3 -m upgrade_gate.hook in {ref}", *hook)
+    _run_image(
+        env,
+        f"import the hook's modules in {ref}",
+        "--entrypoint",
+        "python3",
+        ref,
+        "-c",
+        f"import {HOOK_IMPORTS}",
+    )
 
 
 def _docker_env(provider: ClusterProvider) -> dict[str, str]:
@@ -115,7 +202,7 @@ def _docker(args: list[str], env: dict[str, str], what: str) -> str:
 
 
 def _dockerfile_default_base() -> str:
-    for line in (ROOT / "app" / "Dockerfile").read_text().splitlines():
+    for line in APP_DOCKERFILE.read_text().splitlines():
         if line.startswith("ARG BASE_IMAGE="):
             return line.split("=", 1)[1].strip()
     raise ImageError("app/Dockerfile has no ARG BASE_IMAGE default")
@@ -215,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as exc:
         parser.error(str(exc))
     images = build_app_images(
-        provider, args.tags or TAGS, push_to=args.registry, base_image=args.base_image
+        provider, tuple(args.tags or TAGS), push_to=args.registry, base_image=args.base_image
     )
     for ref in images.refs:
         print(ref)

@@ -40,7 +40,7 @@ def run_here(command: list[str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize(
     ("dockerfile", "program"),
-    [("Dockerfile", "python -m upgrade_gate_sample")],
+    [("Dockerfile", "python -m upgrade_gate_sample"), ("hook.Dockerfile", "upgrade-gate-hook")],
 )
 def test_each_image_starts_its_own_program_with_its_default_command(
     dockerfile: str, program: str
@@ -51,3 +51,11 @@ def test_each_image_starts_its_own_program_with_its_default_command(
     result = run_here([*entrypoint, *cmd[:1], "--help"] if cmd[0] != "--help" else entrypoint + cmd)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: {program}"), result.stdout
+
+
+def test_the_hook_image_runs_the_subcommands_the_chart_gives_it() -> None:
+    entrypoint = instruction(ROOT / "app" / "hook.Dockerfile", "ENTRYPOINT")
+    for sub in ("wait", "release"):
+        result = run_here([*entrypoint, sub, "--help"])
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"usage: upgrade-gate-hook {sub}"), result.stdout
