@@ -9,7 +9,9 @@ runner and on a machine that reaches only a package index.
 The app image (``app/Dockerfile``) is built once per tag (its ``APP_VERSION``
 is the tag); the hook image (``app/hook.Dockerfile``) once, tagged with each
 of the same tags, so that an upgrade to v2 runs ``upgrade-gate-hook:v2`` as a
-release's chart does with both images at its appVersion. Each image is
+release's chart does with both images at its appVersion, and with the chart's
+appVersion itself, the hook the chart runs when ``gate.image.tag`` is empty
+(``helm upgrade --set image.tag=v2`` then finds its hook). Each image is
 started once after its build (``--help``, read-only, as user 10001, no
 network): an image that cannot start its program fails here, not in a
 scenario.
@@ -43,7 +45,7 @@ TAGS = ("v1", "v2")
 APP_DOCKERFILE = ROOT / "app" / "Dockerfile"
 HOOK_DOCKERFILE = ROOT / "app" / "hook.Dockerfile"
 # What each image installs from the wheelhouse.
-APP_PACKAGE = "upgrade-gate-sample helm-upgrade-gate[hook]"
+APP_PACKAGE = "upgrade-gate-sample"
 HOOK_PACKAGE = "helm-upgrade-gate[hook]"
 # Every module the hook imports, some only once it runs (the API client, urllib3 and ssl).
 HOOK_IMPORTS = (
@@ -71,9 +73,15 @@ class AppImages:
         return f"{self.hook_repository}:{tag}"
 
     @property
+    def hook_tags(self) -> tuple[str, ...]:
+        """The app's tags, and the chart's appVersion."""
+        return tuple(dict.fromkeys([*self.tags, chart_app_version()]))
+
+    @property
     def refs(self) -> list[str]:
         """Every reference: the app's, then the hook's."""
-        return [self.ref(tag) for tag in self.tags] + [self.hook_ref(tag) for tag in self.tags]
+        app = [self.ref(tag) for tag in self.tags]
+        return app + [self.hook_ref(tag) for tag in self.hook_tags]
 
     def values(self, tag: str) -> dict[str, Any]:
         """The chart's values that run ``tag`` of both: the app, and the hook."""
@@ -99,12 +107,13 @@ def build_app_images(
     _prepare_wheelhouse(python_tag)
     for tag in tags:
         build_image(env, APP_DOCKERFILE, f"{repository}:{tag}", base, APP_PACKAGE, tag)
-    build_image(env, HOOK_DOCKERFILE, f"{hook_repository}:{tags[0]}", base, HOOK_PACKAGE)
-    for tag in tags[1:]:
-        _docker(["tag", f"{hook_repository}:{tags[0]}", f"{hook_repository}:{tag}"], env, "tag")
-    check_app_image(env, f"{repository}:{tags[0]}")
-    check_hook_image(env, f"{hook_repository}:{tags[0]}")
     local = AppImages(repository, tuple(tags), hook_repository)
+    first, *others = local.hook_tags
+    build_image(env, HOOK_DOCKERFILE, local.hook_ref(first), base, HOOK_PACKAGE)
+    for tag in others:
+        _docker(["tag", local.hook_ref(first), local.hook_ref(tag)], env, what="tag")
+    check_app_image(env, local.ref(tags[0]))
+    check_hook_image(env, local.hook_ref(first))
     if not push_to:
         provider.load_images(local.refs)
         return local
@@ -180,6 +189,14 @@ def check_hook_image(env: dict[str, str], ref: str, entrypoint: bool = True) -> 
         "-c",
         f"import {HOOK_IMPORTS}",
     )
+
+
+def chart_app_version() -> str:
+    """The chart's appVersion: the tag of both images when the chart's values leave it empty."""
+    for line in (ROOT / "chart" / "Chart.yaml").read_text().splitlines():
+        if line.startswith("appVersion:"):
+            return line.split(":", 1)[1].strip().strip("\"'")
+    raise ImageError("chart/Chart.yaml has no appVersion")
 
 
 def _docker_env(provider: ClusterProvider) -> dict[str, str]:

@@ -125,6 +125,10 @@ class Stage:
         )
 
     def _image(self, tag: str) -> dict[str, Any]:
+        """The app at ``tag``, and the hook image of the same tag where the harness built one
+        (a tag it did not build, such as a missing one, keeps the hook it had)."""
+        if tag in self.images.tags:
+            return self.images.values(tag)
         return {"image": {"repository": self.images.repository, "tag": tag}}
 
     # -- acting -------------------------------------------------------------------

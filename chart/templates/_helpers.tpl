@@ -107,7 +107,7 @@ app.kubernetes.io/component: upgrade-gate-identity
 {{- join "," (sortAlpha $pairs) }}
 {{- end }}
 
-{{/* Images: repository[:tag][@digest]; the gate defaults to the app's image. */}}
+{{/* Images: repository[:tag][@digest]; the app's and the hook's, each with the chart's appVersion for an empty tag. */}}
 {{- define "upgrade-gate.imageRef" -}}
 {{- $ref := printf "%s:%s" .repository (.tag | default .default) }}
 {{- if .digest }}
@@ -122,11 +122,7 @@ app.kubernetes.io/component: upgrade-gate-identity
 
 {{- define "upgrade-gate.gateImage" -}}
 {{- $gate := .Values.gate.image }}
-{{- if $gate.repository }}
 {{- include "upgrade-gate.imageRef" (dict "repository" $gate.repository "tag" $gate.tag "digest" $gate.digest "default" .Chart.AppVersion) }}
-{{- else }}
-{{- include "upgrade-gate.image" . }}
-{{- end }}
 {{- end }}
 
 {{- define "upgrade-gate.gatePullPolicy" -}}

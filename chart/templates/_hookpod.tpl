@@ -1,6 +1,8 @@
 {{/*
 The pod of a hook Job (the pre-upgrade gate, the post-rollback release): the
-new image running `python3 -m upgrade_gate.hook` with .args, as the hook's ServiceAccount.
+hook image (gate.image) running `python3 -m upgrade_gate.hook` with .args, as
+the hook's ServiceAccount. The command is spelled out rather than left to the
+image's entrypoint, so that any image with the hook in its Python runs it.
 */}}
 {{- define "upgrade-gate.hookPodTemplate" -}}
 {{- $gate := .root.Values.gate -}}

@@ -238,8 +238,8 @@ def test_a_rollout_that_fails_after_the_hook_lifts_the_fences(
     with stage.recording(f"a rollout that fails after the hook ({stage.helm.name})"):
         # An image that does not exist: the hook lets the upgrade go (nothing
         # runs), the new pod never starts, helm gives up and rolls back.
-        # The hook runs an image that exists (by default it runs the new one).
-        hook_image = {"repository": stage.images.repository, "tag": "v2"}
+        # The hook runs from the v2 hook image, as in an upgrade to v2 that works.
+        hook_image = {"repository": stage.images.hook_repository, "tag": "v2"}
         upgrade = stage.upgrade(
             "missing-tag", rollback_flag, "--timeout", "40s", gate={"image": hook_image}
         )

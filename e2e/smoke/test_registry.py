@@ -45,5 +45,9 @@ def test_a_scenario_runs_on_an_existing_cluster_through_a_registry(
         assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
         assert "1 passed" in run.stdout
         # The nodes resolved the pushed tag at the registry; nothing of that name was loaded.
-        pullers = registry.pulls("upgrade-gate-app")
-        assert any(agent.startswith("containerd/") for agent in pullers), registry.log()[-3000:]
+        for repository in ("upgrade-gate-app", "upgrade-gate-hook"):  # the hook's image too
+            pullers = registry.pulls(repository)
+            assert any(agent.startswith("containerd/") for agent in pullers), (
+                repository,
+                registry.log()[-3000:],
+            )

@@ -43,6 +43,7 @@ AS_JOB = {"gate": {"hookKind": "Job"}}
 HOOK_NAME = f"{RELEASE}-upgrade-gate-hook"
 RELEASE_JOB_NAME = f"{RELEASE}-upgrade-gate-release"
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
+DIGEST = "sha256:" + "a" * 64
 
 
 def weight(doc: Manifest) -> int:
@@ -252,26 +253,63 @@ def test_the_hook_program_accepts_the_rendered_arguments(
         assert parsed.replicas is None
 
 
-def test_hook_runs_the_new_app_image_by_default(helm: Helm) -> None:
-    docs = helm.template({"image": {"repository": "registry.example/app", "tag": "2.0.0"}})
-    app = container(one(docs, "Deployment"), "app")
-    for job in (gate_hook(docs), release_job(docs)):
+def test_hook_runs_the_hook_image_of_the_charts_version_by_default(
+    default_render: list[Manifest],
+) -> None:
+    app = container(one(default_render, "Deployment"), "app")
+    assert app["image"] == "upgrade-gate-app:0.1.0"
+    for job in (gate_hook(default_render), release_job(default_render)):
         gate = container(job, "gate")
-        assert gate["image"] == app["image"] == "registry.example/app:2.0.0"
+        assert gate["image"] == "upgrade-gate-hook:0.1.0"
         assert gate["imagePullPolicy"] == app["imagePullPolicy"] == "IfNotPresent"
 
 
-def test_hook_image_and_pull_policy_can_differ(helm: Helm) -> None:
+def test_the_app_image_values_do_not_move_the_hook(helm: Helm) -> None:
+    # The app image carries no hook: pointing image.* elsewhere leaves the hook's own.
     docs = helm.template(
-        {
-            "image": {"tag": "2.0.0", "pullPolicy": "Never"},
-            "gate": {"image": {"repository": "hook", "digest": "sha256:" + "a" * 64}},
-        }
+        {"image": {"repository": "registry.example/app", "tag": "2.0.0", "digest": DIGEST}}
     )
+    app = container(one(docs, "Deployment"), "app")
+    assert app["image"] == f"registry.example/app:2.0.0@{DIGEST}"
     for job in (gate_hook(docs), release_job(docs)):
-        gate = container(job, "gate")
-        assert gate["image"] == f"hook:0.1.0@sha256:{'a' * 64}"
-        assert gate["imagePullPolicy"] == "Never"
+        assert container(job, "gate")["image"] == "upgrade-gate-hook:0.1.0"
+
+
+@pytest.mark.parametrize(
+    ("hook_image", "expected"),
+    [
+        ({"repository": "registry.example/hook"}, "registry.example/hook:0.1.0"),
+        ({"repository": "registry.example/hook", "tag": "2.0.0"}, "registry.example/hook:2.0.0"),
+        ({"digest": DIGEST}, f"upgrade-gate-hook:0.1.0@{DIGEST}"),
+        (
+            {"repository": "registry.example:5000/team/hook", "tag": "1", "digest": DIGEST},
+            f"registry.example:5000/team/hook:1@{DIGEST}",
+        ),
+    ],
+    ids=["repository", "tag", "digest", "all"],
+)
+def test_hook_image_values(helm: Helm, hook_image: dict[str, str], expected: str) -> None:
+    docs = helm.template({"image": {"tag": "9.9.9"}, "gate": {"image": hook_image}})
+    for job in (gate_hook(docs), release_job(docs)):
+        assert container(job, "gate")["image"] == expected
+
+
+def test_notes_name_the_hook_image(helm: Helm) -> None:
+    notes = helm.notes({"gate": {"image": {"repository": "registry.example/hook", "tag": "3"}}})
+    assert "hook image               registry.example/hook:3  (gate.image;" in notes, notes
+
+
+def test_hook_pull_policy_is_the_apps_unless_set(helm: Helm) -> None:
+    docs = helm.template({"image": {"pullPolicy": "Never"}})
+    for job in (gate_hook(docs), release_job(docs)):
+        assert container(job, "gate")["imagePullPolicy"] == "Never"
+    docs = helm.template(
+        {"image": {"pullPolicy": "Never"}, "gate": {"image": {"pullPolicy": "Always"}}}
+    )
+    app = container(one(docs, "Deployment"), "app")
+    assert app["imagePullPolicy"] == "Never"
+    for job in (gate_hook(docs), release_job(docs)):
+        assert container(job, "gate")["imagePullPolicy"] == "Always"
 
 
 def test_hook_reads_the_token_and_tolerates_its_absence(default_render: list[Manifest]) -> None:

@@ -47,6 +47,15 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"gate": {"hookKind": "pod"}}, "/gate/hookKind"),
     ({"gate": {"outputLogPolicy": ["always"]}}, "/gate/outputLogPolicy"),
     ({"gate": {"image": {"pullPolicy": "Sometimes"}}}, "/gate/image/pullPolicy"),
+    # The hook has no image to fall back on: the app's carries no hook.
+    ({"gate": {"image": {"repository": ""}}}, "/gate/image/repository"),
+    ({"gate": {"image": {"repository": None}}}, "/gate/image"),
+    ({"gate": {"image": {"repository": "Registry.example/Hook"}}}, "/gate/image/repository"),
+    ({"gate": {"image": {"repository": "registry.example/hook/"}}}, "/gate/image/repository"),
+    ({"gate": {"image": {"tag": 2}}}, "/gate/image/tag"),
+    ({"gate": {"image": {"tag": "-latest"}}}, "/gate/image/tag"),
+    ({"gate": {"image": {"digest": "sha256:short"}}}, "/gate/image/digest"),
+    ({"gate": {"image": {"registry": "ghcr.io"}}}, "registry"),
     ({"podDisruptionBudget": {"minAvailable": "half"}}, "/podDisruptionBudget/minAvailable"),
     # A misspelt key must not fall back to the default in silence.
     ({"gate": {"timeout": 60}}, "timeout"),
@@ -71,6 +80,8 @@ ACCEPTED: list[dict[str, Any]] = [
     {"gate": {"skipUnchangedPods": False, "releaseOnRollback": False}},
     {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}},
     {"image": {"repository": "registry.example:5000/team/app", "tag": "1.2.3-rc.1"}},
+    {"gate": {"image": {"repository": "registry.example:5000/team/hook", "tag": "1.2.3"}}},
+    {"gate": {"image": {"tag": "", "digest": "sha256:" + "c" * 64, "pullPolicy": ""}}},
     {"drainToken": {"existingSecret": "my-token", "key": "drain.token"}},
     {"global": {"anything": True}},
 ]

@@ -8,6 +8,7 @@ app image once ran ``python3 -m upgrade_gate.hook serve``, which the hook refuse
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,12 @@ def instruction(dockerfile: Path, name: str) -> list[str]:
     words = json.loads(found[-1])
     assert isinstance(words, list)
     return [str(w) for w in words]
+
+
+def build_arg(dockerfile: Path, name: str) -> str:
+    match = re.search(rf"^ARG {name}=(.*)$", dockerfile.read_text(), re.MULTILINE)
+    assert match, f"{dockerfile.name} has no ARG {name} default"
+    return match.group(1).strip().strip('"')
 
 
 def run_here(command: list[str]) -> subprocess.CompletedProcess[str]:
@@ -59,3 +66,11 @@ def test_the_hook_image_runs_the_subcommands_the_chart_gives_it() -> None:
         result = run_here([*entrypoint, sub, "--help"])
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"usage: upgrade-gate-hook {sub}"), result.stdout
+
+
+def test_the_app_image_carries_the_app_without_the_hook_and_the_hook_image_the_hook_only() -> None:
+    app = build_arg(ROOT / "app" / "Dockerfile", "PACKAGE")
+    hook = build_arg(ROOT / "app" / "hook.Dockerfile", "PACKAGE")
+    assert "[hook]" not in app, app
+    assert "/src/app/sample" in app, app
+    assert hook == "/src[hook]", hook
