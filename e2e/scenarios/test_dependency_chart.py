@@ -43,10 +43,11 @@ def build_example(helm: Helm, workdir: Path) -> Path:
 
 def values(stage: Stage, tag: str) -> dict[str, Any]:
     image = {"repository": stage.images.repository, "tag": tag, "pullPolicy": "IfNotPresent"}
+    hook = {**image, "repository": stage.images.hook_repository}
     return {
         "image": image,
         "drainSeconds": 60,
-        "upgrade-gate-hook": {**GATE, "image": image},
+        "upgrade-gate-hook": {**GATE, "image": hook},
     }
 
 

@@ -150,7 +150,7 @@ def test_the_hook_image_has_the_shape_of_the_main_charts(helm: Helm) -> None:
     assert gate["image"] == f"registry.example/hook:2.0.0@{digest}"
     default = container(gate_hook(render(helm)), "gate")
     chart = yaml.safe_load((DEPENDENCY / "Chart.yaml").read_text())
-    assert default["image"] == f"upgrade-gate-app:{chart['appVersion']}"
+    assert default["image"] == f"upgrade-gate-hook:{chart['appVersion']}"
 
 
 def test_the_identity_is_the_upgrade_gate_charts(helm: Helm) -> None:
