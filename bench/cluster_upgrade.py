@@ -12,7 +12,10 @@ alternating between the v1 and v2 images. The modes:
 - ``floor Job`` / ``floor Pod``: the gate off (``gate.enabled=false``) plus a
   trivial pre-upgrade hook rendered into a copy of the chart: the same image
   running ``python3 -c pass``, the same delete policy, no service-account
-  token, no volume. No hook of that kind can cost less.
+  token, no volume. No hook of that kind can cost less;
+- ``gated, app-image hook``: the chart as it ships, its hook run from the
+  app image built with the hook in it (``upgrade-gate-app:with-hook``), as
+  the chart did before the hook had an image of its own.
 
 Every (helm, mode) pair runs ``--runs`` times, all in one random order, so the
 load of a shared machine falls on every mode alike; the table shows medians
@@ -23,7 +26,10 @@ land on the same side of that tick every time, and a mode could gain or lose
 a whole second by its phase alone. Then an operation in flight: an operation of ``--operation``
 seconds starts on the only pod, the gated upgrade starts at once, and the
 figure is the time from the operation's end (the app's own record) to helm's
-exit.
+exit. Last, the two hook images side by side: their sizes, and the hook pod's
+life from its creation to its container's exit (as the API server shows
+them), ``--hook-runs`` idle upgrades each of ``gated`` (the hook image) and
+``gated, app-image hook``, in one random order.
 
     python -m bench.cluster_upgrade [--runs 5] [--helm 3,4] [cluster options]
 """
@@ -31,11 +37,14 @@ exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import random
 import re
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +61,18 @@ from e2e.cluster.base import ClusterError
 from e2e.cluster.options import ClusterOptions
 from e2e.harness import Harness
 from e2e.helm import CHART, Helm
-from e2e.images import AppImages
+from e2e.images import (
+    APP_DOCKERFILE,
+    APP_PACKAGE,
+    HOOK_PACKAGE,
+    REPOSITORY,
+    AppImages,
+    ImageError,
+    _docker,
+    _docker_env,
+    build_image,
+    check_hook_image,
+)
 from e2e.kube import Kube, wait_for
 from e2e.recorder import Recorder
 from e2e.stage import BASE_VALUES, HOOK_VERDICT, merge
@@ -61,6 +81,9 @@ from e2e.timeline import Timeline
 ROOT = Path(__file__).resolve().parent.parent
 
 RELEASE = "bench"
+# The app image with the hook in it, as the chart ran the hook before it had an image of its own.
+APP_WITH_HOOK = f"{REPOSITORY}:with-hook"
+HOOK_IN_APP_IMAGE = "gated, app-image hook"
 
 # A trivial hook of the given kind, rendered into a copy of the chart: what any
 # pre-upgrade hook of that kind costs at the least. Same image, same delete
@@ -121,6 +144,7 @@ MODES = (
     Mode("--no-hooks", flags=("--no-hooks",)),
     Mode("floor Job", {"gate": {"enabled": False}}, floor="Job"),
     Mode("floor Pod", {"gate": {"enabled": False}}, floor="Pod"),
+    Mode(HOOK_IN_APP_IMAGE, {"gate": {"image": {"repository": REPOSITORY, "tag": "with-hook"}}}),
 )
 
 
@@ -135,20 +159,47 @@ class Release:
     values: dict[str, Any]
     tag: str = "v1"
     times: list[float] = field(default_factory=list)
+    hook_lives: list[float] = field(default_factory=list)
 
-    def upgrade(self, timeout: str) -> float:
+    def upgrade(self, timeout: str, kube: Kube | None = None) -> float:
+        """One idle upgrade to the other tag, its helm time; with ``kube``, the hook pod's
+        life (created -> container exit) goes into hook_lives."""
         self.tag = "v2" if self.tag == "v1" else "v1"
         self.values = merge(self.values, {"image": {"tag": self.tag}})
-        command = self.helm.upgrade_in_background(
-            RELEASE, self.namespace, self.values, timeout, *self.mode.flags, chart_dir=self.chart
-        )
-        code = command.wait(600)
-        if code != 0:
-            raise SystemExit(
-                f"{self.helm.name} {self.mode.name}: helm upgrade exited {code}:\n{command.output}"
+        with contextlib.ExitStack() as stack:
+            recorder = (
+                stack.enter_context(Recorder(kube, self.namespace, RELEASE)) if kube else None
             )
+            command = self.helm.upgrade_in_background(
+                RELEASE,
+                self.namespace,
+                self.values,
+                timeout,
+                *self.mode.flags,
+                chart_dir=self.chart,
+            )
+            code = command.wait(600)
+            if code != 0:
+                raise SystemExit(
+                    f"{self.helm.name} {self.mode.name}: helm upgrade exited {code}:\n"
+                    f"{command.output}"
+                )
+            if recorder is not None:
+                life = wait_for(
+                    lambda: hook_life(recorder.snapshot()),
+                    timeout=30,
+                    what=f"{self.helm.name} {self.mode.name}: the hook pod's exit recorded",
+                )
+                self.hook_lives.append(life)
         assert command.ended is not None
         return command.ended - command.started
+
+
+def hook_life(timeline: Timeline) -> float | None:
+    """The hook pod's creation -> its container's exit, as the API server showed them; None
+    until the recorder has seen the exit."""
+    lives = [p.exited - p.created for p in timeline.pods.values() if p.role == "hook" and p.exited]
+    return lives[0] if len(lives) == 1 else None
 
 
 def helm_timeout(values: dict[str, Any]) -> str:
@@ -304,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(exc))
     harness, images = harness_up(options)
     provider, kube = harness.provider, harness.kube
+    sizes = hook_images(harness, images, modes)
     seed = args.seed if args.seed is not None else random.randrange(10**6)
     rng = random.Random(seed)
 
@@ -319,10 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         flights, tried = in_flight_upgrades(
             releases, kube, args.in_flight, args.operation, args.jitter, rng
         )
+        hook_rounds(releases, kube, args.hook_runs, args.jitter, rng)
 
     print_idle_table(releases, helms, modes, args.runs, seed, provider.name)
     print_gated_over_floor(releases, helms)
     print_in_flight(flights, tried, args.operation)
+    print_hook_images(sizes, releases, helms, args.hook_runs)
     return 0
 
 
@@ -337,7 +391,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--modes",
         help="comma-separated modes, by name or slug: gated,gated-job-hook,gated-pod-hook,"
-        "no-hooks,floor-job,floor-pod (default: all)",
+        "no-hooks,floor-job,floor-pod,gated-app-image-hook (default: all)",
     )
     parser.add_argument("--in-flight", type=int, default=5, help="in-flight upgrades per helm")
     parser.add_argument("--operation", type=float, default=8.0, help="in-flight operation, s")
@@ -349,6 +403,12 @@ def argument_parser() -> argparse.ArgumentParser:
         "the kubelet's relist period), so that no mode runs in step with the node's clock",
     )
     parser.add_argument("--seed", type=int, help="of the random order and pauses")
+    parser.add_argument(
+        "--hook-runs",
+        type=int,
+        default=5,
+        help="idle upgrades per helm with each hook image, for the hook pod's life (default 5)",
+    )
     return parser
 
 
@@ -380,10 +440,8 @@ def install_releases(
     for helm in helms:
         for mode in modes:
             namespace = new_namespace(kube, made, f"{helm.major}-{slug(mode.name)}")
-            values = merge(
-                merge(BASE_VALUES, mode.values), {"image": {"repository": images.repository}}
-            )
-            values = merge(values, {"image": {"tag": "v1"}})
+            # Both images at v1; a mode's own values (the hook's image) win.
+            values = merge(merge(BASE_VALUES, images.values("v1")), mode.values)
             chart = chart_for(mode, workdir)
             helm.install(RELEASE, namespace, values, chart_dir=chart)
             releases.append(Release(helm, mode, namespace, chart, values))
@@ -488,6 +546,109 @@ def print_in_flight(
     if any(flights.values()):
         print(f"\nWhere it went, median seconds per segment ({tried} in-flight upgrades)")
         print(segment_table(flights))
+
+
+# -- the two hook images -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSize:
+    what: str
+    ref: str
+    size: int  # bytes, as docker image inspect counts them (unpacked)
+    gzipped: int  # docker save | gzip: about what a registry sends
+
+
+def hook_images(harness: Harness, images: AppImages, modes: list[Mode]) -> list[ImageSize]:
+    """The app image with the hook in it built and loaded (when its mode runs), and the sizes
+    of the hook image, of that one, and of the app image as it is now."""
+    env = _docker_env(harness.provider)
+    base = harness.base_image or harness.provider.base_image or ""
+    if any(m.name == HOOK_IN_APP_IMAGE for m in modes):
+        with harness.phases.measure(f"build {APP_WITH_HOOK}, load"):
+            build_image(
+                env,
+                APP_DOCKERFILE,
+                APP_WITH_HOOK,
+                base or _dockerfile_base(),
+                f"{APP_PACKAGE} {HOOK_PACKAGE}",
+                "with-hook",
+            )
+            check_hook_image(env, APP_WITH_HOOK, entrypoint=False)  # the app's own
+            harness.provider.load_images([APP_WITH_HOOK])
+    refs = [
+        ("the hook image", images.hook_ref("v1")),
+        ("the app image with the hook (before)", APP_WITH_HOOK),
+        ("the app image (now)", images.ref("v1")),
+    ]
+    return [ImageSize(what, ref, *image_size(env, ref)) for what, ref in refs if has(env, ref)]
+
+
+def _dockerfile_base() -> str:
+    from e2e.images import _dockerfile_default_base
+
+    return _dockerfile_default_base()
+
+
+def has(env: dict[str, str], ref: str) -> bool:
+    try:
+        _docker(["image", "inspect", ref], env, what=f"inspect {ref}")
+    except ImageError:  # not built (its mode did not run): its row is left out
+        return False
+    return True
+
+
+def image_size(env: dict[str, str], ref: str) -> tuple[int, int]:
+    """(unpacked, gzipped ``docker save``) bytes of ``ref``."""
+    size = int(_docker(["image", "inspect", "--format", "{{.Size}}", ref], env, "inspect"))
+    docker = shutil.which("docker", path=env.get("PATH"))
+    assert docker is not None
+    saved = subprocess.run([docker, "save", ref], env=env, capture_output=True, check=True)
+    return size, len(gzip.compress(saved.stdout, compresslevel=6))
+
+
+def hook_rounds(
+    releases: list[Release], kube: Kube, runs: int, jitter: float, rng: random.Random
+) -> None:
+    """``runs`` idle upgrades each of the hook image (``gated``) and of the app image with the
+    hook, per helm, in one random order, each recorded: into Release.hook_lives."""
+    compared = [r for r in releases if r.mode.name in ("gated", HOOK_IN_APP_IMAGE)]
+    order = [r for r in compared for _ in range(runs)]
+    rng.shuffle(order)
+    for i, release in enumerate(order, 1):
+        time.sleep(rng.uniform(0, jitter))
+        release.upgrade(helm_timeout(release.values), kube)
+        print(
+            f"[hook {i}/{len(order)}] {release.helm.name} {release.mode.name}: hook pod "
+            f"{release.hook_lives[-1]:.2f}s",
+            file=sys.stderr,
+        )
+
+
+def print_hook_images(
+    sizes: list[ImageSize], releases: list[Release], helms: list[Helm], runs: int
+) -> None:
+    """The hook image against the app image with the hook: size, and the hook pod's life."""
+    if sizes:
+        print("\nImages: size unpacked (docker image inspect) and gzip'd (docker save | gzip)")
+        rows = [["image", "", "unpacked", "gzip'd"]]
+        rows += [[s.what, s.ref, mb(s.size), mb(s.gzipped)] for s in sizes]
+        print(table(rows))
+    lives = {(r.helm.name, r.mode.name): r.hook_lives for r in releases if r.hook_lives}
+    if not lives:
+        return
+    print(
+        f"\nHook pod, created -> container exit (idle upgrade, {runs} runs per cell in random "
+        "order); median (min-max)"
+    )
+    rows = [["hook run from", *(f"{h.name} {h.version}" for h in helms)]]
+    for mode, label in (("gated", "the hook image"), (HOOK_IN_APP_IMAGE, "the app image")):
+        rows.append([label, *(fmt(lives.get((h.name, mode), [])) for h in helms)])
+    print(table(rows))
+
+
+def mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
 
 
 if __name__ == "__main__":
