@@ -202,6 +202,9 @@ def _hook(
             stage.namespace,
             "--kubeconfig",
             str(kubeconfig or stage.kube.kubeconfig),
+            # As the chart runs it: the sample serves the gate on its management port only.
+            "--port",
+            "management,http",
             *args,
         ],
         capture_output=True,
