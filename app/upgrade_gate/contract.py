@@ -25,7 +25,7 @@ import json
 import math
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,3 +356,24 @@ class Contract:
         if (denied := self.denied(authorization)) is not None:
             return denied
         return Reply(200, status_body(self.gate.undrain(lifting_holder(query))))
+
+
+class HeldWatch:
+    """The body of a held ``?watch`` for a WSGI server (Flask or plain): a space at once,
+    the status when the watch ends.
+
+    An iterable with ``close`` rather than a generator, so that the long-poll
+    slot is given back even when the server never starts iterating.
+    """
+
+    def __init__(self, gate: Gate, seconds: float, slot: ExitStack) -> None:
+        self.gate, self.seconds, self.slot = gate, seconds, slot
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b" "  # the head and this go out now: the watch holds
+        status = self.gate.watch_fence(self.seconds)
+        self.slot.close()
+        yield watch_end(status)
+
+    def close(self) -> None:
+        self.slot.close()

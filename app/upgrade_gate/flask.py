@@ -8,7 +8,6 @@ answer says is :mod:`upgrade_gate.contract`'s, shared by every integration.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -24,6 +23,7 @@ from upgrade_gate.contract import (
     MISSING,
     Ask,
     Contract,
+    HeldWatch,
     InputError,
     LongPollLimits,
     Reply,
@@ -32,7 +32,6 @@ from upgrade_gate.contract import (
     refused_reply,
     status_reply,
     too_many_long_polls,
-    watch_end,
     watch_headers,
     would_wait,
 )
@@ -69,26 +68,6 @@ def json_error(status: int, error: str, **extra: Any) -> Response:
 def json_object_body() -> dict[str, Any]:
     """The request body as a JSON object; an empty body is an empty object."""
     return json_object(_raw_body())
-
-
-class _HeldWatch:
-    """The body of a held ``?watch``: a space at once, the status when the watch ends.
-
-    An iterable with ``close`` rather than a generator, so that the long-poll
-    slot is given back even when the server never starts iterating.
-    """
-
-    def __init__(self, gate: Gate, seconds: float, slot: ExitStack) -> None:
-        self.gate, self.seconds, self.slot = gate, seconds, slot
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield b" "  # the head and this go out now: the watch holds
-        status = self.gate.watch_fence(self.seconds)
-        self.slot.close()
-        yield watch_end(status)
-
-    def close(self) -> None:
-        self.slot.close()
 
 
 class UpgradeGate:
@@ -168,7 +147,7 @@ class UpgradeGate:
             slot.close()
             return as_response(too_many_long_polls(status))
         response = Response(
-            _HeldWatch(self.gate, seconds, slot), status=200, mimetype="application/json"
+            HeldWatch(self.gate, seconds, slot), status=200, mimetype="application/json"
         )
         response.headers.update(watch_headers(status))
         return response

@@ -18,7 +18,7 @@ size ``long_polls`` (:class:`LongPollLimits`) below the server's threads.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +27,7 @@ from urllib.parse import parse_qsl
 from upgrade_gate.contract import (
     Ask,
     Contract,
+    HeldWatch,
     InputError,
     LongPollLimits,
     Reply,
@@ -34,7 +35,6 @@ from upgrade_gate.contract import (
     refused_reply,
     status_reply,
     too_many_long_polls,
-    watch_end,
     watch_headers,
     would_wait,
 )
@@ -59,26 +59,6 @@ def respond(reply: Reply, start_response: StartResponse) -> list[bytes]:
     headers = [*reply.header_list(), ("Content-Length", str(len(body)))]
     start_response(_status_line(reply.status), headers)
     return [body]
-
-
-class _HeldWatch:
-    """The body of a held ``?watch``: a space at once, the status when the watch ends.
-
-    An iterable with ``close`` rather than a generator, so that the long-poll
-    slot is given back even when the server never starts iterating.
-    """
-
-    def __init__(self, gate: Gate, seconds: float, slot: ExitStack) -> None:
-        self.gate, self.seconds, self.slot = gate, seconds, slot
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield b" "  # the head and this go out now: the watch holds
-        status = self.gate.watch_fence(self.seconds)
-        self.slot.close()
-        yield watch_end(status)
-
-    def close(self) -> None:
-        self.slot.close()
 
 
 class UpgradeGate:
@@ -144,7 +124,7 @@ class UpgradeGate:
         if ask.watched:
             head = Reply(200, {}, watch_headers(status)).header_list()
             start_response(_status_line(200), head)
-            return _HeldWatch(self.gate, ask.seconds, slot)
+            return HeldWatch(self.gate, ask.seconds, slot)
         with slot:
             status = self.gate.wait_upgradeable(ask.seconds)
         return respond(status_reply(status), start_response)
