@@ -163,9 +163,9 @@ def test_a_pod_that_refuses_the_fence_blocks_the_upgrade(
     make_app: AppFactory, hooks: list[Hook]
 ) -> None:
     app = make_app(UPGRADE_GATE_TOKEN="another-token")
-    hook = run_hook(hooks, "--endpoints", endpoints(app), "--timeout", "5")
-    assert hook.wait() == Exit.NOT_IDLE
-    assert "refused the fence: HTTP 401" in hook.last_line
+    hook = run_hook(hooks, "--endpoints", endpoints(app), "--timeout", "120")
+    assert hook.wait(timeout=180) == Exit.NOT_IDLE, hook.output
+    assert "POST /drain answers 401: the app's drain token is not the hook's" in hook.last_line
 
 
 def test_without_fencing_only_idleness_counts(make_app: AppFactory, hooks: list[Hook]) -> None:

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -23,6 +24,7 @@ from e2e.cluster.wait import eventually
 from e2e.loopback import TOKEN
 from tests.unit.conftest import AppFactory, Hook, JsonHandler, run_hook, serving
 from upgrade_gate.hook import Exit
+from upgrade_gate.hook.wait import MISSING_FOR
 
 DEADLINE = "120"
 
@@ -133,6 +135,97 @@ def test_an_app_without_upgradeable_fails_the_wait_at_once(
         "the app serves no upgrade gate at /upgradeable;" in line
     ), line
     assert "gate.enabled=false" in line, line
+
+
+# -- an app that refuses the hook's token: its own 401 or 403, for as long as it runs ---------
+
+
+@pytest.mark.parametrize(
+    ("app_token", "hook_token", "said"),
+    [
+        (
+            "",
+            TOKEN,
+            "POST /drain answers 403 (drain is disabled: no token is configured (set "
+            "UPGRADE_GATE_TOKEN)): the app has no drain token, so it refuses every fence;",
+        ),
+        (
+            "another-token",
+            TOKEN,
+            "POST /drain answers 401: the app's drain token is not the hook's",
+        ),
+        (TOKEN, None, "POST /drain answers 401: the hook has no drain token and the app has one;"),
+    ],
+    ids=["app-without-token", "another-token", "hook-without-token"],
+)
+def test_an_app_refusing_the_hooks_token_fails_the_wait_at_once_and_releases_the_others(
+    app_token: str, hook_token: str | None, said: str, make_app: AppFactory, hooks: list[Hook]
+) -> None:
+    """The app reads its token once, at start: until the pod restarts it refuses every fence,
+    and waiting out the deadline (180 s in the chart) only delays the same failure."""
+    refusing = make_app(UPGRADE_GATE_TOKEN=app_token)
+    pods = [refusing.endpoint]
+    if hook_token:  # a pod the hook can fence, busy: only the verdict can end the wait early
+        other = make_app()
+        op_id = other.start_operation(600)
+        pods.append(other.endpoint)
+    hook = run_hook(hooks, "--endpoints", ",".join(pods), "--timeout", DEADLINE, token=hook_token)
+    assert hook.wait(timeout=180) == Exit.NOT_IDLE, hook.output
+    line = hook.last_line
+    assert "deadline" not in line, line
+    assert f"pod {refusing.endpoint}: {said}" in line, line
+    assert "chart: gate.fence=false; CLI: --no-fence" in line, line
+    assert "Traceback" not in hook.output, hook.output
+    if hook_token:
+        # The fence the hook held is lifted again; the work goes on.
+        assert other.status()["draining"] is False
+        assert other.operation(op_id)["state"] == "running"
+
+
+class _Mesh(JsonHandler):
+    """A proxy in the pod's place that denies ``POST /drain`` with its own page (a mesh's
+    403, no JSON), until the test lets the app answer: a gate app, idle."""
+
+    app_up: ClassVar[threading.Event] = threading.Event()
+    # Set by a denial that comes longer after the first than an app's own refusals may last
+    # before they end the wait (MISSING_FOR, 2 s).
+    denied_long: ClassVar[threading.Event] = threading.Event()
+    first_denial: ClassVar[float | None] = None
+
+    def do_GET(self) -> None:
+        self.answer(200, {"upgradeable": True, "draining": type(self).app_up.is_set()})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if type(self).app_up.is_set():
+            self.answer(200, {"upgradeable": True, "draining": True, "running": []})
+            return
+        cls = type(self)
+        now = time.monotonic()
+        cls.first_denial = cls.first_denial or now
+        if now - cls.first_denial > 2 * MISSING_FOR:
+            cls.denied_long.set()
+        text = b"RBAC: access denied"
+        self.send_response(403)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
+    def do_DELETE(self) -> None:
+        self.answer(200, {"upgradeable": True, "draining": False, "running": []})
+
+
+def test_a_403_that_is_not_the_apps_is_retried(hooks: list[Hook]) -> None:
+    _Mesh.app_up, _Mesh.denied_long, _Mesh.first_denial = threading.Event(), threading.Event(), None
+    with serving(_Mesh) as endpoint:
+        hook = run_hook(hooks, "--endpoints", endpoint, "--timeout", DEADLINE)
+        # Denied for longer than the app's own refusal may last: still asking, no verdict.
+        assert _Mesh.denied_long.wait(60), hook.output
+        assert hook.proc.poll() is None
+        _Mesh.app_up.set()
+        assert hook.wait(timeout=180) == Exit.OK, hook.output
+    assert "all 1 pod(s) idle" in hook.last_line, hook.last_line
 
 
 # -- what is not an app lacking a part: today's behaviour ------------------------------------

@@ -52,6 +52,12 @@ class Answer:
         return self.status in (404, 405)
 
     @property
+    def refused_by_app(self) -> bool:
+        """A 401 or 403 with the contract's JSON ``error``: the app's own refusal of the token
+        (a proxy's or a mesh's denial has no such body)."""
+        return self.status in (401, 403) and isinstance(self.body.get("error"), str)
+
+    @property
     def running(self) -> list[str]:
         running = self.body.get("running")
         return [str(r) for r in running] if isinstance(running, list) else []
@@ -94,6 +100,7 @@ class PodClient:
         self.base_url = base_url
         self.holder = holder
         self.headers = {"User-Agent": "upgrade-gate-hook", "Accept": "application/json"}
+        self.has_token = bool(token)
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self.pool = urllib3.connection_from_url(base_url, maxsize=1, block=False, retries=False)

@@ -39,6 +39,13 @@ The rule (what counts is the pod source's: see ``app/upgrade_gate/hook/pods.py``
   meantime drops out of the listing instead); its fences released as on every
   exit. An app that ignores ``?wait`` or ``?watch`` answers at once, so it is
   not one of these: it is polled.
+- **An app that refuses the hook's token.** The app reads its drain token once,
+  at start, so a ``401`` or ``403`` of its own (a JSON ``error``, not a
+  proxy's page) to ``POST /drain`` holds for as long as that process lives:
+  an app with no token (``403``), or with another token than the hook's
+  (``401``). After ``MISSING_FOR`` seconds of such answers, and once
+  ``GET /upgradeable`` answers as the app, it ends the wait as a lacking part
+  does, naming which token is missing or differs.
 - **Failing safe.** On the deadline, or SIGTERM, every fence this hook placed
   is released (the summary names any pod where that failed) and the hook
   fails: Helm then changes nothing. If the hook itself dies, the leases run
@@ -171,7 +178,8 @@ class _PodState:
     # The requests that answered as the app during this wait (DRAIN, UPGRADEABLE): the app
     # serves them, and a 404 from them later is not the app's.
     served: set[str] = field(default_factory=set)
-    # A run of 404/405 answers to one request: (the request, when the run began).
+    # A run of 404/405 answers to one request, or of the app's own 401 or 403 to the fence:
+    # (the request, with the status for a refusal; when the run began).
     not_served: tuple[str, float] | None = None
     # What the pod's app lacks, once found out, and when (the pod thread then stops).
     lacks: str | None = None
@@ -598,12 +606,14 @@ class Waiter:
         """Whether ``answer`` to ``asked`` shows the pod's app lacks a part of the contract
         (then ``state.lacks`` says which): the rule is the module's, "An app that lacks a
         part". False for every answer that does not end a long enough run of 404/405."""
-        if not answer.not_served or asked in state.served:
+        refused = asked == DRAIN and answer.refused_by_app
+        if not refused and (not answer.not_served or asked in state.served):
             state.not_served = None
             return False
+        run = f"{asked} {answer.status}" if refused else asked
         now = self.clock()
-        if state.not_served is None or state.not_served[0] != asked:
-            state.not_served = (asked, now)
+        if state.not_served is None or state.not_served[0] != run:
+            state.not_served = (run, now)
             return False
         if now - state.not_served[1] < MISSING_FOR:
             return False
@@ -613,7 +623,11 @@ class Waiter:
         probe = state.client.upgradeable()
         if state.stop.is_set():
             return False
-        if probe.not_served and UPGRADEABLE not in state.served:
+        if refused and probe.understood:
+            lacks = self._refusal(state, answer)
+        elif refused:
+            return False  # not the app answering the status: who refused is not known
+        elif probe.not_served and UPGRADEABLE not in state.served:
             lacks = (
                 f"GET /upgradeable answers {probe.status}: the app serves no upgrade gate at "
                 "/upgradeable; give it the upgrade gate's /upgradeable and /drain, or do not "
@@ -632,6 +646,29 @@ class Waiter:
             log.warning("pod %s: %s", state.pod.name, lacks)
             self._cond.notify_all()
         return True
+
+    @staticmethod
+    def _refusal(state: _PodState, answer: Answer) -> str:
+        """Why the app refuses this hook's fence, for good: its own 401 or 403."""
+        assert state.client is not None
+        either = "or run the hook without fencing (chart: gate.fence=false; CLI: --no-fence)"
+        if answer.status == 403:
+            return (
+                f"POST /drain answers 403 ({answer.body['error']}): the app has no drain "
+                "token, so it refuses every fence; give it the hook's token (chart: the "
+                "upgrade-gate-hook.tokenEnv, tokenVolumeMount and tokenVolume templates; "
+                f"library: $UPGRADE_GATE_TOKEN_FILE or $UPGRADE_GATE_TOKEN), {either}"
+            )
+        if not state.client.has_token:
+            return (
+                "POST /drain answers 401: the hook has no drain token and the app has one; "
+                f"give the hook the app's token ($UPGRADE_GATE_TOKEN_FILE), {either}"
+            )
+        return (
+            "POST /drain answers 401: the app's drain token is not the hook's (the token "
+            "changed and this pod has not restarted since? it reads its token at start); "
+            f"restart the pod on the hook's token, {either}"
+        )
 
     @staticmethod
     def _fence(state: _PodState, ttl: float) -> Answer | None:
