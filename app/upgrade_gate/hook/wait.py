@@ -443,15 +443,21 @@ class Waiter:
         return not busy
 
     def _confirm_listing(self) -> Outcome | None:
-        """Success, if a listing after the final round shows the very same pods."""
+        """Success, if a listing after the final round shows the very same pods, all still
+        ready: a watch the final round relied on may have ended while the listing was on its
+        way (the fence run out, the app restarted), and that pod must be fenced again first."""
         try:
             pods = self._list()
         except SourceError:
             return None  # the loop lists again and reports the error
         with self._cond:
             same = {p.uid: p for p in pods} == {u: s.pod for u, s in self._pods.items()}
+            ready = self._all_ready_locked()
         if not same:
             self._reconcile(pods)
+            return None
+        if not ready:
+            log.info("final round: a pod is no longer ready since: asking again")
             return None
         return self._success()
 
