@@ -143,6 +143,8 @@ class Run:
         self.deleted: set[str] = set()  # pods deleted by the file's deletePod and drainNode steps
         self.cordoned: set[str] = set()  # nodes cordoned by drainNode, not yet uncordoned
         self.stopped: set[str] = set()  # nodes stopped by stopNode, not yet started again
+        # restartApiServer stopped the API server and has not seen it answer again.
+        self.api_stopped = False
         self.arrivals: list[Arrival] = []  # of the file's work, as they came
         self.named: dict[str, str] = {}  # work `as` -> the pod that accepted its first operation
         self._at_start: dict[tuple[Any, ...], Any] = {}  # object paths' values at the start
@@ -636,9 +638,27 @@ class Run:
             self.notes.append(f"not settled: {exc}")
 
     def _restore_nodes(self) -> None:
-        """The cluster as the run found it, whatever happened: every node the file stopped
-        started again, every node it cordoned uncordoned (the scenarios after it place their
-        pods there). What had to be done is noted; what could not be fails the verdict."""
+        """The cluster as the run found it, whatever happened: the API server the file stopped
+        answering again, every node it stopped started again, every node it cordoned
+        uncordoned (the scenarios after it need them all). What had to be done is noted;
+        what could not be fails the verdict."""
+        if self.api_stopped:
+            try:
+                assert self.stage.api_server is not None, "this cluster cannot start its API server"
+                self.stage.api_server.start_api_server()
+                self.api_stopped = False
+                self.say("API server started again: the file left it stopped")
+                self.notes.append("API server started again at the end of the run")
+            except Exception as exc:
+                log.exception("starting the API server at the end of the run")
+                self.rows.append(
+                    Row(
+                        "cluster restored",
+                        "API server answering",
+                        f"{type(exc).__name__}: {exc}",
+                        False,
+                    )
+                )
         power = self.stage.node_power
         for node in sorted(self.stopped):
             try:
@@ -768,11 +788,15 @@ def _restart_api_server(run: Run, step: Step, timeout: float) -> None:
     cluster = run.stage.api_server
     assert cluster is not None, f"{step.where}: this cluster cannot restart its API server"
     down = float(step.args.get("downSeconds", 0))
+    # Set first: a stop that fails half way (the manifests moved, the API server still
+    # answering at the timeout) is put back at the end of the run too.
+    run.api_stopped = True
     cluster.stop_api_server()
     run.say("API server stopped")
     time.sleep(down)
     started = run.elapsed()
     cluster.start_api_server()
+    run.api_stopped = False
     run.say(
         f"API server answering again, the control plane whole {run.elapsed() - started:.0f}s "
         f"after its start (down {down:g}s once it stopped answering)"

@@ -54,6 +54,8 @@ class FakeCluster:
             pod=lambda namespace, name: self.pods.get(name),
         )
         self.node_power = self
+        self.api_server = self
+        self.fail_api_stop = False
 
     def list_node(self) -> Any:
         return SimpleNamespace(items=[self.read_node(name) for name in NODES])
@@ -86,6 +88,14 @@ class FakeCluster:
         if self.fail_start:
             raise RuntimeError(f"{node} did not come back")
         self.power.append(("start", node))
+
+    def stop_api_server(self) -> None:
+        self.power.append(("stop", "API server"))
+        if self.fail_api_stop:  # the manifests moved, the API server still answering
+            raise AssertionError("the API server stopped: not within 120s")
+
+    def start_api_server(self) -> None:
+        self.power.append(("start", "API server"))
 
     def timeline(self) -> Any:
         return SimpleNamespace(pods={})
@@ -196,3 +206,27 @@ def test_a_node_that_cannot_be_started_again_fails_the_verdict() -> None:
     (row,) = run.rows
     assert (row.name, row.held) == ("nodes restored", False)
     assert "c-worker did not come back" in row.observed
+
+
+def test_the_run_starts_the_api_server_a_failed_restart_left_stopped() -> None:
+    """A restartApiServer whose stop failed half way (its manifests moved aside, the API
+    server still answering at the timeout) left the control plane to stop under every
+    scenario after it: nothing put it back."""
+    cluster = FakeCluster()
+    cluster.fail_api_stop = True
+    run = _run(cluster)
+    with pytest.raises(AssertionError, match="the API server stopped"):
+        _do(run, "restartApiServer", None)
+    run._restore_nodes()
+    assert cluster.power == [("stop", "API server"), ("start", "API server")]
+    assert run.notes == ["API server started again at the end of the run"]
+    assert run.rows == []
+
+
+def test_a_restart_that_went_through_leaves_nothing_to_restore() -> None:
+    cluster = FakeCluster()
+    run = _run(cluster)
+    _do(run, "restartApiServer", None)
+    run._restore_nodes()
+    assert cluster.power == [("stop", "API server"), ("start", "API server")]
+    assert run.notes == []
