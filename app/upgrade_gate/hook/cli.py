@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from upgrade_gate.hook.pods import PodSource
 
 log = logging.getLogger("upgrade_gate.cli")
+# An object's name, as the API server takes it (RFC 1123 subdomain).
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 MIN_POLL, MAX_POLL = 0.5, 60.0
 
 
@@ -163,6 +166,19 @@ def _pod_options(parser: argparse.ArgumentParser) -> None:
         "annotation): wait skips pods already on it, release lifts fences only on them",
     )
     parser.add_argument(
+        "--template-from",
+        metavar="CONFIGMAP",
+        help="read --template-hash and --replicas from this ConfigMap's data (template-hash, "
+        "replicas, revision), which a parent chart renders as a hook; none there: every pod "
+        "counts, as without --template-hash",
+    )
+    parser.add_argument(
+        "--template-revision",
+        type=_count,
+        help="with --template-from: the Helm revision the ConfigMap must be of; another "
+        "(left by an upgrade that failed) counts as none",
+    )
+    parser.add_argument(
         "--token-env",
         default=TOKEN_ENV,
         help="environment variable holding the drain token; NAME_FILE, when set, names a "
@@ -214,6 +230,16 @@ def _source(args: argparse.Namespace) -> PodSource:
         return FileSource(args.endpoints_file)
     if not args.selector:
         raise ValueError("one of --selector, --endpoints, --endpoints-file is required")
+    if args.template_from is not None:
+        if args.template_hash is not None or getattr(args, "replicas", None) is not None:
+            raise ValueError(
+                "--template-from gives the template hash and the replicas: not "
+                "with --template-hash or --replicas"
+            )
+        if len(args.template_from) > 253 or not _DNS_NAME.fullmatch(args.template_from):
+            raise ValueError(f"--template-from is not a ConfigMap name: {args.template_from!r}")
+    elif args.template_revision is not None:
+        raise ValueError("--template-revision goes with --template-from")
     return KubernetesSource(
         args.selector,
         args.port,
@@ -221,6 +247,8 @@ def _source(args: argparse.Namespace) -> PodSource:
         args.kubeconfig,
         template_hash=args.template_hash,
         replicas=getattr(args, "replicas", None),
+        template_from=args.template_from,
+        template_revision=args.template_revision,
     )
 
 

@@ -1,4 +1,4 @@
-"""The hook's two Kubernetes API calls (list pods, list ReplicaSets), over urllib3.
+"""The hook's Kubernetes API calls (list pods, list ReplicaSets, get one ConfigMap), over urllib3.
 
 No client library at start: in a pod the hook reads the API server's address
 from ``KUBERNETES_SERVICE_HOST``/``_PORT``, and the mounted service-account
@@ -118,6 +118,19 @@ class KubeApi:
 
         ApiError when the server refuses; urllib3's HTTPError when it cannot be reached.
         """
+        body = self._get(f"{path}?{urlencode({'labelSelector': selector})}", timeout)
+        if not isinstance(body.get("items"), list):
+            raise ApiError(200, "the answer is not a list")
+        items: list[dict[str, Any]] = body["items"]
+        if not all(isinstance(item, dict) for item in items):
+            raise ApiError(200, "the list holds items that are not objects")
+        return items
+
+    def get(self, path: str, timeout: float) -> dict[str, Any]:
+        """The object at ``path``; ApiError (404: there is none) or urllib3's HTTPError."""
+        return self._get(path, timeout)
+
+    def _get(self, path_and_query: str, timeout: float) -> dict[str, Any]:
         headers = {"Accept": "application/json", "User-Agent": "upgrade-gate-hook"}
         if self.token_file is not None:
             headers["Authorization"] = f"Bearer {self._file_token(self.token_file)}"
@@ -125,7 +138,7 @@ class KubeApi:
             headers["Authorization"] = self.token
         response = self.pool.request(
             "GET",
-            f"{self.host}{path}?{urlencode({'labelSelector': selector})}",
+            f"{self.host}{path_and_query}",
             headers=headers,
             timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
         )
@@ -136,12 +149,9 @@ class KubeApi:
         if response.status != 200:
             message = body.get("message") if isinstance(body, dict) else None
             raise ApiError(response.status, str(message or response.reason))
-        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
-            raise ApiError(response.status, "the answer is not a list")
-        items: list[dict[str, Any]] = body["items"]
-        if not all(isinstance(item, dict) for item in items):
-            raise ApiError(response.status, "the list holds items that are not objects")
-        return items
+        if not isinstance(body, dict):
+            raise ApiError(response.status, "the answer is not an object")
+        return body
 
     @staticmethod
     def _file_token(path: Path) -> str:

@@ -17,7 +17,13 @@ gone stop counting. The rule of membership, for the Kubernetes API:
 - with ``template_hash`` (the pod template the upgrade rolls out), a pod that
   already runs that template is not replaced by the upgrade and is not gated,
   unless there are more of them than ``replicas`` (a scale-down removes some,
-  and nobody knows which).
+  and nobody knows which);
+- with ``template_from`` (a ConfigMap that a parent chart renders as a hook of
+  the same revision, ``template_revision``), the hash and the replicas are read
+  from it, once, before the first listing. No such ConfigMap, or one of another
+  revision (left by an upgrade that failed), and every pod is gated: the safe
+  side for a chart that does not pass its pod template. Content that cannot be
+  read is a MisconfiguredError.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from typing import Any, Protocol
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TEMPLATE_HASH_ANNOTATION = "upgrade-gate/template-hash"
+# The keys of a --template-from ConfigMap's data (chart/charts/upgrade-gate-hook).
+TEMPLATE_KEYS = ("template-hash", "replicas", "revision")
+_TEMPLATE_HASH = re.compile(r"[0-9a-f]{16}")
 # Waiting reasons of a container that has never run and cannot start by itself.
 CANNOT_START = frozenset(
     {
@@ -244,6 +253,8 @@ class KubernetesSource:
         request_timeout: float = 10.0,
         template_hash: str | None = None,
         replicas: int | None = None,
+        template_from: str | None = None,
+        template_revision: int | None = None,
     ) -> None:
         from upgrade_gate.hook.kubeapi import ConfigError, KubeApi
 
@@ -260,6 +271,9 @@ class KubernetesSource:
         self.request_timeout = request_timeout
         self.template_hash = template_hash
         self.replicas = replicas
+        self.template_from = template_from
+        self.template_revision = template_revision
+        self._template_read = template_from is None
         self._notes: dict[str, str] = {}
 
     @property
@@ -267,9 +281,14 @@ class KubernetesSource:
         text = f"pods matching {self.selector!r} in namespace {self.namespace!r}"
         if self.template_hash:
             text += f" that this upgrade replaces (new pod template {self.template_hash})"
+        elif self.template_from:
+            text += (
+                f" that this upgrade replaces (its pod template: ConfigMap {self.template_from})"
+            )
         return text
 
     def list_pods(self) -> list[Pod]:
+        self._read_template()
         pods = self._list("pods", f"/api/v1/namespaces/{self.namespace}/pods")
         sets = self._list("replicasets", f"/apis/apps/v1/namespaces/{self.namespace}/replicasets")
         gated, kept, notes, live_by_owner = self._classify(pods)
@@ -289,9 +308,59 @@ class KubernetesSource:
 
     def staying_pods(self) -> list[Pod]:
         """The addressable pods on ``template_hash`` (all of them without one)."""
+        self._read_template()
         pods = self._list("pods", f"/api/v1/namespaces/{self.namespace}/pods")
         gated, kept, _, _ = self._classify(pods)
         return sorted(p for p in (kept if self.template_hash else gated) if p.addressable)
+
+    def _read_template(self) -> None:
+        """``template_hash`` and ``replicas`` from the ``template_from`` ConfigMap, once."""
+        if self._template_read:
+            return
+        from urllib3.exceptions import HTTPError
+
+        from upgrade_gate.hook.kubeapi import ApiError, ConfigError
+
+        name = self.template_from
+        path = f"/api/v1/namespaces/{self.namespace}/configmaps/{name}"
+        try:
+            item = self.api.get(path, self.request_timeout)
+        except ConfigError as exc:
+            raise MisconfiguredError(str(exc)) from None
+        except ApiError as exc:
+            if exc.status == 404:
+                self._template_read = True
+                log.info(
+                    "no ConfigMap %s (the chart passes no pod template): every pod is gated", name
+                )
+                return
+            if exc.status in (401, 403):
+                raise ForbiddenError(
+                    f"forbidden: cannot get configmap {name!r} in namespace {self.namespace!r}; "
+                    f"the hook's ServiceAccount needs verb 'get' on resource 'configmaps' "
+                    f"(API: {exc.message})"
+                ) from None
+            raise SourceError(f"getting configmap {name} failed: {exc}") from exc
+        except (HTTPError, OSError) as exc:
+            raise SourceError(f"Kubernetes API unreachable: {exc}") from exc
+        template_hash, replicas, revision = _template_data(name, item)
+        self._template_read = True
+        if self.template_revision is not None and revision != self.template_revision:
+            log.info(
+                "ConfigMap %s is of revision %d, not %d (left by an earlier upgrade): "
+                "every pod is gated",
+                name,
+                revision,
+                self.template_revision,
+            )
+            return
+        self.template_hash, self.replicas = template_hash, replicas
+        log.info(
+            "ConfigMap %s: the upgrade rolls out pod template %s, %d replica(s)",
+            name,
+            template_hash,
+            replicas,
+        )
 
     def _classify(
         self, items: list[dict[str, Any]]
@@ -402,6 +471,26 @@ class KubernetesSource:
             if choice in declared:
                 return declared[choice]
         return None
+
+
+def _template_data(name: str | None, item: dict[str, Any]) -> tuple[str, int, int]:
+    """(template hash, replicas, revision) of a --template-from ConfigMap, or a
+    MisconfiguredError saying in one line what is wrong with it."""
+    data = item.get("data")
+    if not isinstance(data, dict):
+        raise MisconfiguredError(f"ConfigMap {name} has no data: it must hold {TEMPLATE_KEYS}")
+    missing = [key for key in TEMPLATE_KEYS if key not in data]
+    if missing:
+        raise MisconfiguredError(f"ConfigMap {name} lacks {', '.join(missing)} in its data")
+    template_hash, replicas, revision = (str(data[key]) for key in TEMPLATE_KEYS)
+    if not _TEMPLATE_HASH.fullmatch(template_hash):
+        raise MisconfiguredError(
+            f"ConfigMap {name}: template-hash {template_hash[:40]!r} is not 16 hex digits"
+        )
+    for key, text in (("replicas", replicas), ("revision", revision)):
+        if not text.isascii() or not text.isdigit() or len(text) > 9:
+            raise MisconfiguredError(f"ConfigMap {name}: {key} {text[:40]!r} is not a count")
+    return template_hash, int(replicas), int(revision)
 
 
 def _cannot_start(status: dict[str, Any]) -> str | None:
