@@ -217,6 +217,27 @@ def template_hash(docs: list[Manifest]) -> str:
     return annotations_of(pod_template(one(docs, "Deployment")))[TEMPLATE_HASH]
 
 
+def rolled_out(docs: list[Manifest], hook: Manifest) -> tuple[str, int | None] | None:
+    """What the hook ``hook`` will take for the pod template the upgrade rolls out, as
+    (hash, replicas): its --template-hash and --replicas, or the data of the ConfigMap its
+    --template-from names, rendered beside it with the revision --template-revision names.
+    None: it gates every pod (the ConfigMap is not rendered, or of another revision)."""
+    args = container(hook, "gate")["args"]
+    if "--template-hash" in args:
+        replicas = int(flag(args, "--replicas")) if "--replicas" in args else None
+        return flag(args, "--template-hash"), replicas
+    if "--template-from" not in args:
+        return None
+    found = find(docs, "ConfigMap", flag(args, "--template-from"))
+    if not found:
+        return None
+    (configmap,) = found
+    data = configmap["data"]
+    if data["revision"] != flag(args, "--template-revision"):
+        return None
+    return data["template-hash"], int(data["replicas"])
+
+
 def pod_template(doc: Manifest) -> Manifest:
     """A workload's pod template; a Pod is its own (metadata and spec)."""
     template: Manifest = doc if doc["kind"] == "Pod" else doc["spec"]["template"]

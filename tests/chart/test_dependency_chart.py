@@ -25,6 +25,7 @@ from tests.chart.helm import (
     CHART,
     NAMESPACE,
     RELEASE,
+    TEMPLATE_HASH,
     Helm,
     Manifest,
     annotations_of,
@@ -41,9 +42,11 @@ from tests.chart.helm import (
     one,
     pod_template,
     release_job,
+    rolled_out,
     token_secret,
 )
 from tests.chart.test_schema import required_gaps
+from upgrade_gate.hook.cli import build_parser
 
 pytestmark = pytest.mark.chart
 
@@ -101,9 +104,14 @@ def test_it_renders_the_gate_for_the_pods_the_selector_names(helm: Helm) -> None
         "120",
         "10",
     ]
-    # Not the upgrade-gate chart's template hash: this chart cannot see the parent's pods.
+    # This chart cannot see the parent's pod template: the hook reads it from the ConfigMap
+    # the parent renders (templateConfigMap), of this very revision; none here.
     assert "--template-hash" not in args
     assert "--replicas" not in args
+    assert flag(args, "--template-from") == f"{RELEASE}-upgrade-gate-template"
+    assert flag(args, "--template-revision") == "1"
+    assert not find(docs, "ConfigMap")
+    assert rolled_out(docs, hook) is None  # alone: every pod is gated
     assert hook_events(hook) == {"pre-upgrade"}
     assert annotations_of(hook)["upgrade-gate/helm-timeout"] == "300s"
     assert container(hook, "gate")["command"] == ["python3", "-m", "upgrade_gate.hook"]
@@ -165,7 +173,15 @@ def test_the_identity_is_the_upgrade_gate_charts(helm: Helm) -> None:
     assert rules == [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
         {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+        # skipUnchangedPods: the one ConfigMap naming the pod template, read, nothing else.
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "resourceNames": [f"{RELEASE}-upgrade-gate-template"],
+            "verbs": ["get"],
+        },
     ]
+    assert hook_identity(docs, "Role")["rules"] == rules
     weights = {
         doc["kind"]: int(annotations_of(doc)["helm.sh/hook-weight"])
         for doc in hooks_on(docs, "pre-upgrade")
@@ -208,6 +224,27 @@ def test_the_same_safety_options_as_the_upgrade_gate_chart(helm: Helm) -> None:
 
 def test_enabled_false_renders_nothing(helm: Helm) -> None:
     assert helm.template({"enabled": False}, chart=DEPENDENCY) == []
+
+
+def test_skip_unchanged_pods_false_reads_no_configmap_and_may_read_none(helm: Helm) -> None:
+    docs = render(helm, {"skipUnchangedPods": False})
+    for hook in (gate_hook(docs), release_job(docs)):
+        args = container(hook, "gate")["args"]
+        assert not {"--template-from", "--template-revision", "--template-hash"} & set(args)
+    for role in find(docs, "Role"):
+        assert [r["resources"] for r in role["rules"]] == [["pods"], ["replicasets"]]
+
+
+@pytest.mark.parametrize("subcommand", ["wait", "release"])
+def test_the_hook_program_accepts_the_template_arguments(helm: Helm, subcommand: str) -> None:
+    # The same parser the image runs: a flag it does not know fails every upgrade (exit 2).
+    docs = render(helm)
+    hook = gate_hook(docs) if subcommand == "wait" else release_job(docs)
+    parsed = build_parser().parse_args(container(hook, "gate")["args"])
+    assert parsed.command == subcommand
+    assert parsed.template_from == f"{RELEASE}-upgrade-gate-template"
+    assert parsed.template_revision == 1
+    assert parsed.template_hash is None
 
 
 # -- refusals ------------------------------------------------------------------------------
@@ -414,3 +451,81 @@ def test_the_parent_notes_say_which_helm_timeout_to_use(helm: Helm) -> None:
     notes = one(docs, "ConfigMap", "notes")["data"]["notes"]
     assert f"helm upgrade {RELEASE} <chart> --namespace {NAMESPACE} --timeout 300s" in notes
     assert "app.kubernetes.io/name=batch-worker" in notes
+
+
+# -- the pod template, passed by the parent (skipUnchangedPods) -----------------------------
+
+
+def test_the_example_passes_its_pod_template_to_the_hook(helm: Helm) -> None:
+    with example(helm) as chart:
+        docs = helm.template({"replicas": 3}, chart=chart)
+    workload = one(docs, "StatefulSet")
+    hook, job = gate_hook(docs), release_job(docs)
+    configmap = one(docs, "ConfigMap", f"{RELEASE}-upgrade-gate-template")
+    # What the hook will read is the hash the pods carry and the replicas the upgrade keeps.
+    carried = annotations_of(pod_template(workload))[TEMPLATE_HASH]
+    assert re.fullmatch("[0-9a-f]{16}", carried)
+    assert rolled_out(docs, hook) == rolled_out(docs, job) == (carried, 3)
+    assert configmap["data"]["revision"] == "1"
+    # A hook of the events that read it, made before the identity and the hook, and gone
+    # with them when they succeed (after a failure, the next one's before-hook-creation).
+    assert hook_events(configmap) == hook_events(hook_identity(docs, "Role"))
+    assert hook_events(configmap) == {"pre-upgrade", "post-rollback"}
+    weights = {
+        doc["kind"]: int(annotations_of(doc)["helm.sh/hook-weight"])
+        for doc in hooks_on(docs, "pre-upgrade")
+    }
+    assert weights["ConfigMap"] < weights["ServiceAccount"] < weights[hook["kind"]]
+    assert annotations_of(configmap)["helm.sh/hook-delete-policy"] == (
+        "before-hook-creation,hook-succeeded"
+    )
+    assert labels_of(configmap)[HOOK_LABEL] == "upgrade-gate"
+
+
+def test_the_examples_hash_follows_its_pod_template_only(helm: Helm) -> None:
+    def carried(values: dict[str, Any]) -> str:
+        docs = helm.template(values, chart=chart)
+        hash_ = annotations_of(pod_template(one(docs, "StatefulSet")))[TEMPLATE_HASH]
+        assert rolled_out(docs, gate_hook(docs)) == (hash_, values.get("replicas", 1))
+        return str(hash_)
+
+    with example(helm) as chart:
+        plain = carried({})
+        # A change that no pod sees: the pods stay, and the hook leaves them alone.
+        assert carried({"replicas": 2}) == plain
+        assert carried({"upgrade-gate-hook": {"timeoutSeconds": 300}}) == plain
+        # A change of the pod template: every pod is replaced, and gated.
+        assert carried({"image": {"tag": "0.2.0"}}) != plain
+        assert carried({"drainSeconds": 30}) != plain
+
+
+def test_pre_rollback_and_skip_unchanged_pods_follow_into_the_configmap(helm: Helm) -> None:
+    with example(helm) as chart:
+        values = {"upgrade-gate-hook": {"preRollback": True, "releaseOnRollback": False}}
+        docs = helm.template(values, chart=chart)
+        assert hook_events(one(docs, "ConfigMap")) == {"pre-upgrade", "pre-rollback"}
+        docs = helm.template({"upgrade-gate-hook": {"skipUnchangedPods": False}}, chart=chart)
+        assert not find(docs, "ConfigMap")
+        assert rolled_out(docs, gate_hook(docs)) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ('(dict "context" . "replicas" 1)', ".template must be your pod template"),
+        ('(dict "context" . "template" "x")', ".replicas must be your workload's replica count"),
+        ('(dict "context" . "template" "x" "replicas" "two")', 'got "two"'),
+    ],
+    ids=["no-template", "no-replicas", "bad-replicas"],
+)
+def test_the_configmap_template_refuses_what_it_cannot_pass_on(
+    helm: Helm, call: str, message: str
+) -> None:
+    def broken(chart: Path) -> None:
+        (chart / "templates" / "gate-template.yaml").write_text(
+            '{{- include "upgrade-gate-hook.templateConfigMap" ' + call + " }}\n"
+        )
+
+    with example(helm, broken) as chart:
+        stderr = helm.template_error(chart=chart)
+    assert message in stderr

@@ -46,8 +46,34 @@ suffix and the pod suffixes Kubernetes adds; a longer one keeps a digest.
 {{- $name }}
 {{- end }}
 
+{{/*
+The ConfigMap that tells the hook which pod template the upgrade rolls out
+(templateConfigMap, for the parent). Cut to 58 as the release Job's name is.
+*/}}
+{{- define "upgrade-gate-hook.templateName" -}}
+{{- $full := include "upgrade-gate-hook.fullname" . }}
+{{- $name := printf "%s-template" $full }}
+{{- if gt (len $name) 58 }}
+{{- $name = printf "%s-%s-template" ($full | trunc 40 | trimSuffix "-") (sha256sum $full | trunc 8) }}
+{{- end }}
+{{- $name }}
+{{- end }}
+
+{{/*
+The hook's arguments that name that ConfigMap (skipUnchangedPods): the hook
+reads the template hash and the replicas from it, and only from the one of
+this very revision; without it, it gates every pod.
+*/}}
+{{- define "upgrade-gate-hook.templateArgs" -}}
+{{- if .Values.skipUnchangedPods }}
+{{- toJson (list "--template-from" (include "upgrade-gate-hook.templateName" .) "--template-revision" (toString .Release.Revision)) }}
+{{- else }}[]
+{{- end }}
+{{- end }}
+
+{{/* The chart's own name even under an alias (Helm gives an aliased chart the alias's). */}}
 {{- define "upgrade-gate-hook.chart" -}}
-{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- printf "upgrade-gate-hook-%s" .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
 {{/* Labels of every object. Never part of a selector: the chart label changes. */}}
@@ -100,7 +126,10 @@ selector that can only match the hook's own pods.
 {{- end }}
 {{- $pairs = append $pairs (printf "%s=%s" $key $text) }}
 {{- end }}
+{{- /* A component of its own already keeps the hook's pods out. */}}
+{{- if not (hasKey $labels "app.kubernetes.io/component") }}
 {{- $pairs = append $pairs "app.kubernetes.io/component!=upgrade-gate" }}
+{{- end }}
 {{- join "," (sortAlpha $pairs) }}
 {{- end }}
 
@@ -232,7 +261,10 @@ one that succeeded), under a Helm it does not know, and with preRollback
 {{- $kind }}
 {{- end }}
 
-{{/* What the hook may do: list the pods and ReplicaSets of its namespace, nothing more. */}}
+{{/*
+What the hook may do: list the pods and ReplicaSets of its namespace, and
+(skipUnchangedPods) get the one ConfigMap naming the pod template; nothing more.
+*/}}
 {{- define "upgrade-gate-hook.hookRules" -}}
 - apiGroups: [""]
   resources: ["pods"]
@@ -240,6 +272,12 @@ one that succeeded), under a Helm it does not know, and with preRollback
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["list"]
+{{- if .Values.skipUnchangedPods }}
+- apiGroups: [""]
+  resources: ["configmaps"]
+  resourceNames: [{{ include "upgrade-gate-hook.templateName" . | quote }}]
+  verbs: ["get"]
+{{- end }}
 {{- end }}
 
 {{/*

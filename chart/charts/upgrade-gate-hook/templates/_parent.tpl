@@ -11,6 +11,12 @@ With enabled false each renders nothing.
   volumes:      {{ include "upgrade-gate-hook.tokenVolume" . | nindent 8 }}
   NetworkPolicy from.podSelector.matchLabels: {{ include "upgrade-gate-hook.hookPodLabels" . | nindent 14 }}
   NOTES.txt:    {{ include "upgrade-gate-hook.notes" . }}
+
+And, so that the hook skips the pods an upgrade does not replace
+(skipUnchangedPods), the pod template itself, rendered without its hash:
+
+  annotation:   upgrade-gate/template-hash: {{ include "upgrade-gate-hook.templateHash" $text | quote }}
+  a template:   {{ include "upgrade-gate-hook.templateConfigMap" (dict "context" . "template" $text "replicas" .Values.replicas) }}
 */}}
 
 {{/* The key of this chart in .Subcharts, or "." when `.` is this chart itself. */}}
@@ -112,4 +118,54 @@ Upgrade with a --timeout of at least {{ $helmTimeout }}s:
 
   helm upgrade {{ .Release.Name }} <chart> --namespace {{ .Release.Namespace }} --timeout {{ $helmTimeout }}s
   kubectl --namespace {{ .Release.Namespace }} logs --follow {{ lower $kind }}/{{ include "upgrade-gate-hook.hookName" . }}
+{{- end }}
+
+{{/*
+The hash of a pod template (a string: your pod template rendered without its
+upgrade-gate/template-hash annotation), for that annotation. Pure: the same
+text gives the same hash in templateConfigMap.
+*/}}
+{{- define "upgrade-gate-hook.templateHash" -}}
+{{- toString . | sha256sum | trunc 16 }}
+{{- end }}
+
+{{/*
+A hook ConfigMap telling the hook which pod template this upgrade rolls out
+(.template, the text templateHash hashed) and how many replicas it keeps
+(.replicas), for this revision; .context is the parent's context. The hook
+leaves alone the pods whose upgrade-gate/template-hash annotation is that
+hash; the post-rollback Job lifts fences only on them. It is created before
+the hook's identity and the hook (a lower weight), and deleted when they
+succeed. Renders nothing with enabled or skipUnchangedPods false. Without it
+the hook gates every pod: wiring it only ever makes upgrades hold fewer pods.
+*/}}
+{{- define "upgrade-gate-hook.templateConfigMap" -}}
+{{- $key := include "upgrade-gate-hook.locate" .context }}
+{{- $own := ternary .context (index (.context.Subcharts | default dict) $key) (eq $key ".") }}
+{{- if and $own.Values.enabled $own.Values.skipUnchangedPods }}
+{{- if not (and (kindIs "string" .template) .template) }}
+{{- fail "upgrade-gate-hook.templateConfigMap: .template must be your pod template, rendered as text without its upgrade-gate/template-hash annotation" }}
+{{- end }}
+{{- $replicas := toString .replicas }}
+{{- if not (regexMatch "^[0-9]{1,9}$" $replicas) }}
+{{- fail (printf "upgrade-gate-hook.templateConfigMap: .replicas must be your workload's replica count, got %q" $replicas) }}
+{{- end }}
+{{- include "upgrade-gate-hook.templateConfigMapOf" (dict "root" $own "hash" (include "upgrade-gate-hook.templateHash" .template) "replicas" $replicas) }}
+{{- end }}
+{{- end }}
+
+{{- define "upgrade-gate-hook.templateConfigMapOf" -}}
+{{- $root := .root -}}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ include "upgrade-gate-hook.templateName" $root }}
+  labels:
+    {{- include "upgrade-gate-hook.hookLabels" $root | nindent 4 }}
+  annotations:
+    {{- include "upgrade-gate-hook.hookAnnotations" (dict "context" $root "offset" 4 "rbac" true) | nindent 4 }}
+data:
+  template-hash: {{ .hash | quote }}
+  replicas: {{ .replicas | quote }}
+  revision: {{ $root.Release.Revision | toString | quote }}
 {{- end }}
