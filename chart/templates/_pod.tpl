@@ -16,7 +16,8 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
   annotations:
-    checksum/drain-token: {{ include "upgrade-gate.tokenChecksum" $root }}
+    {{- /* The gate's: restarts the pods when the drain token's settings change. */}}
+    {{- include "upgrade-gate-hook.podAnnotations" $root | nindent 4 }}
     {{- with .hash }}
     upgrade-gate/template-hash: {{ . | quote }}
     {{- end }}
@@ -61,7 +62,8 @@ spec:
           containerPort: 8081
           protocol: TCP
       env:
-        {{- include "upgrade-gate.tokenEnv" $root | nindent 8 }}
+        {{- /* The gate's: the drain token's file, which the hook reads too. */}}
+        {{- include "upgrade-gate-hook.tokenEnv" $root | nindent 8 }}
         {{- with $root.Values.app.version }}
         - name: APP_VERSION
           value: {{ . | quote }}
@@ -96,10 +98,10 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
-        {{- include "upgrade-gate.tokenMount" $root | nindent 8 }}
+        {{- include "upgrade-gate-hook.tokenVolumeMount" $root | nindent 8 }}
   volumes:
     {{- include "upgrade-gate.tmpVolume" $root | nindent 4 }}
-    {{- include "upgrade-gate.tokenVolume" (dict "root" $root) | nindent 4 }}
+    {{- include "upgrade-gate-hook.tokenVolume" $root | nindent 4 }}
   {{- with $root.Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -118,6 +120,7 @@ spec:
   {{- end }}
 {{- end }}
 
+{{/* The gate's hash of the template, the one its ConfigMap gives the hook (gate-template.yaml). */}}
 {{- define "upgrade-gate.templateHash" -}}
-{{- include "upgrade-gate.podTemplate" (dict "root" . "hash" "") | sha256sum | trunc 16 }}
+{{- include "upgrade-gate-hook.templateHash" (include "upgrade-gate.podTemplate" (dict "root" . "hash" "")) }}
 {{- end }}

@@ -62,24 +62,25 @@ def test_derived_deadlines_follow_the_gate_timeout(helm: Helm) -> None:
     assert timings(helm.template({"gate": {"timeoutSeconds": 100}})) == (100, 160, 220)
 
 
+# The gate's own refusals (the dependency's, under its alias: "gate: ...").
 @pytest.mark.parametrize(
     ("gate_values", "words"),
     [
         (
             {"timeoutSeconds": 300, "activeDeadlineSeconds": 300},
-            ["gate.activeDeadlineSeconds (300)", "gate.timeoutSeconds (300)"],
+            ["gate: activeDeadlineSeconds (300)", "timeoutSeconds (300)"],
         ),
         (
             {"timeoutSeconds": 300, "activeDeadlineSeconds": 200},
-            ["gate.activeDeadlineSeconds (200)", "gate.timeoutSeconds (300)"],
+            ["gate: activeDeadlineSeconds (200)", "timeoutSeconds (300)"],
         ),
         (
             {"helmTimeoutSeconds": 240},
-            ["gate.helmTimeoutSeconds (240)", "activeDeadlineSeconds (240)", "timed out"],
+            ["gate: helmTimeoutSeconds (240)", "activeDeadlineSeconds (240)", "timed out"],
         ),
         (
             {"activeDeadlineSeconds": 1000, "helmTimeoutSeconds": 600},
-            ["gate.helmTimeoutSeconds (600)", "activeDeadlineSeconds (1000)"],
+            ["gate: helmTimeoutSeconds (600)", "activeDeadlineSeconds (1000)"],
         ),
     ],
     ids=["deadline=timeout", "deadline<timeout", "helm=deadline", "helm<deadline"],
@@ -101,7 +102,7 @@ def test_deadlines_are_not_checked_when_the_gate_is_off(helm: Helm) -> None:
 @pytest.mark.parametrize(
     ("values", "words"),
     [
-        ({"gate": {"leaseSeconds": 5, "pollSeconds": 10}}, ["gate.leaseSeconds (5)", "half"]),
+        ({"gate": {"leaseSeconds": 5, "pollSeconds": 10}}, ["gate: leaseSeconds (5)", "half"]),
         (
             {"app": {"operationDefaultSeconds": 60, "operationMaxSeconds": 30}},
             ["app.operationDefaultSeconds (60)", "app.operationMaxSeconds (30)"],

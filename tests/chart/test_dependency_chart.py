@@ -339,20 +339,25 @@ def test_it_is_versioned_with_the_main_chart() -> None:
     assert (entry["name"], entry["version"]) == (dependency["name"], dependency["version"])
 
 
-# -- the sample chart, with the dependency under its charts/ ---------------------------
+# -- the sample chart, built on it (alias gate) ----------------------------------------
 
 
-def test_the_sample_chart_renders_nothing_of_it(helm: Helm) -> None:
-    for values in ([], ["--set", "gate.preRollback=true"]):
-        out = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *values).stdout
-        assert "charts/upgrade-gate-hook" not in out
-        assert "upgrade-gate-hook." not in out
+def test_the_sample_chart_gates_through_it_under_the_alias_gate(helm: Helm) -> None:
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    (entry,) = meta["dependencies"]
+    assert entry["alias"] == "gate"
+    # Off with gate.enabled, never with a condition: the pod template includes its templates.
+    assert "condition" not in entry
+    out = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE).stdout
+    assert "# Source: upgrade-gate/charts/gate/templates/hook.yaml" in out
+    assert not list((CHART / "templates").glob("gate-*job.yaml"))
 
 
-def test_the_sample_chart_refuses_to_turn_it_on(helm: Helm) -> None:
-    # Both would make the same objects: the sample chart renders the gate itself.
-    message = helm.template_error({"upgrade-gate-hook": {"enabled": True}})
-    assert "/upgrade-gate-hook/enabled" in message
+def test_the_sample_chart_refuses_the_dependencys_own_name(helm: Helm) -> None:
+    # Values under the chart's name would go nowhere: the gate is set under its alias.
+    message = helm.template_error({"upgrade-gate-hook": {"enabled": False}})
+    assert "upgrade-gate-hook" in message
+    assert "schema" in message
 
 
 # -- a chart that is not ours --------------------------------------------------------------

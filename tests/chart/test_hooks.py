@@ -4,7 +4,10 @@ Two hooks share the hook's ServiceAccount: the pre-upgrade gate (``app wait``;
 a Job, or a bare Pod with ``gate.hookKind=Pod``, and ``auto`` chooses the Pod
 when Helm 4 renders) and, with ``gate.releaseOnRollback`` and ``gate.fence``,
 the post-rollback release Job (``app release``), which lifts the fences on
-the pods that stay. Tests of what only a Job has render ``hookKind: Job``.
+the pods that stay. Both read the pod template the upgrade rolls out from a
+hook ConfigMap made before them (``gate.skipUnchangedPods``). They all come
+from the dependency chart (alias ``gate``). Tests of what only a Job has
+render ``hookKind: Job``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tests.chart.helm import (
     one,
     pod_template,
     release_job,
+    rolled_out,
     selector_matches,
     template_hash,
     token_secret,
@@ -38,10 +42,11 @@ from upgrade_gate.hook.cli import build_parser
 
 pytestmark = pytest.mark.chart
 
-HOOK_KINDS = ["ServiceAccount", "Role", "RoleBinding", "Job"]
+HOOK_KINDS = ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Job"]
 AS_JOB = {"gate": {"hookKind": "Job"}}
 HOOK_NAME = f"{RELEASE}-upgrade-gate-hook"
 RELEASE_JOB_NAME = f"{RELEASE}-upgrade-gate-release"
+TEMPLATE_NAME = f"{RELEASE}-upgrade-gate-template"
 RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding"}
 DIGEST = "sha256:" + "a" * 64
 
@@ -53,11 +58,18 @@ def weight(doc: Manifest) -> int:
 def test_the_hooks_are_the_jobs_and_their_rbac(helm: Helm) -> None:
     docs = helm.template(AS_JOB)
     found = sorted((doc["kind"], doc["metadata"]["name"]) for doc in hooks(docs))
-    assert found == sorted([*((kind, HOOK_NAME) for kind in HOOK_KINDS), ("Job", RELEASE_JOB_NAME)])
+    assert found == sorted(
+        [
+            *((kind, HOOK_NAME) for kind in HOOK_KINDS if kind != "ConfigMap"),
+            ("ConfigMap", TEMPLATE_NAME),
+            ("Job", RELEASE_JOB_NAME),
+        ]
+    )
     events = {(doc["kind"], doc["metadata"]["name"]): hook_events(doc) for doc in hooks(docs)}
     assert events == {
-        # The hook's identity serves both Jobs, so it exists on both events.
+        # The hook's identity and the template's ConfigMap serve both Jobs: on both events.
         **{(kind, HOOK_NAME): {"pre-upgrade", "post-rollback"} for kind in RBAC_KINDS},
+        ("ConfigMap", TEMPLATE_NAME): {"pre-upgrade", "post-rollback"},
         ("Job", HOOK_NAME): {"pre-upgrade"},
         ("Job", RELEASE_JOB_NAME): {"post-rollback"},
     }
@@ -66,8 +78,8 @@ def test_the_hooks_are_the_jobs_and_their_rbac(helm: Helm) -> None:
 @pytest.mark.parametrize("event", ["pre-upgrade", "post-rollback"])
 def test_rbac_hooks_are_created_before_the_job(helm: Helm, event: str) -> None:
     # Helm creates an event's hooks in weight order and runs a Job's pod at
-    # once: its ServiceAccount must exist by then, and the binding before the
-    # first API call.
+    # once: its ServiceAccount must exist by then, the binding and the
+    # template's ConfigMap before the first API call.
     ordered = sorted(hooks_on(helm.template(AS_JOB), event), key=weight)
     assert [doc["kind"] for doc in ordered] == HOOK_KINDS
     assert len({weight(doc) for doc in ordered}) == len(HOOK_KINDS), "weights must be distinct"
@@ -136,7 +148,7 @@ def test_the_hook_can_be_a_bare_pod_with_the_same_command_and_deadline(helm: Hel
     # verdicts (deadline 1, usage 2, RBAC 3) until the pod's deadline.
     assert spec["restartPolicy"] == "Never"
     assert sorted(d["kind"] for d in hooks_on(docs, "pre-upgrade")) == sorted(
-        ["ServiceAccount", "Role", "RoleBinding", "Pod"]
+        ["ConfigMap", "ServiceAccount", "Role", "RoleBinding", "Pod"]
     )
     # The post-rollback release stays a Job.
     assert release_job(docs)["spec"]["activeDeadlineSeconds"] > 0
@@ -149,6 +161,11 @@ def test_pre_rollback_is_opt_in(helm: Helm, default_render: list[Manifest]) -> N
     assert gate_hook(docs) in hooks_on(docs, "pre-rollback")
     assert hook_events(gate_hook(docs)) == {"pre-upgrade", "pre-rollback"}
     assert hook_events(release_job(docs)) == {"post-rollback"}
+    assert hook_events(one(docs, "ConfigMap", TEMPLATE_NAME)) == {
+        "pre-upgrade",
+        "pre-rollback",
+        "post-rollback",
+    }
     for kind in RBAC_KINDS:
         assert hook_events(hook_identity(docs, kind)) == {
             "pre-upgrade",
@@ -162,8 +179,10 @@ def test_gate_off_renders_no_hook_at_all(helm: Helm) -> None:
     docs = helm.template({"gate": {"enabled": False}})
     assert hooks(docs) == []
     assert find(docs, "Job") == find(docs, "Role") == find(docs, "ServiceAccount") == []
-    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "Secret", "NetworkPolicy"}
-    assert len(find(docs, "NetworkPolicy")) == 2, "the app's, and the one on hook pods"
+    # The drain token comes with the gate (the dependency renders nothing): no fence to
+    # take, no token to take it with, and no hook pod for a policy to hold.
+    assert {doc["kind"] for doc in docs} == {"Deployment", "Service", "NetworkPolicy"}
+    assert len(find(docs, "NetworkPolicy")) == 1, "the app's only"
 
 
 def test_no_regular_object_is_a_hook(default_render: list[Manifest]) -> None:
@@ -211,11 +230,17 @@ def test_exact_hook_command(default_render: list[Manifest]) -> None:
         "120",
         "--poll",
         "10",
-        "--template-hash",
-        template_hash(default_render),
-        "--replicas",
-        "2",
+        # The pod template the upgrade rolls out: the ConfigMap rendered beside it, of
+        # this revision (the dependency cannot see the Deployment's template itself).
+        "--template-from",
+        f"{RELEASE}-upgrade-gate-template",
+        "--template-revision",
+        "1",
     ]
+    assert rolled_out(default_render, gate_hook(default_render)) == (
+        template_hash(default_render),
+        2,
+    )
 
 
 @pytest.mark.parametrize(
@@ -245,12 +270,15 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     assert parsed.fence is gate_values.get("fence", True)
     if parsed.fence:
         assert parsed.lease > parsed.poll / 2, "the hook refuses a lease shorter than half a poll"
+    assert parsed.template_hash is None
+    assert parsed.replicas is None
     if gate_values.get("skipUnchangedPods", True):
-        assert parsed.template_hash == template_hash(docs)
-        assert parsed.replicas == 3
+        assert parsed.template_from == TEMPLATE_NAME
+        assert parsed.template_revision == 1
+        assert rolled_out(docs, gate_hook(docs)) == (template_hash(docs), 3)
     else:
-        assert parsed.template_hash is None
-        assert parsed.replicas is None
+        assert parsed.template_from is None
+        assert rolled_out(docs, gate_hook(docs)) is None
 
 
 def test_hook_runs_the_hook_image_of_the_charts_version_by_default(
@@ -299,10 +327,11 @@ def test_notes_name_the_hook_image(helm: Helm) -> None:
     assert "hook image               registry.example/hook:3  (gate.image;" in notes, notes
 
 
-def test_hook_pull_policy_is_the_apps_unless_set(helm: Helm) -> None:
+def test_hook_pull_policy_is_its_own(helm: Helm) -> None:
+    # gate.image.pullPolicy, IfNotPresent by default: the dependency cannot see the app's.
     docs = helm.template({"image": {"pullPolicy": "Never"}})
     for job in (gate_hook(docs), release_job(docs)):
-        assert container(job, "gate")["imagePullPolicy"] == "Never"
+        assert container(job, "gate")["imagePullPolicy"] == "IfNotPresent"
     docs = helm.template(
         {"image": {"pullPolicy": "Never"}, "gate": {"image": {"pullPolicy": "Always"}}}
     )
@@ -360,7 +389,7 @@ def test_selector_matches_pods_of_the_previous_chart_version(helm: Helm) -> None
         chart_yaml = old_chart / "Chart.yaml"
         text = chart_yaml.read_text()
         chart_yaml.write_text(
-            text.replace("version: 0.1.0", "version: 0.0.1").replace(
+            text.replace("\nversion: 0.1.0", "\nversion: 0.0.1").replace(
                 'appVersion: "0.1.0"', 'appVersion: "0.0.1"'
             )
         )

@@ -23,7 +23,6 @@ SETS: dict[str, dict[str, Any] | None] = {
             "preStopSleepSeconds": 0,
             "extraEnv": [{"name": "X", "value": "1"}],
         },
-        "drainToken": {"existingSecret": "ops-token"},
         "service": {"type": "LoadBalancer", "annotations": {"a": "b"}},
         "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
         "priorityClassName": "high",
@@ -32,6 +31,9 @@ SETS: dict[str, dict[str, Any] | None] = {
             "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
         },
         "gate": {
+            "drainToken": {"existingSecret": "ops-token"},
+            "imagePullSecrets": [{"name": "pull"}],
+            "priorityClassName": "high",
             "preRollback": True,
             "fence": False,
             "timeoutSeconds": 900,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.chart.helm import (
+    RELEASE,
     Helm,
     Manifest,
     container,
@@ -118,7 +119,25 @@ def test_the_hook_pods_admit_nothing(default_render: list[Manifest]) -> None:
 
 
 def test_the_policy_can_be_left_out(helm: Helm) -> None:
-    assert find(helm.template({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
+    # The app's (networkPolicy) and the hook pods' (the gate's own: gate.networkPolicy).
+    docs = helm.template({"networkPolicy": {"enabled": False}})
+    assert [p["metadata"]["name"] for p in find(docs, "NetworkPolicy")] == [
+        f"{RELEASE}-upgrade-gate-hook"
+    ]
+    values = {"networkPolicy": {"enabled": False}, "gate": {"networkPolicy": {"enabled": False}}}
+    assert find(helm.template(values), "NetworkPolicy") == []
+
+
+def test_without_the_gate_the_management_port_admits_only_the_peers_given(helm: Helm) -> None:
+    # No hook pods to admit: an empty `from` would admit every pod, not none.
+    docs = helm.template({"gate": {"enabled": False}})
+    (app,) = find(docs, "NetworkPolicy")
+    assert [rule["ports"][0]["port"] for rule in app["spec"]["ingress"]] == ["http"]
+    scraper = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    values = {"gate": {"enabled": False}, "networkPolicy": {"managementFrom": [scraper]}}
+    docs = helm.template(values)
+    (app,) = find(docs, "NetworkPolicy")
+    assert app["spec"]["ingress"][1]["from"] == [scraper]
 
 
 def test_peers_must_be_a_list(helm: Helm) -> None:

@@ -24,6 +24,7 @@ from tests.chart.helm import (
 
 pytestmark = pytest.mark.chart
 
+NAME = "app.kubernetes.io/name"
 EVERYTHING = {"podDisruptionBudget": {"enabled": True}, "gate": {"preRollback": True}}
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_RELEASE = "r" * 52 + "a"  # helm refuses release names over 53 characters
@@ -95,7 +96,11 @@ def test_standard_labels_everywhere(helm: Helm, release: str) -> None:
         assert found["app.kubernetes.io/instance"] == release, where
         assert found["app.kubernetes.io/managed-by"] == "Helm", where
         assert found["app.kubernetes.io/version"] == "0.1.0", where
-        assert found["helm.sh/chart"] == "upgrade-gate-0.1.0", where
+        # The gate's objects are the dependency's (versioned with this chart).
+        gate = found.get("app.kubernetes.io/component", "").startswith("upgrade-gate")
+        gate = gate or doc["kind"] == "Secret"  # the drain token's, the gate's too
+        chart = "upgrade-gate-hook-0.1.0" if gate else "upgrade-gate-0.1.0"
+        assert found["helm.sh/chart"] == chart, where
     for doc in hooks(docs):
         assert labels_of(doc)["app.kubernetes.io/component"] == "upgrade-gate", doc["kind"]
     for kind in ("Deployment", "Service", "PodDisruptionBudget"):
@@ -113,10 +118,31 @@ def test_selectors_use_only_stable_labels(default_render: list[Manifest]) -> Non
 
 
 def test_overrides_rename_everything(helm: Helm) -> None:
-    docs = helm.template({"fullnameOverride": "shop"})
+    # The gate's objects are the dependency's: gate.fullnameOverride, gate.nameOverride.
+    docs = helm.template({"fullnameOverride": "shop", "gate": {"fullnameOverride": "shop"}})
     assert one(docs, "Deployment")["metadata"]["name"] == "shop"
     assert gate_hook(docs)["metadata"]["name"] == "shop-hook"
     assert release_job(docs)["metadata"]["name"] == "shop-release"
-    docs = helm.template({"nameOverride": "api"}, release="prod")
+    docs = helm.template({"fullnameOverride": "shop"})
+    assert gate_hook(docs)["metadata"]["name"] == "rel-upgrade-gate-hook"
+    renamed = {
+        "nameOverride": "api",
+        "gate": {"nameOverride": "api", "selector": {"matchLabels": {NAME: "api"}}},
+    }
+    docs = helm.template(renamed, release="prod")
     assert one(docs, "Deployment")["metadata"]["name"] == "prod-api"
     assert labels_of(one(docs, "Deployment"))["app.kubernetes.io/name"] == "api"
+    assert gate_hook(docs)["metadata"]["name"] == "prod-api-hook"
+    selector = flag(container(gate_hook(docs), "gate")["args"], "--selector")
+    assert selector_matches(selector, labels_of(pod_template(one(docs, "Deployment"))))
+
+
+def test_a_gate_selector_that_misses_the_app_pods_is_refused(helm: Helm) -> None:
+    # A hook that selects no pod lets every upgrade through at once: refused at render.
+    message = helm.template_error({"nameOverride": "api"})
+    assert f"gate.selector.matchLabels.{NAME} renders " in message
+    assert "the hook would not gate them" in message
+    message = helm.template_error({"gate": {"selector": {"matchLabels": {"tier": "web"}}}})
+    assert "gate.selector.matchLabels.tier" in message
+    # Off, there is no hook to miss them.
+    assert one(helm.template({"nameOverride": "api", "gate": {"enabled": False}}), "Deployment")

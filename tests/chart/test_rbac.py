@@ -1,7 +1,9 @@
 """The hook's RBAC is least privilege, and the app gets no API access at all.
 
-The hook only lists: pods (their IPs, their template hash) and ReplicaSets (a
-replacement pod not created yet counts too). It never gets, watches or writes.
+The hook lists pods (their IPs, their template hash) and ReplicaSets (a
+replacement pod not created yet counts too), and gets one ConfigMap by name
+(the pod template the upgrade rolls out, gate.skipUnchangedPods). It never
+watches or writes.
 
 Its identity (ServiceAccount, Role, RoleBinding) is rendered twice: as regular
 objects of the release, and as hooks for the upgrades where those cannot serve
@@ -41,6 +43,12 @@ RBAC_KINDS = ("ServiceAccount", "Role", "RoleBinding")
 RULES = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
     {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps"],
+        "resourceNames": ["rel-upgrade-gate-template"],
+        "verbs": ["get"],
+    },
 ]
 
 
@@ -60,6 +68,14 @@ def test_each_identity_is_one_role_listing_pods_and_replicasets_only(
     assert len(find(everything, "Role")) == 2
     for role in both(everything, "Role"):
         assert role["rules"] == RULES
+    # The ConfigMap it may read is the one the chart renders for it.
+    assert one(everything, "ConfigMap")["metadata"]["name"] == RULES[2]["resourceNames"][0]
+
+
+def test_gating_every_pod_reads_no_configmap(helm: Helm) -> None:
+    docs = helm.template({"gate": {"skipUnchangedPods": False}})
+    for role in both(docs, "Role"):
+        assert role["rules"] == RULES[:2]
 
 
 def test_the_regular_identity_is_not_a_hook_and_the_other_one_is(
@@ -88,7 +104,11 @@ def test_no_wildcard_or_write_verb_anywhere(everything: list[Manifest]) -> None:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs", "resourceNames"):
                 assert "*" not in rule.get(field, []), (role["metadata"]["name"], field)
-            assert set(rule["verbs"]) == {"list"}, "the hook never gets, watches or writes"
+            if rule["verbs"] == ["get"]:  # one object, by name
+                assert rule["resources"] == ["configmaps"]
+                assert len(rule["resourceNames"]) == 1
+                continue
+            assert set(rule["verbs"]) == {"list"}, "the hook never watches or writes"
             assert "secrets" not in rule["resources"], "the token comes from env, not the API"
 
 
@@ -141,10 +161,11 @@ GROUPS = {"CoreV1Api": "", "AppsV1Api": "apps"}
 # The hook's own client (upgrade_gate/hook/kubeapi.py) names API paths: /api/v1/... or
 # /apis/GROUP/V/...
 API_PATH = re.compile(
-    r"^/api(?:s/(?P<group>[a-z0-9.-]+))?/v[0-9a-z]+/namespaces/\{\}/(?P<resource>[a-z]+)$"
+    r"^/api(?:s/(?P<group>[a-z0-9.-]+))?/v[0-9a-z]+/namespaces/\{\}/(?P<resource>[a-z]+)"
+    r"(?:/\{\})?$"
 )
 # Its methods, by the verb each one needs.
-PATH_VERBS = {"_list": "list", "list": "list"}
+PATH_VERBS = {"_list": "list", "list": "list", "get": "get"}
 
 
 def _path_of(node: ast.expr) -> str | None:
@@ -202,7 +223,11 @@ def test_the_role_grants_exactly_what_the_hook_calls(everything: list[Manifest])
     # Least privilege that still works: a call the Role lacks fails every
     # upgrade with exit 3 (forbidden); a grant no call uses is privilege for nothing.
     calls = api_calls()
-    assert calls == {("", "pods", "list"), ("apps", "replicasets", "list")}, "the hook changed"
+    assert calls == {
+        ("", "pods", "list"),
+        ("apps", "replicasets", "list"),
+        ("", "configmaps", "get"),
+    }, "the hook changed"
     for role in find(everything, "Role"):
         granted = {
             (group, resource, verb)

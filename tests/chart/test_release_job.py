@@ -25,6 +25,7 @@ from tests.chart.helm import (
     hooks,
     hooks_running,
     pod_template,
+    rolled_out,
     template_hash,
 )
 from upgrade_gate.hook.cli import build_parser
@@ -59,8 +60,10 @@ def test_the_release_job_exists_only_where_there_are_fences_to_lift(
     assert len(release_jobs(docs)) == int(expected)
     # The hook's identity is created on post-rollback for the release Job and
     # for nothing else: an empty hook phase on every rollback is noise at best.
+    # So is the ConfigMap naming the template rolled back to (skipUnchangedPods).
     on_post_rollback = [doc["kind"] for doc in hooks(docs) if "post-rollback" in hook_events(doc)]
-    assert sorted(on_post_rollback) == (sorted([*RBAC_KINDS, "Job"]) if expected else [])
+    template = [] if gate_values.get("skipUnchangedPods") is False else ["ConfigMap"]
+    assert sorted(on_post_rollback) == (sorted([*RBAC_KINDS, *template, "Job"]) if expected else [])
 
 
 def test_it_runs_after_a_rollback_only(default_render: list[Manifest]) -> None:
@@ -156,7 +159,15 @@ def test_the_hook_program_accepts_the_rendered_arguments(
     assert parsed.command == "release"
     assert parsed.selector == flag(container(gate_hook(docs), "gate")["args"], "--selector")
     assert parsed.port == "management,http"
-    assert parsed.template_hash == template_hash(docs)
+    # The template the rollback goes back to, from the ConfigMap of the same revision;
+    # with gate.skipUnchangedPods false, none: every pod's fence is lifted (a pod the
+    # rollback replaces is terminating, and refuses work on SIGTERM anyway).
+    if values.get("gate", {}).get("skipUnchangedPods", True):
+        assert parsed.template_from == f"{RELEASE}-upgrade-gate-template"
+        assert rolled_out(docs, job) == (template_hash(docs), 2)
+    else:
+        assert parsed.template_from is None
+        assert rolled_out(docs, job) is None
     assert parsed.namespace is None, "the namespace comes from the ServiceAccount"
     assert parsed.token_env == "UPGRADE_GATE_TOKEN"
 
@@ -170,6 +181,8 @@ def test_exact_release_command(default_render: list[Manifest]) -> None:
         "app.kubernetes.io/name=upgrade-gate",
         "--port",
         "management,http",
-        "--template-hash",
-        template_hash(default_render),
+        "--template-from",
+        f"{RELEASE}-upgrade-gate-template",
+        "--template-revision",
+        "1",
     ]

@@ -28,7 +28,9 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"app": {"shutdownTimeoutSeconds": "5m"}}, "/app/shutdownTimeoutSeconds"),
     ({"app": {"preStopSleepSeconds": -1}}, "/app/preStopSleepSeconds"),
     ({"app": {"threads": 1}}, "/app/threads"),
-    ({"drainToken": {"value": "short"}}, "/drainToken/value"),
+    ({"gate": {"drainToken": {"value": "short"}}}, "/gate/drainToken/value"),
+    # Moved under gate (the gate's, from the dependency): refused, not ignored.
+    ({"drainToken": {"value": "x" * 32}}, "drainToken"),
     ({"gate": {"enabled": "yes"}}, "/gate/enabled"),
     # "false" as a string is truthy in a template: it would keep the feature on.
     ({"gate": {"skipUnchangedPods": "false"}}, "/gate/skipUnchangedPods"),
@@ -49,7 +51,8 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"gate": {"image": {"pullPolicy": "Sometimes"}}}, "/gate/image/pullPolicy"),
     # The hook has no image to fall back on: the app's carries no hook.
     ({"gate": {"image": {"repository": ""}}}, "/gate/image/repository"),
-    ({"gate": {"image": {"repository": None}}}, "/gate/image"),
+    # Required by the dependency's own schema, which helm checks under the alias gate.
+    ({"gate": {"image": {"repository": None}}}, "repository"),
     ({"gate": {"image": {"repository": "Registry.example/Hook"}}}, "/gate/image/repository"),
     ({"gate": {"image": {"repository": "registry.example/hook/"}}}, "/gate/image/repository"),
     ({"gate": {"image": {"tag": 2}}}, "/gate/image/tag"),
@@ -81,8 +84,8 @@ ACCEPTED: list[dict[str, Any]] = [
     {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}},
     {"image": {"repository": "registry.example:5000/team/app", "tag": "1.2.3-rc.1"}},
     {"gate": {"image": {"repository": "registry.example:5000/team/hook", "tag": "1.2.3"}}},
-    {"gate": {"image": {"tag": "", "digest": "sha256:" + "c" * 64, "pullPolicy": ""}}},
-    {"drainToken": {"existingSecret": "my-token", "key": "drain.token"}},
+    {"gate": {"image": {"tag": "", "digest": "sha256:" + "c" * 64, "pullPolicy": "Always"}}},
+    {"gate": {"drainToken": {"existingSecret": "my-token", "key": "drain.token"}}},
     {"global": {"anything": True}},
 ]
 
@@ -145,7 +148,6 @@ NULLED: list[tuple[dict[str, Any], str]] = [
     ({"app": {"threads": None}}, "threads"),
     ({"replicaCount": None}, "replicaCount"),
     ({"podSecurityContext": None}, "podSecurityContext"),
-    ({"gate": None}, "gate"),
 ]
 
 
@@ -156,3 +158,29 @@ def test_a_null_value_is_refused_not_read_as_false(
     message = helm.template_error(values)
     assert "schema" in message
     assert key in message
+
+
+def test_the_gate_schema_is_the_dependencys_without_its_required() -> None:
+    # Helm checks the gate's values with the dependency's own schema, required keys
+    # included, once its defaults are in; this chart's copy names the same keys (a typo
+    # is refused with the path /gate/...), and requires only what its own values.yaml
+    # sets, as `helm lint` does not merge the dependency's defaults in.
+    def without_required(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: without_required(v) for k, v in node.items() if k != "required"}
+        if isinstance(node, list):
+            return [without_required(v) for v in node]
+        return node
+
+    gate = json.loads((CHART / "values.schema.json").read_text())["properties"]["gate"]
+    dependency = json.loads((CHART / "charts/upgrade-gate-hook/values.schema.json").read_text())
+    assert without_required(gate["properties"]) == without_required(dependency["properties"])
+    assert gate["additionalProperties"] is dependency["additionalProperties"] is False
+    assert set(gate["required"]) <= set(dependency["required"])
+
+
+def test_a_null_gate_is_refused(helm: Helm) -> None:
+    # Helm fills gate back in with the dependency's defaults, whose selector is empty:
+    # refused by the gate's own check, in one line, rather than a gate of no pods.
+    message = helm.template_error({"gate": None})
+    assert "gate: selector.matchLabels is empty" in message

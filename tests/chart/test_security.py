@@ -89,10 +89,13 @@ def test_the_hook_as_a_bare_pod_is_restricted(helm: Helm) -> None:
 
 def test_security_values_merge_key_by_key(helm: Helm) -> None:
     # Changing one field must not drop the others (Helm merges maps): a user
-    # setting runAsUser keeps seccomp and the dropped capabilities.
-    docs = helm.template(
-        {"podSecurityContext": {"runAsUser": 20000}, "securityContext": {"privileged": False}}
-    )
+    # setting runAsUser keeps seccomp and the dropped capabilities. The hook pods'
+    # are the gate's own (gate.podSecurityContext, gate.securityContext).
+    contexts = {
+        "podSecurityContext": {"runAsUser": 20000},
+        "securityContext": {"privileged": False},
+    }
+    docs = helm.template({**contexts, "gate": contexts})
     for workload, pick in WORKLOADS.items():
         spec = pod_template(pick(docs))["spec"]
         assert spec["securityContext"]["runAsUser"] == 20000, workload

@@ -1,10 +1,11 @@
 """The pod template's hash: on the app pods, and given to the hook Jobs.
 
 The hook does not gate a pod whose ``upgrade-gate/template-hash`` annotation
-equals the ``--template-hash`` it is given: the upgrade does not replace that
-pod. So the hash must change with every change to the pod template (or the
-hook lets the upgrade kill work on a pod it never gated) and with nothing else
-(or a config-only upgrade fences pods for nothing, and the annotation itself
+equals the hash it is given (in the ConfigMap its ``--template-from`` names, of
+its ``--template-revision``): the upgrade does not replace that pod. So the
+hash must change with every change to the pod template (or the hook lets the
+upgrade kill work on a pod it never gated) and with nothing else (or a
+config-only upgrade fences pods for nothing, and the annotation itself
 would roll them). The reference is the rendered pod template: two renders
 whose pod templates are equal, the hash aside, must carry the same hash, and
 two whose templates differ must not.
@@ -25,11 +26,12 @@ from tests.chart.helm import (
     Manifest,
     chart_copy,
     container,
-    flag,
+    find,
     gate_hook,
     one,
     pod_template,
     release_job,
+    rolled_out,
     template_hash,
 )
 
@@ -45,7 +47,6 @@ CONFIG_ONLY: dict[str, dict[str, Any]] = {
     "gate.preRollback": {"gate": {"preRollback": True}},
     "gate.skipUnchangedPods": {"gate": {"skipUnchangedPods": False}},
     "gate.releaseOnRollback": {"gate": {"releaseOnRollback": False}},
-    "gate.enabled": {"gate": {"enabled": False}},
     "gate.image": {"gate": {"image": {"repository": "hook", "tag": "9"}}},
     "gate.resources": {"gate": {"resources": {"requests": {"cpu": "1"}}}},
     "gate.podAnnotations": {"gate": {"podAnnotations": {"a": "b"}}},
@@ -81,8 +82,10 @@ POD_TEMPLATE: dict[str, dict[str, Any]] = {
     "tolerations": {"tolerations": [{"key": "k", "operator": "Exists"}]},
     "priorityClassName": {"priorityClassName": "high"},
     "imagePullSecrets": {"imagePullSecrets": [{"name": "pull"}]},
-    "drainToken.value": {"drainToken": {"value": "t" * 32}},
-    "drainToken.existingSecret": {"drainToken": {"existingSecret": "ops-token"}},
+    "gate.drainToken.value": {"gate": {"drainToken": {"value": "t" * 32}}},
+    "gate.drainToken.existingSecret": {"gate": {"drainToken": {"existingSecret": "ops-token"}}},
+    # The drain token comes with the gate: off, the app's pods have none to read.
+    "gate.enabled": {"gate": {"enabled": False}},
 }
 
 
@@ -162,7 +165,8 @@ def test_a_new_chart_version_changes_the_hash(helm: Helm) -> None:
     # The chart's version is in the pod labels: its pods are replaced, so gated.
     with chart_copy() as old_chart:
         chart_yaml = old_chart / "Chart.yaml"
-        chart_yaml.write_text(chart_yaml.read_text().replace("version: 0.1.0", "version: 0.0.1"))
+        text = chart_yaml.read_text().replace("\nversion: 0.1.0", "\nversion: 0.0.1")
+        chart_yaml.write_text(text)
         old = helm.template(chart=old_chart)
     assert pod_template(one(old, "Deployment"))["metadata"]["labels"]["helm.sh/chart"] == (
         "upgrade-gate-0.0.1"
@@ -178,26 +182,34 @@ def test_the_jobs_get_the_hash_the_pods_carry(helm: Helm, values: dict[str, Any]
     docs = helm.template(values)
     expected = template_hash(docs)
     for job in (gate_hook(docs), release_job(docs)):
-        assert flag(container(job, "gate")["args"], "--template-hash") == expected, job["metadata"][
-            "name"
-        ]
+        found = rolled_out(docs, job)
+        assert found is not None, job["metadata"]["name"]
+        assert found[0] == expected, job["metadata"]["name"]
 
 
 @pytest.mark.parametrize("replicas", [0, 1, 2, 7])
 def test_the_gate_gets_the_replicas_the_upgrade_keeps(helm: Helm, replicas: int) -> None:
     docs = helm.template({"replicaCount": replicas})
     assert one(docs, "Deployment")["spec"]["replicas"] == replicas
-    assert flag(container(gate_hook(docs), "gate")["args"], "--replicas") == str(replicas)
+    assert rolled_out(docs, gate_hook(docs)) == (template_hash(docs), replicas)
 
 
-def test_gating_every_pod_drops_both_flags(helm: Helm) -> None:
+def test_gating_every_pod_drops_the_template(helm: Helm) -> None:
     docs = helm.template({"gate": {"skipUnchangedPods": False}})
-    args = container(gate_hook(docs), "gate")["args"]
-    assert "--template-hash" not in args
-    assert "--replicas" not in args
-    # The pods still carry the hash, for the next upgrade that uses it, and the
-    # release Job still needs it to find the pods that stay.
+    for job in (gate_hook(docs), release_job(docs)):
+        args = container(job, "gate")["args"]
+        assert not {"--template-hash", "--replicas", "--template-from"} & set(args)
+        assert rolled_out(docs, job) is None
+    assert find(docs, "ConfigMap") == []
+    # The pods still carry the hash, for the next upgrade that uses it.
     assert re.fullmatch(r"[0-9a-f]{16}", template_hash(docs))
-    assert flag(container(release_job(docs), "gate")["args"], "--template-hash") == (
-        template_hash(docs)
-    )
+
+
+def test_the_configmap_is_of_the_revision_the_hook_expects(helm: Helm) -> None:
+    # A ConfigMap left by a failed upgrade is of another revision: the hook gates every pod.
+    docs = helm.template()
+    (configmap,) = find(docs, "ConfigMap")
+    stale = copy.deepcopy(configmap)
+    stale["data"]["revision"] = "0"
+    assert rolled_out(docs, gate_hook(docs)) is not None
+    assert rolled_out([d for d in docs if d is not configmap] + [stale], gate_hook(docs)) is None
