@@ -322,9 +322,10 @@ class KubernetesSource:
         from upgrade_gate.hook.kubeapi import ApiError, ConfigError
 
         name = self.template_from
-        path = f"/api/v1/namespaces/{self.namespace}/configmaps/{name}"
         try:
-            item = self.api.get(path, self.request_timeout)
+            item = self.api.get(
+                f"/api/v1/namespaces/{self.namespace}/configmaps/{name}", self.request_timeout
+            )
         except ConfigError as exc:
             raise MisconfiguredError(str(exc)) from None
         except ApiError as exc:
