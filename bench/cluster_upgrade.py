@@ -92,7 +92,8 @@ FLOOR_META = """\
 metadata:
   name: {{ include "upgrade-gate.fullname" . }}-floor
   labels:
-    {{- include "upgrade-gate.hookLabels" . | nindent 4 }}
+    {{- include "upgrade-gate.labels" . | nindent 4 }}
+    app.kubernetes.io/component: upgrade-gate
   annotations:
     helm.sh/hook: pre-upgrade
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
