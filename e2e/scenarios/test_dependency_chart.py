@@ -127,3 +127,33 @@ def test_a_chart_of_its_own_is_gated_through_the_dependency(
     assert new.metadata.uid != uid
     answer = stage.kube.call(stage.namespace, new.metadata.name, "GET", "/version")
     assert answer.body.get("version") == "v2", answer
+
+
+def test_a_config_only_upgrade_of_a_chart_of_its_own_holds_no_worker(
+    stage: Stage, each_helm: Helm, tmp_path: Path
+) -> None:
+    """The example hands its pod template to the gate (gate-template.yaml): an upgrade that
+    changes only the gate's settings replaces no worker, so the hook, reading the template's
+    ConfigMap, neither waits for the busy worker nor fences it."""
+    chart = build_example(stage.helm, tmp_path)
+    stage.helm.install(stage.release, stage.namespace, values(stage, "v1"), chart_dir=chart)
+    (worker,) = wait_for(
+        lambda: (pods := workers(stage)) and len(pods) == 1 and is_ready(pods[0]) and pods,
+        timeout=120,
+        what="the worker Ready after install",
+    )
+    name, uid = worker.metadata.name, worker.metadata.uid
+    op_id = stage.start_operation(name, 120)  # would hold the upgrade for minutes if gated
+    config_only = values(stage, "v1")
+    config_only["upgrade-gate-hook"] = {**config_only["upgrade-gate-hook"], "timeoutSeconds": 80}
+    upgrade = stage.helm.upgrade_in_background(
+        stage.release, stage.namespace, config_only, HELM_TIMEOUT, chart_dir=chart
+    )
+    stage.background.append(upgrade)
+    assert stage.finish(upgrade, timeout=120, label="config-only upgrade") == 0, upgrade.output
+    assert "runs the new pod template already: not replaced, not gated" in upgrade.output, (
+        upgrade.output
+    )
+    assert operation_state(stage, name, op_id) == "running"
+    assert not stage.kube.is_fenced(stage.namespace, name)
+    assert [p.metadata.uid for p in workers(stage)] == [uid]

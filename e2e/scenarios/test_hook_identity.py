@@ -70,7 +70,8 @@ def test_a_hook_that_needs_other_rights_brings_its_own_identity(
     # new hook, which also lists ReplicaSets, would exit 3 (forbidden) as it.
     chart = tmp_path / "chart"
     shutil.copytree(CHART, chart)
-    helpers = chart / "templates" / "_helpers.tpl"
+    # The hook's rules are the gate's: the dependency in the chart's charts/ (alias gate).
+    helpers = chart / "charts" / "upgrade-gate-hook" / "templates" / "_helpers.tpl"
     text = helpers.read_text()
     fewer = text.replace(REPLICASETS_RULE, "")
     assert fewer != text, "the chart's rule for ReplicaSets is not where this test expects it"
@@ -83,7 +84,7 @@ def test_a_hook_that_needs_other_rights_brings_its_own_identity(
     # The upgrade applied the chart's Role: the next upgrade runs as it.
     name = IDENTITY.format(release=stage.release)
     role = stage.kube.rbac.read_namespaced_role(name, stage.namespace)
-    assert {r.resources[0] for r in role.rules} == {"pods", "replicasets"}
+    assert {r.resources[0] for r in role.rules} == {"pods", "replicasets", "configmaps"}
     _upgrade(stage, "v1")
     assert _accounts(_hooks(stage)) == {name}
 
