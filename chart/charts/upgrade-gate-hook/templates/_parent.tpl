@@ -49,7 +49,7 @@ And, so that the hook skips the pods an upgrade does not replace
 Pod annotations: a checksum of the drain token's settings, so that the pods
 restart (and read the new token) when drainToken changes. Without it, pods
 keep the old token and refuse the next hook's fence: that upgrade fails at
-the gate's deadline, safely.
+once, safely, and the hook names the token that differs.
 */}}
 {{- define "upgrade-gate-hook.podAnnotations" -}}
 {{- include "upgrade-gate-hook.forParent" (dict "context" . "name" "upgrade-gate-hook.podAnnotationsOf") }}
@@ -63,8 +63,8 @@ checksum/upgrade-gate-token: {{ include "upgrade-gate-hook.tokenChecksum" . }}
 The app container's env entry naming the token file (the upgrade_gate
 library reads $UPGRADE_GATE_TOKEN_FILE), with tokenVolumeMount and
 tokenVolume. Without them the app has no token, refuses every fence (403),
-and every upgrade fails at the gate's deadline, safely (fence: false waits
-without fencing instead).
+and every upgrade fails at once, safely, the hook naming the missing token
+(fence: false waits without fencing instead).
 */}}
 {{- define "upgrade-gate-hook.tokenEnv" -}}
 {{- include "upgrade-gate-hook.forParent" (dict "context" . "name" "upgrade-gate-hook.tokenEnvOf") }}
