@@ -36,10 +36,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 TEMPLATE_HASH_ANNOTATION = "upgrade-gate/template-hash"
+T = TypeVar("T")
 # The keys of a --template-from ConfigMap's data (chart/charts/upgrade-gate-hook).
 TEMPLATE_KEYS = ("template-hash", "replicas", "revision")
 _TEMPLATE_HASH = re.compile(r"[0-9a-f]{16}")
@@ -317,33 +318,24 @@ class KubernetesSource:
         """``template_hash`` and ``replicas`` from the ``template_from`` ConfigMap, once."""
         if self._template_read:
             return
-        from urllib3.exceptions import HTTPError
-
-        from upgrade_gate.hook.kubeapi import ApiError, ConfigError
+        from upgrade_gate.hook.kubeapi import ApiError
 
         name = self.template_from
         try:
-            item = self.api.get(
-                f"/api/v1/namespaces/{self.namespace}/configmaps/{name}", self.request_timeout
+            item = self._api(
+                # The path written at the call: tests/chart/test_rbac.py reads it from here.
+                lambda: self.api.get(
+                    f"/api/v1/namespaces/{self.namespace}/configmaps/{name}", self.request_timeout
+                ),
+                verb="get",
+                resource="configmaps",
+                target=f"configmap {name!r}",
+                failed=f"getting configmap {name}",
             )
-        except ConfigError as exc:
-            raise MisconfiguredError(str(exc)) from None
-        except ApiError as exc:
-            if exc.status == 404:
-                self._template_read = True
-                log.info(
-                    "no ConfigMap %s (the chart passes no pod template): every pod is gated", name
-                )
-                return
-            if exc.status in (401, 403):
-                raise ForbiddenError(
-                    f"forbidden: cannot get configmap {name!r} in namespace {self.namespace!r}; "
-                    f"the hook's ServiceAccount needs verb 'get' on resource 'configmaps' "
-                    f"(API: {exc.message})"
-                ) from None
-            raise SourceError(f"getting configmap {name} failed: {exc}") from exc
-        except (HTTPError, OSError) as exc:
-            raise SourceError(f"Kubernetes API unreachable: {exc}") from exc
+        except ApiError:  # _api lets only a get's 404 through: there is none
+            self._template_read = True
+            log.info("no ConfigMap %s (the chart passes no pod template): every pod is gated", name)
+            return
         template_hash, replicas, revision = _template_data(name, item)
         self._template_read = True
         if self.template_revision is not None and revision != self.template_revision:
@@ -427,22 +419,39 @@ class KubernetesSource:
         return missing
 
     def _list(self, resource: str, path: str) -> list[dict[str, Any]]:
+        return self._api(
+            lambda: self.api.list(path, self.selector, self.request_timeout),
+            verb="list",
+            resource=resource,
+            target=resource,
+            failed=f"listing {resource}",
+        )
+
+    def _api(
+        self, call: Callable[[], T], *, verb: str, resource: str, target: str, failed: str
+    ) -> T:
+        """``call()``, its failures as this module's errors: no usable kubeconfig
+        (MisconfiguredError), a refusal for want of RBAC (ForbiddenError naming ``verb`` and
+        ``resource``), any other answer or the API server away (SourceError: the caller
+        retries). A ``get``'s 404 comes through as the ApiError: the caller decides."""
         from urllib3.exceptions import HTTPError
 
         from upgrade_gate.hook.kubeapi import ApiError, ConfigError
 
         try:
-            return self.api.list(path, self.selector, self.request_timeout)
+            return call()
         except ConfigError as exc:
             raise MisconfiguredError(str(exc)) from None
         except ApiError as exc:
+            if exc.status == 404 and verb == "get":
+                raise
             if exc.status in (401, 403):
                 raise ForbiddenError(
-                    f"forbidden: cannot list {resource} in namespace {self.namespace!r}; the "
-                    f"hook's ServiceAccount needs verb 'list' on resource '{resource}' (API: "
+                    f"forbidden: cannot {verb} {target} in namespace {self.namespace!r}; the "
+                    f"hook's ServiceAccount needs verb '{verb}' on resource '{resource}' (API: "
                     f"{exc.message})"
                 ) from None
-            raise SourceError(f"listing {resource} failed: {exc}") from exc
+            raise SourceError(f"{failed} failed: {exc}") from exc
         except (HTTPError, OSError) as exc:
             # The API server itself being away is transient: the caller retries.
             raise SourceError(f"Kubernetes API unreachable: {exc}") from exc
