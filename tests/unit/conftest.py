@@ -121,6 +121,14 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def answer_text(self, status: int, text: bytes) -> None:
+        """A plain-text answer: what a router's own 404 or a proxy's page looks like."""
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
+
     def log_message(self, *args: object) -> None:
         pass
 

@@ -66,12 +66,9 @@ class _Demo(JsonHandler):
 
     def _missing(self) -> None:
         status = type(self).missing
-        text = b"404 page not found" if status == 404 else b"405 method not allowed"
-        self.send_response(status)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
+        self.answer_text(
+            status, b"404 page not found" if status == 404 else b"405 method not allowed"
+        )
 
 
 @pytest.fixture
@@ -205,12 +202,7 @@ class _Mesh(JsonHandler):
         cls.first_denial = cls.first_denial or now
         if now - cls.first_denial > 2 * MISSING_FOR:
             cls.denied_long.set()
-        text = b"RBAC: access denied"
-        self.send_response(403)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
+        self.answer_text(403, b"RBAC: access denied")
 
     def do_DELETE(self) -> None:
         self.answer(200, {"upgradeable": True, "draining": False, "running": []})
@@ -283,12 +275,7 @@ class _Restarting(JsonHandler):
             self.answer(200, {"upgradeable": True, "draining": True, "running": []})
             return
         type(self).asked_status.set()
-        text = b"upstream connect error"
-        self.send_response(503)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(text)))
-        self.end_headers()
-        self.wfile.write(text)
+        self.answer_text(503, b"upstream connect error")
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
