@@ -37,13 +37,21 @@ suffix and the pod suffixes Kubernetes adds; a longer one keeps a digest.
 {{- printf "%s-gate" (include "upgrade-gate-hook.fullname" .) }}
 {{- end }}
 
-{{- define "upgrade-gate-hook.releaseJobName" -}}
-{{- $full := include "upgrade-gate-hook.fullname" . }}
-{{- $name := printf "%s-release" $full }}
+{{/*
+<fullname>-<suffix> within 58 characters (a Job's name must leave room for the
+pod suffix in its job-name label); a longer one keeps a digest of the fullname.
+*/}}
+{{- define "upgrade-gate-hook.cutName" -}}
+{{- $full := include "upgrade-gate-hook.fullname" .root }}
+{{- $name := printf "%s-%s" $full .suffix }}
 {{- if gt (len $name) 58 }}
-{{- $name = printf "%s-%s-release" ($full | trunc 41 | trimSuffix "-") (sha256sum $full | trunc 8) }}
+{{- $name = printf "%s-%s-%s" ($full | trunc (sub 48 (len .suffix) | int) | trimSuffix "-") (sha256sum $full | trunc 8) .suffix }}
 {{- end }}
 {{- $name }}
+{{- end }}
+
+{{- define "upgrade-gate-hook.releaseJobName" -}}
+{{- include "upgrade-gate-hook.cutName" (dict "root" . "suffix" "release") }}
 {{- end }}
 
 {{/*
@@ -51,12 +59,7 @@ The ConfigMap that tells the hook which pod template the upgrade rolls out
 (templateConfigMap, for the parent). Cut to 58 as the release Job's name is.
 */}}
 {{- define "upgrade-gate-hook.templateName" -}}
-{{- $full := include "upgrade-gate-hook.fullname" . }}
-{{- $name := printf "%s-template" $full }}
-{{- if gt (len $name) 58 }}
-{{- $name = printf "%s-%s-template" ($full | trunc 40 | trimSuffix "-") (sha256sum $full | trunc 8) }}
-{{- end }}
-{{- $name }}
+{{- include "upgrade-gate-hook.cutName" (dict "root" . "suffix" "template") }}
 {{- end }}
 
 {{/*
