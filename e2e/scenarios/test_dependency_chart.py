@@ -59,6 +59,18 @@ def workers(stage: Stage) -> list[Any]:
     return [p for p in pods if p.metadata.deletion_timestamp is None]
 
 
+def install_example(stage: Stage, tmp_path: Path) -> tuple[Path, Any]:
+    """The example built and installed at v1; its chart and its one worker, Ready."""
+    chart = build_example(stage.helm, tmp_path)
+    stage.helm.install(stage.release, stage.namespace, values(stage, "v1"), chart_dir=chart)
+    (worker,) = wait_for(
+        lambda: (pods := workers(stage)) and len(pods) == 1 and is_ready(pods[0]) and pods,
+        timeout=120,
+        what="the worker Ready after install",
+    )
+    return chart, worker
+
+
 def operation_state(stage: Stage, pod: str, op_id: str) -> str | None:
     records = stage.kube.operations(stage.namespace, pod) or []
     return next((r["state"] for r in records if r["id"] == op_id), None)
@@ -67,13 +79,7 @@ def operation_state(stage: Stage, pod: str, op_id: str) -> str | None:
 def test_a_chart_of_its_own_is_gated_through_the_dependency(
     stage: Stage, each_helm: Helm, tmp_path: Path
 ) -> None:
-    chart = build_example(stage.helm, tmp_path)
-    stage.helm.install(stage.release, stage.namespace, values(stage, "v1"), chart_dir=chart)
-    (old,) = wait_for(
-        lambda: (pods := workers(stage)) and len(pods) == 1 and is_ready(pods[0]) and pods,
-        timeout=120,
-        what="the worker Ready after install",
-    )
+    chart, old = install_example(stage, tmp_path)
     name, uid = old.metadata.name, old.metadata.uid
     with stage.recording(f"a chart of its own, gated by the dependency ({stage.helm.name})"):
         op_id = stage.start_operation(name, OPERATION_SECONDS)
@@ -135,13 +141,7 @@ def test_a_config_only_upgrade_of_a_chart_of_its_own_holds_no_worker(
     """The example hands its pod template to the gate (gate-template.yaml): an upgrade that
     changes only the gate's settings replaces no worker, so the hook, reading the template's
     ConfigMap, neither waits for the busy worker nor fences it."""
-    chart = build_example(stage.helm, tmp_path)
-    stage.helm.install(stage.release, stage.namespace, values(stage, "v1"), chart_dir=chart)
-    (worker,) = wait_for(
-        lambda: (pods := workers(stage)) and len(pods) == 1 and is_ready(pods[0]) and pods,
-        timeout=120,
-        what="the worker Ready after install",
-    )
+    chart, worker = install_example(stage, tmp_path)
     name, uid = worker.metadata.name, worker.metadata.uid
     op_id = stage.start_operation(name, 120)  # would hold the upgrade for minutes if gated
     config_only = values(stage, "v1")
